@@ -1,0 +1,42 @@
+/**
+ * The broker seam, in the manner of socket.io's adapter: the gateway and the
+ * publisher only see this interface. NATS is the production implementation;
+ * the memory broker is the embedded default when NATS_URL is unset.
+ */
+
+export interface BrokerMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  /** Value of a message header, or undefined. */
+  header(name: string): string | undefined;
+}
+
+export type MessageHandler = (msg: BrokerMessage) => void;
+
+export interface BrokerSubscription {
+  unsubscribe(): void;
+}
+
+export type BrokerStatus = "connected" | "disconnected" | "closed";
+
+export interface Broker {
+  readonly kind: "memory" | "nats";
+  /** True while messages can be published and received. */
+  readonly connected: boolean;
+  /** Called on every status change; returns a function that removes the listener. */
+  onStatus(listener: (status: BrokerStatus) => void): () => void;
+  /**
+   * Subscribes to one concrete subject. Subscriptions survive reconnects: the
+   * implementation re-establishes them when the connection comes back.
+   */
+  subscribe(subject: string, handler: MessageHandler): BrokerSubscription;
+  /**
+   * Publishes and resolves once the broker has accepted the message; rejects
+   * with BrokerUnavailableError when disconnected, so callers never drop
+   * messages silently.
+   */
+  publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void>;
+  /** Stops delivery after in-flight messages are handled, then closes. */
+  drain(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,234 @@
+/**
+ * The NATS implementation of Broker: the only module that imports `nats`.
+ *
+ * It listens immediately and connects in the background (so /healthz answers
+ * while NATS is still starting), reconnects forever with capped exponential
+ * backoff plus jitter, and lets nats.js replay SUBs after every reconnect, so
+ * a gateway resumes delivery without restarting.
+ */
+import { connect, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "nats";
+import { BrokerUnavailableError, type Logger } from "@herald/core";
+import type { Broker, BrokerMessage, BrokerStatus, BrokerSubscription, MessageHandler } from "./broker.js";
+
+export interface NatsBrokerOptions {
+  servers: string[];
+  name: string;
+  logger: Logger;
+  /** How long publish() waits for the server to confirm (PONG) before failing. */
+  publishTimeoutMs?: number;
+  /** Backoff bounds for reconnect attempts. */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+}
+
+export const NATS_DEFAULTS = {
+  publishTimeoutMs: 2000,
+  reconnectMinMs: 250,
+  reconnectMaxMs: 5000,
+} as const;
+
+class NatsMessage implements BrokerMessage {
+  constructor(private readonly msg: Msg) {}
+  get subject(): string {
+    return this.msg.subject;
+  }
+  get data(): Uint8Array {
+    return this.msg.data;
+  }
+  header(name: string): string | undefined {
+    const h = this.msg.headers;
+    if (!h) return undefined;
+    const v = h.get(name);
+    return v === "" ? undefined : v;
+  }
+}
+
+interface Entry {
+  subject: string;
+  handler: MessageHandler;
+  sub: Subscription | undefined;
+  active: boolean;
+}
+
+export class NatsBroker implements Broker {
+  readonly kind = "nats" as const;
+  private nc: NatsConnection | undefined;
+  private up = false;
+  private closing = false;
+  private readonly entries = new Set<Entry>();
+  private readonly listeners = new Set<(status: BrokerStatus) => void>();
+  private readonly opts: Required<NatsBrokerOptions>;
+  private attempt = 0;
+  private readonly ready: Promise<void>;
+
+  constructor(options: NatsBrokerOptions) {
+    this.opts = { ...NATS_DEFAULTS, ...options };
+    this.ready = this.connectLoop();
+  }
+
+  get connected(): boolean {
+    return this.up;
+  }
+
+  /** Resolves once the first connection is established (or the broker is closed). */
+  whenConnected(): Promise<void> {
+    return this.ready;
+  }
+
+  onStatus(listener: (status: BrokerStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private setStatus(status: BrokerStatus): void {
+    const up = status === "connected";
+    if (up === this.up && status !== "closed") return;
+    this.up = up;
+    for (const l of this.listeners) l(status);
+  }
+
+  private backoff(): number {
+    const { reconnectMinMs, reconnectMaxMs } = this.opts;
+    const ceiling = Math.min(reconnectMaxMs, reconnectMinMs * 2 ** Math.min(this.attempt++, 16));
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+
+  private async connectLoop(): Promise<void> {
+    const { logger } = this.opts;
+    // nats.js' own waitOnFirstConnect retries at a fixed interval; this loop
+    // gives the first connection the same backoff as later reconnects.
+    while (!this.closing) {
+      try {
+        this.nc = await connect({
+          servers: this.opts.servers,
+          name: this.opts.name,
+          maxReconnectAttempts: -1,
+          reconnectDelayHandler: () => this.backoff(),
+          pingInterval: 10_000,
+          maxPingOut: 3,
+          ignoreClusterUpdates: false,
+        });
+        break;
+      } catch (err) {
+        const delay = this.backoff();
+        logger.warn({ err: (err as Error).message, retryInMs: delay }, "NATS connect failed; retrying");
+        await new Promise((r) => setTimeout(r, delay).unref());
+      }
+    }
+    const nc = this.nc;
+    if (!nc || this.closing) {
+      await nc?.close().catch(() => {});
+      return;
+    }
+    this.attempt = 0;
+    logger.info({ server: nc.getServer() }, "NATS connected");
+    for (const entry of this.entries) this.attach(entry);
+    this.setStatus("connected");
+    void this.watch(nc);
+  }
+
+  private async watch(nc: NatsConnection): Promise<void> {
+    const { logger } = this.opts;
+    void nc.closed().then((err) => {
+      if (err) logger.error({ err: err.message }, "NATS connection closed with error");
+      this.setStatus("closed");
+    });
+    for await (const s of nc.status()) {
+      switch (s.type) {
+        case "disconnect":
+          logger.warn({ server: s.data }, "NATS disconnected; reconnecting");
+          this.setStatus("disconnected");
+          break;
+        case "reconnect":
+          this.attempt = 0;
+          logger.info({ server: s.data }, "NATS reconnected");
+          this.setStatus("connected");
+          break;
+        case "error":
+          logger.warn({ err: String(s.data) }, "NATS error");
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  private attach(entry: Entry): void {
+    if (!this.nc || !entry.active || entry.sub) return;
+    const handler = entry.handler;
+    const { logger } = this.opts;
+    entry.sub = this.nc.subscribe(entry.subject, {
+      callback: (err, msg) => {
+        if (err) {
+          logger.warn({ err: err.message, subject: entry.subject }, "NATS subscription error");
+          return;
+        }
+        handler(new NatsMessage(msg));
+      },
+    });
+  }
+
+  subscribe(subject: string, handler: MessageHandler): BrokerSubscription {
+    const entry: Entry = { subject, handler, sub: undefined, active: true };
+    this.entries.add(entry);
+    this.attach(entry);
+    return {
+      unsubscribe: () => {
+        if (!entry.active) return;
+        entry.active = false;
+        this.entries.delete(entry);
+        if (entry.sub && !this.nc?.isClosed()) entry.sub.unsubscribe();
+        entry.sub = undefined;
+      },
+    };
+  }
+
+  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void> {
+    const nc = this.nc;
+    if (!nc || !this.up || nc.isClosed() || nc.isDraining()) throw new BrokerUnavailableError();
+    let hdrs;
+    if (headers) {
+      hdrs = natsHeaders();
+      for (const [k, v] of Object.entries(headers)) hdrs.set(k, v);
+    }
+    try {
+      nc.publish(subject, data, hdrs ? { headers: hdrs } : undefined);
+    } catch (err) {
+      throw new BrokerUnavailableError(`publish failed: ${(err as Error).message}`, { cause: err });
+    }
+    // A flush round-trip confirms the server has the message, so a 202 from
+    // the publisher means NATS accepted it rather than "sat in a buffer".
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        nc.flush(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("flush timeout")), this.opts.publishTimeoutMs);
+        }),
+      ]);
+    } catch (err) {
+      throw new BrokerUnavailableError(`broker did not confirm the publish: ${(err as Error).message}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async drain(): Promise<void> {
+    this.closing = true;
+    const nc = this.nc;
+    if (!nc || nc.isClosed()) return;
+    if (!this.up) return this.close();
+    try {
+      await nc.drain();
+    } catch {
+      await this.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const nc = this.nc;
+    if (nc && !nc.isClosed()) await nc.close().catch(() => {});
+    this.setStatus("closed");
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Channel names and channel patterns (DESIGN.md "Channels").
+ *
+ * A channel is dot-separated tokens of [A-Za-z0-9_-], at most 16 tokens and
+ * 200 bytes. Because every byte is from that set, a valid channel can never
+ * carry a NATS wildcard, whitespace or an empty token into a subject.
+ */
+
+export const MAX_CHANNEL_TOKENS = 16;
+export const MAX_CHANNEL_BYTES = 200;
+
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/** Returns null when `channel` is a valid concrete channel, otherwise the reason. */
+export function channelProblem(channel: unknown): string | null {
+  if (typeof channel !== "string" || channel.length === 0) return "channel must be a non-empty string";
+  // Only ASCII is allowed, so string length equals byte length.
+  if (channel.length > MAX_CHANNEL_BYTES) return `channel is longer than ${MAX_CHANNEL_BYTES} bytes`;
+  const tokens = channel.split(".");
+  if (tokens.length > MAX_CHANNEL_TOKENS) return `channel has more than ${MAX_CHANNEL_TOKENS} tokens`;
+  for (const token of tokens) {
+    if (token.length === 0) return "channel has an empty token";
+    if (!TOKEN.test(token)) {
+      return token.includes("*") || token.includes(">")
+        ? "wildcards are not allowed in channel names"
+        : "channel tokens may only contain A-Z a-z 0-9 _ -";
+    }
+  }
+  return null;
+}
+
+export function isValidChannel(channel: unknown): channel is string {
+  return channelProblem(channel) === null;
+}
+
+/**
+ * A compiled list of NATS-style patterns (`*` one token, `>` one or more
+ * trailing tokens) as found in the `channels` and `publish` token claims.
+ */
+export class ChannelPatterns {
+  private readonly exact = new Set<string>();
+  private readonly wild: string[][] = [];
+
+  constructor(patterns: readonly string[]) {
+    for (const p of patterns) {
+      if (typeof p !== "string" || p.length === 0) continue;
+      if (p.includes("*") || p.includes(">")) this.wild.push(p.split("."));
+      else this.exact.add(p);
+    }
+  }
+
+  get empty(): boolean {
+    return this.exact.size === 0 && this.wild.length === 0;
+  }
+
+  matches(channel: string): boolean {
+    if (this.exact.has(channel)) return true;
+    if (this.wild.length === 0) return false;
+    const tokens = channel.split(".");
+    return this.wild.some((pattern) => matchTokens(pattern, tokens));
+  }
+}
+
+function matchTokens(pattern: readonly string[], tokens: readonly string[]): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i];
+    if (p === ">") return tokens.length > i; // '>' needs at least one more token
+    if (i >= tokens.length) return false;
+    if (p !== "*" && p !== tokens[i]) return false;
+  }
+  return pattern.length === tokens.length;
+}

@@ -1,0 +1,13 @@
+export * from "./auth.js";
+export * from "./channels.js";
+export * from "./close-codes.js";
+export * as read from "./config.js";
+export { LOG_LEVELS, type LogLevel } from "./config.js";
+export * from "./env.js";
+export * from "./errors.js";
+export * from "./headers.js";
+export * from "./logger.js";
+export * from "./metrics.js";
+export * from "./protocol.js";
+export * from "./subjects.js";
+export * from "./tracing.js";

@@ -1,0 +1,110 @@
+/**
+ * Every Prometheus metric Herald exports is defined here (DESIGN.md
+ * "Operations"): `herald_` prefix, base units, `_total` counters and only
+ * bounded label sets (never a user, channel or connection id).
+ * Each service instance gets its own registry so several can share a process.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export function newRegistry(): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+export type UpgradeReason =
+  | "ok"
+  | "missing_token"
+  | "invalid_token"
+  | "expired_token"
+  | "forbidden_origin"
+  | "ip_limit"
+  | "capacity"
+  | "draining";
+
+export function createGatewayMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    connectionsOpen: new Gauge({ name: "herald_connections_open", help: "WebSocket connections currently open", registers }),
+    upgrades: new Counter({
+      name: "herald_upgrades_total",
+      help: "WebSocket upgrade attempts by result and reason",
+      labelNames: ["result", "reason"] as const,
+      registers,
+    }),
+    brokerMessages: new Counter({ name: "herald_broker_messages_total", help: "Messages received from the broker", registers }),
+    deliveries: new Counter({ name: "herald_deliveries_total", help: "Message frames handed to sockets", registers }),
+    clientMessages: new Counter({
+      name: "herald_client_messages_total",
+      help: "Frames received from clients by type",
+      labelNames: ["type"] as const,
+      registers,
+    }),
+    errors: new Counter({
+      name: "herald_errors_total",
+      help: "Error frames and error closes sent to clients by code",
+      labelNames: ["code"] as const,
+      registers,
+    }),
+    slowConsumerCloses: new Counter({
+      name: "herald_slow_consumer_closes_total",
+      help: "Sockets closed with 4009 because their send buffer passed SLOW_CONSUMER_BYTES",
+      registers,
+    }),
+    disconnects: new Counter({
+      name: "herald_disconnects_total",
+      help: "Closed WebSocket connections by close code",
+      labelNames: ["code"] as const,
+      registers,
+    }),
+    brokerConnected: new Gauge({ name: "herald_broker_connected", help: "1 when the broker connection is up", registers }),
+    brokerSubscriptions: new Gauge({
+      name: "herald_broker_subscriptions",
+      help: "Broker subjects this process is subscribed to",
+      registers,
+    }),
+    deliveryLatency: new Histogram({
+      name: "herald_delivery_latency_seconds",
+      help: "Time from Herald-Published-At to the frame being handed to sockets",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+  };
+}
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
+
+/** Close codes worth their own label value; everything else is "other". */
+const KNOWN_CLOSE_CODES = new Set([1000, 1001, 1005, 1006, 1009, 4001, 4008, 4009]);
+export function closeCodeLabel(code: number): string {
+  return KNOWN_CLOSE_CODES.has(code) ? String(code) : "other";
+}
+
+export type PublisherRoute = "channel" | "user" | "other";
+
+export function createPublisherMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    requests: new Counter({
+      name: "herald_publisher_requests_total",
+      help: "Publisher HTTP requests by route and status",
+      labelNames: ["route", "status"] as const,
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: "herald_publisher_request_duration_seconds",
+      help: "Publisher HTTP request duration",
+      labelNames: ["route"] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    messages: new Counter({
+      name: "herald_publisher_messages_total",
+      help: "Messages accepted and published to the broker",
+      registers,
+    }),
+    brokerConnected: new Gauge({ name: "herald_broker_connected", help: "1 when the broker connection is up", registers }),
+  };
+}
+export type PublisherMetrics = ReturnType<typeof createPublisherMetrics>;

@@ -1,0 +1,149 @@
+/**
+ * The `herald.v1` client protocol (DESIGN.md "Client protocol"): parsing of
+ * client frames and encoding of server frames.
+ */
+import { ProtocolError, type ProtocolErrorCode } from "./errors.js";
+
+export const SUBPROTOCOL = "herald.v1";
+
+export type RequestId = string | number;
+
+export type ClientFrame =
+  | { type: "subscribe"; channel: string; id?: RequestId }
+  | { type: "unsubscribe"; channel: string; id?: RequestId }
+  | { type: "publish"; channel: string; data: unknown; id?: RequestId }
+  | { type: "ping"; id?: RequestId };
+
+export type ClientFrameType = ClientFrame["type"];
+export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = ["subscribe", "unsubscribe", "publish", "ping"];
+
+const MAX_ID_LENGTH = 64;
+
+/** Best-effort id of a frame that failed to parse, so the error can echo it. */
+export function idOf(value: unknown): RequestId | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const id = (value as { id?: unknown }).id;
+  return validId(id) ? id : undefined;
+}
+
+function validId(id: unknown): id is RequestId {
+  return (typeof id === "number" && Number.isFinite(id)) || (typeof id === "string" && id.length <= MAX_ID_LENGTH);
+}
+
+/**
+ * Parses one text frame. Throws ProtocolError("bad_request") with the frame's
+ * id (when it had one) for anything that is not a well-formed request.
+ */
+export function parseClientFrame(text: string): ClientFrame {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new FrameError("bad_request", "frame is not valid JSON", undefined);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new FrameError("bad_request", "frame must be a JSON object", undefined);
+  }
+  const frame = value as Record<string, unknown>;
+  const id = frame["id"];
+  if (id !== undefined && !validId(id)) {
+    throw new FrameError("bad_request", `id must be a number or a string of at most ${MAX_ID_LENGTH} characters`, undefined);
+  }
+  const type = frame["type"];
+  switch (type) {
+    case "subscribe":
+    case "unsubscribe": {
+      const channel = frame["channel"];
+      if (typeof channel !== "string") throw new FrameError("bad_request", "channel must be a string", id);
+      return id === undefined ? { type, channel } : { type, channel, id };
+    }
+    case "publish": {
+      const channel = frame["channel"];
+      if (typeof channel !== "string") throw new FrameError("bad_request", "channel must be a string", id);
+      if (!("data" in frame)) throw new FrameError("bad_request", "publish needs data", id);
+      const data = frame["data"];
+      return id === undefined ? { type, channel, data } : { type, channel, data, id };
+    }
+    case "ping":
+      return id === undefined ? { type } : { type, id };
+    default:
+      throw new FrameError("bad_request", `unknown frame type ${JSON.stringify(type)?.slice(0, 40)}`, id);
+  }
+}
+
+/** A ProtocolError that remembers the id of the frame it answers. */
+export class FrameError extends ProtocolError {
+  constructor(
+    code: ProtocolErrorCode,
+    message: string,
+    readonly id: RequestId | undefined,
+  ) {
+    super(code, message);
+  }
+}
+
+// ---- server frames -------------------------------------------------------
+
+export function welcomeFrame(sub: string, connection: string): string {
+  return JSON.stringify({ type: "welcome", sub, connection });
+}
+
+export function replyFrame(type: "subscribed" | "unsubscribed", channel: string, id: RequestId | undefined): string {
+  return JSON.stringify(id === undefined ? { type, channel } : { type, channel, id });
+}
+
+export function ackFrame(id: RequestId | undefined): string {
+  return JSON.stringify(id === undefined ? { type: "ack" } : { type: "ack", id });
+}
+
+export function pongFrame(id: RequestId | undefined): string {
+  return JSON.stringify(id === undefined ? { type: "pong" } : { type: "pong", id });
+}
+
+export function errorFrame(code: ProtocolErrorCode, message: string, id: RequestId | undefined): string {
+  return JSON.stringify(id === undefined ? { type: "error", code, message } : { type: "error", id, code, message });
+}
+
+// ---- message frames: built once per broker message ----------------------
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const SUFFIX = Buffer.from("}");
+const BASE64_OPEN = Buffer.from('"');
+const BASE64_CLOSE = Buffer.from('","encoding":"base64"}');
+
+/**
+ * The fixed head of a message frame for one destination, e.g.
+ * `{"type":"message","channel":"news.eu","data":`. Computed once per
+ * subscription and reused for every message on it.
+ */
+export function channelMessageHead(channel: string): Buffer {
+  return Buffer.from(`{"type":"message","channel":${JSON.stringify(channel)},"data":`);
+}
+
+/** Head for messages sent to one user (`<prefix>.user.<sub>`). */
+export function userMessageHead(sub: string): Buffer {
+  return Buffer.from(`{"type":"message","user":${JSON.stringify(sub)},"data":`);
+}
+
+/**
+ * Builds the complete frame: the payload is embedded as-is when it is valid
+ * UTF-8 JSON (no re-serialisation), otherwise it is sent base64-encoded with
+ * `"encoding":"base64"`, so binary payloads survive and text frames stay valid UTF-8.
+ */
+export function messageFrame(head: Buffer, payload: Uint8Array): Buffer {
+  if (isJson(payload)) {
+    return Buffer.concat([head, payload, SUFFIX], head.length + payload.length + 1);
+  }
+  const b64 = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString("base64");
+  return Buffer.concat([head, BASE64_OPEN, Buffer.from(b64, "latin1"), BASE64_CLOSE]);
+}
+
+function isJson(payload: Uint8Array): boolean {
+  if (payload.length === 0) return false;
+  try {
+    JSON.parse(utf8.decode(payload));
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Every NATS subject Herald uses is built here, so no other module
+ * concatenates client strings into subjects.
+ */
+import { channelProblem } from "./channels.js";
+
+const SAFE_TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
+const PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
+export function isValidSubjectPrefix(prefix: string): boolean {
+  return PREFIX.test(prefix) && prefix.length <= 64;
+}
+
+/**
+ * User ids (`sub`) are free-form (e.g. `auth0|123`, emails), but a subject
+ * token cannot contain `.`, `*`, `>` or spaces. Plain ids are used as they
+ * are; anything else becomes `~` + base64url(utf8), which is collision-free
+ * because `~` never appears in a plain id.
+ */
+export function userToken(sub: string): string {
+  return SAFE_TOKEN.test(sub) ? sub : "~" + Buffer.from(sub, "utf8").toString("base64url");
+}
+
+export class Subjects {
+  readonly channelPrefix: string;
+  readonly userPrefix: string;
+
+  constructor(readonly prefix: string) {
+    if (!isValidSubjectPrefix(prefix)) throw new Error(`invalid subject prefix: ${prefix}`);
+    this.channelPrefix = `${prefix}.ch.`;
+    this.userPrefix = `${prefix}.user.`;
+  }
+
+  /** Subject for a channel that the caller has already validated. */
+  channel(channel: string): string {
+    const problem = channelProblem(channel);
+    if (problem) throw new Error(problem);
+    return this.channelPrefix + channel;
+  }
+
+  /** Channel name of a channel subject, or null when it is not one of ours. */
+  channelOf(subject: string): string | null {
+    return subject.startsWith(this.channelPrefix) ? subject.slice(this.channelPrefix.length) : null;
+  }
+
+  user(sub: string): string {
+    return this.userPrefix + userToken(sub);
+  }
+
+  /** Wildcard covering every channel, for tools and monitoring. */
+  allChannels(): string {
+    return `${this.prefix}.ch.>`;
+  }
+}
