@@ -14,6 +14,13 @@ export interface BrokerMessage {
 export type MessageHandler = (msg: BrokerMessage) => void;
 
 export interface BrokerSubscription {
+  /**
+   * Resolves once the broker server has registered the interest, so a
+   * message published after it is guaranteed to be delivered. Never rejects;
+   * while disconnected it resolves at once (the subscription is replayed on
+   * reconnect).
+   */
+  readonly ready: Promise<void>;
   unsubscribe(): void;
 }
 

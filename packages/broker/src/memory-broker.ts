@@ -28,6 +28,7 @@ export class MemoryBroker implements Broker {
     const entry: MessageHandler = (msg) => handler(msg);
     handlers.add(entry);
     return {
+      ready: Promise.resolve(),
       unsubscribe: () => {
         const set = this.subjects.get(subject);
         if (!set) return;

@@ -173,6 +173,7 @@ export class NatsBroker implements Broker {
     this.entries.add(entry);
     this.attach(entry);
     return {
+      ready: this.confirm(),
       unsubscribe: () => {
         if (!entry.active) return;
         entry.active = false;
@@ -181,6 +182,20 @@ export class NatsBroker implements Broker {
         entry.sub = undefined;
       },
     };
+  }
+
+  /** A flush round-trip: after it the server has processed everything we sent. */
+  private async confirm(): Promise<void> {
+    const nc = this.nc;
+    if (!nc || !this.up || nc.isClosed()) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      nc.flush().catch(() => {}),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.opts.publishTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void> {

@@ -1,0 +1,331 @@
+/**
+ * The gateway app factory (kept apart from process concerns in main.ts, like
+ * fastify's build()): uWS routes, authenticated upgrades, the protocol,
+ * limits, interest-based fan-out, health and metrics, and graceful drain.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  AuthError,
+  CloseCode,
+  Subjects,
+  TokenVerifier,
+  closeCodeLabel,
+  createGatewayMetrics,
+  newRegistry,
+  redactQuery,
+  userMessageHead,
+  userToken,
+  welcomeFrame,
+  type GatewayMetrics,
+  type Logger,
+  type Tracing,
+  type UpgradeReason,
+  trace,
+} from "@herald/core";
+import type { Broker } from "@herald/broker";
+import type { Registry } from "prom-client";
+import { addressText } from "./client-ip.js";
+import { ClientMessages } from "./client-messages.js";
+import type { GatewayConfig } from "./config.js";
+import { Fanout } from "./fanout.js";
+import { attachOperationalRoutes, sendJson } from "./http-routes.js";
+import { IpLimiter } from "./ip-limiter.js";
+import { RateLimiter } from "./rate-limiter.js";
+import { userTopicOf, type Session } from "./session.js";
+import { findToken } from "./token.js";
+import { uws, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket } from "./uws.js";
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  broker: Broker;
+  logger: Logger;
+  tracing?: Tracing;
+  registry?: Registry;
+}
+
+export interface Gateway {
+  readonly registry: Registry;
+  readonly metrics: GatewayMetrics;
+  /** Open WebSocket connections. */
+  readonly connections: number;
+  readonly ready: boolean;
+  /** Binds the ports; resolves with the bound ports (useful with port 0). */
+  listen(): Promise<{ port: number; metricsPort?: number }>;
+  /** SIGTERM behaviour: not ready, stop accepting, 1001 spread over drainSeconds, broker drained. */
+  drain(): Promise<void>;
+  /** Immediate stop (tests): closes sockets and listeners, not the broker. */
+  close(): void;
+}
+
+/** How often expired tokens and slow consumers are looked for. */
+const SWEEP_INTERVAL_MS = 250;
+/** Time between batches of 1001 closes while draining. */
+const DRAIN_TICK_MS = 100;
+
+const NO_TRACING: Tracing = { enabled: false, tracer: trace.getTracer("herald-gateway"), shutdown: async () => {} };
+
+const STATUS: Record<number, string> = {
+  401: "401 Unauthorized",
+  403: "403 Forbidden",
+  429: "429 Too Many Requests",
+  503: "503 Service Unavailable",
+};
+
+export function buildGateway(opts: GatewayOptions): Gateway {
+  const { config, broker, logger } = opts;
+  const tracing = opts.tracing ?? NO_TRACING;
+  const registry = opts.registry ?? newRegistry();
+  const metrics = createGatewayMetrics(registry);
+  const subjects = new Subjects(config.subjectPrefix);
+  const verifier = new TokenVerifier(config.auth);
+  const ipLimiter = new IpLimiter(config.maxConnectionsPerIp);
+  const sockets = new Set<WebSocket<Session>>();
+  let pendingUpgrades = 0;
+  let draining = false;
+  let listenSockets: us_listen_socket[] = [];
+
+  const app: TemplatedApp = uws.App();
+  const fanout = new Fanout(app, broker, metrics, tracing, logger);
+  const messages = new ClientMessages({
+    broker,
+    fanout,
+    subjects,
+    metrics,
+    logger,
+    maxChannelsPerConnection: config.maxChannelsPerConnection,
+  });
+
+  metrics.brokerConnected.set(broker.connected ? 1 : 0);
+  const offStatus = broker.onStatus((status) => {
+    metrics.brokerConnected.set(status === "connected" ? 1 : 0);
+  });
+
+  const reject = (res: HttpResponse, status: number, reason: UpgradeReason, message: string, headers: Record<string, string> = {}) => {
+    metrics.upgrades.inc({ result: "rejected", reason });
+    if (status === 401) headers["WWW-Authenticate"] = "Bearer";
+    sendJson(res, STATUS[status] ?? `${status} Error`, { error: { code: reason, message } }, headers);
+  };
+
+  app.ws<Session>("/ws", {
+    // uWS drops frames over maxPayloadLength without a close frame (the
+    // client only sees 1006). We let frames up to twice the limit through and
+    // answer those over MAX_PAYLOAD_BYTES ourselves with a proper 1009.
+    maxPayloadLength: config.maxPayloadBytes * 2,
+    idleTimeout: config.idleTimeoutSeconds,
+    sendPingsAutomatically: config.idleTimeoutSeconds > 0,
+    // Above SLOW_CONSUMER_BYTES the sweep closes the socket with 4009; the
+    // extra room lets that close frame be queued rather than dropped.
+    maxBackpressure: config.slowConsumerBytes * 3,
+    closeOnBackpressureLimit: 0,
+    compression: uws.DISABLED,
+
+    upgrade: (res, req, context) => {
+      // Everything needed from req is copied now: req is invalid after the
+      // first await, and res may be aborted by the client at any time.
+      const secKey = req.getHeader("sec-websocket-key");
+      const protocols = req.getHeader("sec-websocket-protocol");
+      const extensions = req.getHeader("sec-websocket-extensions");
+      const origin = req.getHeader("origin");
+      const authorization = req.getHeader("authorization");
+      const accessToken = req.getQuery("access_token") ?? "";
+      const forwardedFor = req.getHeader("x-forwarded-for");
+      const peer = addressText(res.getRemoteAddress());
+      const ip = config.trustedProxies.clientIp(peer, forwardedFor);
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+
+      if (draining) return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
+      if (sockets.size + pendingUpgrades >= config.maxConnections) {
+        return reject(res, 503, "capacity", "server is at its connection limit", { "Retry-After": "5" });
+      }
+      if (!config.origins.allows(origin)) {
+        logger.debug({ ip, origin }, "upgrade refused: origin not allowed");
+        return reject(res, 403, "forbidden_origin", "origin not allowed");
+      }
+      const { token, protocol } = findToken(authorization, protocols, accessToken);
+      if (!token) return reject(res, 401, "missing_token", "a token is required");
+      if (!ipLimiter.acquire(ip)) {
+        logger.debug({ ip }, "upgrade refused: per-IP connection limit");
+        return reject(res, 429, "ip_limit", "too many connections from this address", { "Retry-After": "10" });
+      }
+      pendingUpgrades++;
+      const span = tracing.enabled ? tracing.tracer.startSpan("herald.upgrade") : undefined;
+      verifier.verify(token).then(
+        (identity) => {
+          pendingUpgrades--;
+          span?.end();
+          if (aborted) return ipLimiter.release(ip);
+          if (draining) {
+            ipLimiter.release(ip);
+            return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
+          }
+          const session: Session = {
+            id: randomBytes(12).toString("base64url"),
+            sub: identity.sub,
+            ip,
+            identity,
+            userTopic: userTopicOf(userToken(identity.sub)),
+            limiter: new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
+            channels: new Set(),
+            closed: false,
+          };
+          res.cork(() => res.upgrade<Session>(session, secKey, protocol, extensions, context));
+        },
+        (err: unknown) => {
+          pendingUpgrades--;
+          ipLimiter.release(ip);
+          span?.end();
+          if (aborted) return;
+          const reason = err instanceof AuthError ? err.reason : "invalid_token";
+          if (!(err instanceof AuthError)) logger.error({ err }, "token verification failed unexpectedly");
+          logger.debug({ ip, reason, detail: err instanceof Error ? redactQuery(err.message) : "" }, "upgrade refused");
+          reject(res, 401, reason, reason === "expired_token" ? "token expired" : "invalid token");
+        },
+      );
+    },
+
+    open: (ws) => {
+      const s = ws.getUserData();
+      sockets.add(ws);
+      metrics.connectionsOpen.inc();
+      metrics.upgrades.inc({ result: "accepted", reason: "ok" });
+      ws.subscribe(s.userTopic);
+      void fanout.acquire({ topic: s.userTopic, subject: subjects.user(s.sub), head: userMessageHead(s.sub) });
+      ws.send(welcomeFrame(s.sub, s.id), false);
+    },
+
+    message: (ws, message, isBinary) => {
+      if (message.byteLength > config.maxPayloadBytes) {
+        metrics.errors.inc({ code: "too_large" });
+        ws.end(CloseCode.TooLarge, "frame too large");
+        return;
+      }
+      const verdict = ws.getUserData().limiter.take();
+      if (verdict !== "ok") {
+        if (verdict === "abusive") {
+          metrics.errors.inc({ code: "rate_limited" });
+          ws.end(CloseCode.RateLimited, "rate limited");
+        } else {
+          messages.error(ws, "rate_limited", "too many messages, slow down", undefined);
+        }
+        return;
+      }
+      if (isBinary) {
+        messages.error(ws, "bad_request", "binary frames are not supported; send JSON text", undefined);
+        return;
+      }
+      // Buffer.from(ArrayBuffer) is a view; toString copies before uWS neuters it.
+      messages.handle(ws, Buffer.from(message).toString("utf8"));
+    },
+
+    close: (ws, code) => {
+      const s = ws.getUserData();
+      s.closed = true;
+      sockets.delete(ws);
+      metrics.connectionsOpen.dec();
+      metrics.disconnects.inc({ code: closeCodeLabel(code) });
+      for (const channel of s.channels) fanout.release(`c:${channel}`);
+      fanout.release(s.userTopic);
+      ipLimiter.release(s.ip);
+    },
+  });
+
+  app.get("/ws", (res) => sendJson(res, "426 Upgrade Required", { error: { code: "upgrade_required", message: "connect with a WebSocket client" } }, { Upgrade: "websocket" }));
+
+  const health = {
+    ready: () => broker.connected && !draining,
+    readyDetail: () => ({ broker: broker.connected ? "connected" : "disconnected", draining, connections: sockets.size }),
+  };
+  if (config.metricsPort === undefined) attachOperationalRoutes(app, health, registry);
+  const metricsApp = config.metricsPort === undefined ? undefined : uws.App();
+  if (metricsApp) attachOperationalRoutes(metricsApp, health, registry);
+  for (const a of metricsApp ? [app, metricsApp] : [app]) {
+    a.any("/*", (res) => sendJson(res, "404 Not Found", { error: { code: "not_found", message: "no such route" } }));
+  }
+
+  // Expired tokens (4001) and slow consumers (4009). One periodic pass over
+  // the sockets costs far less than a timer per socket or a check per send.
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const ws of sockets) {
+      const s = ws.getUserData();
+      if (now >= s.identity.expiresAt) {
+        ws.end(CloseCode.TokenExpired, "token expired");
+      } else if (ws.getBufferedAmount() > config.slowConsumerBytes) {
+        metrics.slowConsumerCloses.inc();
+        ws.end(CloseCode.SlowConsumer, "slow consumer");
+      }
+    }
+  }, SWEEP_INTERVAL_MS);
+  sweep.unref();
+
+  const listenOn = (a: TemplatedApp, port: number): Promise<us_listen_socket> =>
+    new Promise((resolve, reject) => {
+      const done = (ls: us_listen_socket | false) =>
+        ls ? resolve(ls) : reject(new Error(`cannot listen on ${config.host ?? "*"}:${port}`));
+      if (config.host) a.listen(config.host, port, done);
+      else a.listen(port, done);
+    });
+
+  const closeListeners = () => {
+    for (const ls of listenSockets) uws.us_listen_socket_close(ls);
+    listenSockets = [];
+  };
+
+  return {
+    registry,
+    metrics,
+    get connections() {
+      return sockets.size;
+    },
+    get ready() {
+      return health.ready();
+    },
+
+    async listen() {
+      const main = await listenOn(app, config.port);
+      listenSockets.push(main);
+      const port = uws.us_socket_local_port(main as never);
+      if (!metricsApp || config.metricsPort === undefined) return { port };
+      const m = await listenOn(metricsApp, config.metricsPort);
+      listenSockets.push(m);
+      return { port, metricsPort: uws.us_socket_local_port(m as never) };
+    },
+
+    async drain() {
+      if (draining) return;
+      draining = true;
+      // Keep the metrics port (if separate) answering 503 on /readyz while we drain.
+      const main = listenSockets.shift();
+      if (main) uws.us_listen_socket_close(main);
+      const total = sockets.size;
+      logger.info({ connections: total, drainSeconds: config.drainSeconds }, "draining");
+      // Spread the 1001 closes so clients do not all reconnect at the same moment.
+      const ticks = Math.max(1, Math.floor((config.drainSeconds * 1000) / DRAIN_TICK_MS));
+      const perTick = Math.max(1, Math.ceil(total / ticks));
+      while (sockets.size > 0) {
+        let n = 0;
+        for (const ws of sockets) {
+          if (n++ >= perTick) break;
+          ws.end(CloseCode.GoingAway, "server going away");
+        }
+        if (sockets.size > 0) await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
+      }
+      clearInterval(sweep);
+      offStatus();
+      closeListeners();
+      logger.info("connections closed; draining broker");
+      await broker.drain();
+    },
+
+    close() {
+      draining = true;
+      clearInterval(sweep);
+      offStatus();
+      for (const ws of [...sockets]) ws.end(CloseCode.GoingAway, "server closing");
+      closeListeners();
+    },
+  };
+}

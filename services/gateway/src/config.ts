@@ -1,0 +1,102 @@
+/**
+ * Gateway configuration: read from the environment once, validated, typed.
+ * Every error names the variable (ConfigError). Defaults are named in
+ * GATEWAY_DEFAULTS so the README and the code cannot drift apart silently.
+ */
+import {
+  ConfigError,
+  LOG_LEVELS,
+  read,
+  readAuthConfig,
+  isValidSubjectPrefix,
+  type AuthConfig,
+  type Env,
+  type LogLevel,
+} from "@herald/core";
+import { OriginPolicy } from "./origin.js";
+import { TrustedProxies } from "./client-ip.js";
+
+export const GATEWAY_DEFAULTS = {
+  port: 8080,
+  subjectPrefix: "herald",
+  natsName: "herald-gateway",
+  maxConnections: 50_000,
+  maxConnectionsPerIp: 1000,
+  maxPayloadBytes: 64 * 1024,
+  maxChannelsPerConnection: 100,
+  rateLimitPerSecond: 50,
+  rateLimitBurst: 100,
+  slowConsumerBytes: 1024 * 1024,
+  idleTimeoutSeconds: 60,
+  drainSeconds: 10,
+  logLevel: "info" as LogLevel,
+} as const;
+
+export interface GatewayConfig {
+  /** Interface to bind; undefined = every interface, IPv4 and IPv6. */
+  host: string | undefined;
+  port: number;
+  /** Separate port for /healthz, /readyz and /metrics; undefined = the main port. */
+  metricsPort: number | undefined;
+  natsServers: string[];
+  natsName: string;
+  subjectPrefix: string;
+  auth: AuthConfig;
+  origins: OriginPolicy;
+  trustedProxies: TrustedProxies;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  maxPayloadBytes: number;
+  maxChannelsPerConnection: number;
+  rateLimitPerSecond: number;
+  rateLimitBurst: number;
+  slowConsumerBytes: number;
+  idleTimeoutSeconds: number;
+  drainSeconds: number;
+  /** When set, the fd soft limit must be at least this (checked at start). */
+  minOpenFiles: number | undefined;
+  logLevel: LogLevel;
+}
+
+export function readGatewayConfig(env: Env): GatewayConfig {
+  const d = GATEWAY_DEFAULTS;
+  const subjectPrefix = read.str(env, "SUBJECT_PREFIX", d.subjectPrefix);
+  if (!isValidSubjectPrefix(subjectPrefix)) {
+    throw new ConfigError("SUBJECT_PREFIX", `must be dot-separated tokens of [A-Za-z0-9_-], got "${subjectPrefix}"`);
+  }
+  const natsServers = read.list(env, "NATS_URL");
+  for (const s of natsServers) {
+    if (!/^(nats|tls|ws|wss):\/\/|^[^:/]+:\d+$/.test(s)) {
+      throw new ConfigError("NATS_URL", `"${s}" is not a NATS URL (nats://host:port)`);
+    }
+  }
+  const idleTimeoutSeconds = read.int(env, "IDLE_TIMEOUT_SECONDS", d.idleTimeoutSeconds, 0, 960);
+  if (idleTimeoutSeconds !== 0 && idleTimeoutSeconds < 8) {
+    throw new ConfigError("IDLE_TIMEOUT_SECONDS", "must be 0 (off) or at least 8 (uWebSockets.js resolution is 4 s)");
+  }
+  const minOpenFiles = env["MIN_OPEN_FILES"] === undefined || env["MIN_OPEN_FILES"] === ""
+    ? undefined
+    : read.int(env, "MIN_OPEN_FILES", 0, 1, 100_000_000);
+  return {
+    host: read.str(env, "GATEWAY_HOST"),
+    port: read.port(env, "GATEWAY_PORT", d.port),
+    metricsPort: read.optionalPort(env, "METRICS_PORT"),
+    natsServers,
+    natsName: read.str(env, "NATS_NAME", d.natsName),
+    subjectPrefix,
+    auth: readAuthConfig(env),
+    origins: OriginPolicy.parse(read.list(env, "ALLOWED_ORIGINS"), "ALLOWED_ORIGINS"),
+    trustedProxies: TrustedProxies.parse(read.list(env, "TRUSTED_PROXIES"), "TRUSTED_PROXIES"),
+    maxConnections: read.int(env, "MAX_CONNECTIONS", d.maxConnections, 1, 10_000_000),
+    maxConnectionsPerIp: read.int(env, "MAX_CONNECTIONS_PER_IP", d.maxConnectionsPerIp, 0, 10_000_000),
+    maxPayloadBytes: read.int(env, "MAX_PAYLOAD_BYTES", d.maxPayloadBytes, 256, 16 * 1024 * 1024),
+    maxChannelsPerConnection: read.int(env, "MAX_CHANNELS_PER_CONNECTION", d.maxChannelsPerConnection, 1, 100_000),
+    rateLimitPerSecond: read.num(env, "RATE_LIMIT_PER_SECOND", d.rateLimitPerSecond, 0.1, 1_000_000),
+    rateLimitBurst: read.int(env, "RATE_LIMIT_BURST", d.rateLimitBurst, 1, 1_000_000),
+    slowConsumerBytes: read.int(env, "SLOW_CONSUMER_BYTES", d.slowConsumerBytes, 16 * 1024, 1024 * 1024 * 1024),
+    idleTimeoutSeconds,
+    drainSeconds: read.num(env, "DRAIN_SECONDS", d.drainSeconds, 0, 3600),
+    minOpenFiles,
+    logLevel: read.oneOf(env, "LOG_LEVEL", d.logLevel, LOG_LEVELS),
+  };
+}

@@ -1,0 +1,24 @@
+/**
+ * Reads the open-files limit of this process (Linux /proc), so a gateway
+ * that cannot hold the connections it is sized for says so at start rather
+ * than failing with EMFILE under load. Node cannot raise rlimits itself; the
+ * container entrypoint does (`ulimit -n` to the hard limit, see deploy/).
+ */
+import { readFileSync } from "node:fs";
+
+export interface FdLimit {
+  soft: number;
+  hard: number;
+}
+
+export function readFdLimit(): FdLimit | undefined {
+  try {
+    const text = readFileSync("/proc/self/limits", "utf8");
+    const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(text);
+    if (!m) return undefined;
+    const parse = (v: string) => (v === "unlimited" ? Number.POSITIVE_INFINITY : Number(v));
+    return { soft: parse(m[1]!), hard: parse(m[2]!) };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,22 @@
+/** Per-connection state, stored as uWS user data. */
+import type { Identity } from "@herald/core";
+import type { RateLimiter } from "./rate-limiter.js";
+
+export interface Session {
+  /** Connection id sent in the welcome frame. */
+  readonly id: string;
+  readonly sub: string;
+  readonly ip: string;
+  readonly identity: Identity;
+  /** uWS topic of the user's direct messages. */
+  readonly userTopic: string;
+  readonly limiter: RateLimiter;
+  /** Channels this socket is subscribed to. */
+  readonly channels: Set<string>;
+  /** Set by the close handler; async work checks it before touching the socket. */
+  closed: boolean;
+}
+
+/** uWS topic names are internal; channel and user spaces cannot collide. */
+export const channelTopic = (channel: string): string => `c:${channel}`;
+export const userTopicOf = (token: string): string => `u:${token}`;
