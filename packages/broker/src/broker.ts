@@ -24,12 +24,39 @@ export interface BrokerSubscription {
   unsubscribe(): void;
 }
 
+/** A message read back from the history window. */
+export interface StoredMessage {
+  readonly seq: number;
+  readonly data: Uint8Array;
+  header(name: string): string | undefined;
+}
+
+/**
+ * The history window used for recovery. Live messages of subjects with
+ * history arrive on `liveSubject(subject)` carrying the `Nats-Sequence` and
+ * `Nats-Last-Sequence` headers (JetStream RePublish), so a client can spot a
+ * gap and resume from its last position.
+ */
+export interface BrokerHistory {
+  liveSubject(subject: string): string;
+  /** Position of the newest stored message on `subject`, 0 when there is none. */
+  lastSeq(subject: string): Promise<number>;
+  /**
+   * Stored messages on `subject` after position `after`, oldest first.
+   * `complete` is false when the window no longer reaches back to `after`
+   * (messages may have been dropped in between).
+   */
+  since(subject: string, after: number): Promise<{ messages: StoredMessage[]; complete: boolean }>;
+}
+
 export type BrokerStatus = "connected" | "disconnected" | "closed";
 
 export interface Broker {
   readonly kind: "memory" | "nats";
   /** True while messages can be published and received. */
   readonly connected: boolean;
+  /** Present when message history (recovery) is available. */
+  readonly history: BrokerHistory | undefined;
   /** Called on every status change; returns a function that removes the listener. */
   onStatus(listener: (status: BrokerStatus) => void): () => void;
   /**

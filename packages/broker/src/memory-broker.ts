@@ -1,16 +1,99 @@
 /**
  * In-process broker for the all-in-one `npm start` and for a single gateway
  * without NATS. Delivery is asynchronous (next microtask) like a real broker,
- * so publishers never re-enter subscriber code synchronously.
+ * so publishers never re-enter subscriber code synchronously. With history on,
+ * it keeps a bounded window per subject and stamps positions exactly like
+ * JetStream RePublish does, so recovery behaves the same as in production.
  */
-import { BrokerUnavailableError } from "@herald/core";
-import type { Broker, BrokerMessage, BrokerStatus, BrokerSubscription, MessageHandler } from "./broker.js";
+import { BrokerUnavailableError, Header, type HistoryConfig } from "@herald/core";
+import type {
+  Broker,
+  BrokerHistory,
+  BrokerMessage,
+  BrokerStatus,
+  BrokerSubscription,
+  MessageHandler,
+  StoredMessage,
+} from "./broker.js";
+
+export interface MemoryBrokerOptions {
+  /** History settings; subjects starting with `historyPrefix` are kept. */
+  history?: HistoryConfig;
+  historyPrefix?: string;
+}
+
+interface Stored extends StoredMessage {
+  readonly at: number;
+}
+
+function headerReader(headers: Readonly<Record<string, string>> | undefined) {
+  return (name: string) => headers?.[name];
+}
+
+class MemoryHistory implements BrokerHistory {
+  private seq = 0;
+  private readonly bySubject = new Map<string, Stored[]>();
+
+  constructor(
+    private readonly config: HistoryConfig,
+    readonly prefix: string,
+  ) {}
+
+  liveSubject(subject: string): string {
+    return subject;
+  }
+
+  covers(subject: string): boolean {
+    return subject.startsWith(this.prefix);
+  }
+
+  /** Stores a message and returns the position headers to deliver with it. */
+  append(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>> | undefined): Record<string, string> {
+    const list = this.trim(subject) ?? [];
+    const last = list.length > 0 ? list[list.length - 1]!.seq : 0;
+    const seq = ++this.seq;
+    const stamped = { ...headers, [Header.Sequence]: String(seq), [Header.LastSequence]: String(last) };
+    list.push({ seq, data, at: Date.now(), header: headerReader(stamped) });
+    if (list.length > this.config.maxPerChannel) list.shift();
+    this.bySubject.set(subject, list);
+    return stamped;
+  }
+
+  /** Drops messages older than the window; returns what is left. */
+  private trim(subject: string): Stored[] | undefined {
+    const list = this.bySubject.get(subject);
+    if (!list) return undefined;
+    const oldest = Date.now() - this.config.maxAgeSeconds * 1000;
+    while (list.length > 0 && list[0]!.at < oldest) list.shift();
+    return list;
+  }
+
+  async lastSeq(subject: string): Promise<number> {
+    const list = this.trim(subject);
+    return list && list.length > 0 ? list[list.length - 1]!.seq : 0;
+  }
+
+  async since(subject: string, after: number): Promise<{ messages: StoredMessage[]; complete: boolean }> {
+    const list = this.trim(subject) ?? [];
+    const messages = list.filter((m) => m.seq > after);
+    const complete = after === 0 ? list.length < this.config.maxPerChannel : list.some((m) => m.seq === after);
+    return { messages, complete };
+  }
+}
 
 export class MemoryBroker implements Broker {
   readonly kind = "memory" as const;
+  readonly history: MemoryHistory | undefined;
   private readonly subjects = new Map<string, Set<MessageHandler>>();
   private readonly listeners = new Set<(status: BrokerStatus) => void>();
   private open = true;
+
+  constructor(options: MemoryBrokerOptions = {}) {
+    this.history =
+      options.history?.enabled && options.historyPrefix
+        ? new MemoryHistory(options.history, options.historyPrefix)
+        : undefined;
+  }
 
   get connected(): boolean {
     return this.open;
@@ -40,10 +123,11 @@ export class MemoryBroker implements Broker {
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void> {
     if (!this.open) throw new BrokerUnavailableError("memory broker is closed");
+    const copy = new Uint8Array(data); // the publisher may reuse its buffer
+    const stamped = this.history?.covers(subject) ? this.history.append(subject, copy, headers) : headers;
     const handlers = this.subjects.get(subject);
     if (!handlers) return;
-    const copy = new Uint8Array(data); // the publisher may reuse its buffer
-    const msg: BrokerMessage = { subject, data: copy, header: (name) => headers?.[name] };
+    const msg: BrokerMessage = { subject, data: copy, header: headerReader(stamped) };
     queueMicrotask(() => {
       for (const handler of handlers) handler(msg);
     });

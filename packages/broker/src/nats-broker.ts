@@ -6,9 +6,10 @@
  * backoff plus jitter, and lets nats.js replay SUBs after every reconnect, so
  * a gateway resumes delivery without restarting.
  */
-import { connect, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "nats";
-import { BrokerUnavailableError, type Logger } from "@herald/core";
+import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection, type Subscription } from "nats";
+import { BrokerUnavailableError, Header, type HistoryConfig, type Logger, type Subjects } from "@herald/core";
 import type { Broker, BrokerMessage, BrokerStatus, BrokerSubscription, MessageHandler } from "./broker.js";
+import { NatsHistory } from "./nats-history.js";
 
 export interface NatsBrokerOptions {
   servers: string[];
@@ -19,12 +20,18 @@ export interface NatsBrokerOptions {
   /** Backoff bounds for reconnect attempts. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** JetStream history for recovery; needs `subjects`. */
+  history?: HistoryConfig | undefined;
+  subjects?: Subjects | undefined;
+  /** How long to keep trying to set up the history stream before running without it. */
+  historySetupMs?: number;
 }
 
 export const NATS_DEFAULTS = {
   publishTimeoutMs: 2000,
   reconnectMinMs: 250,
   reconnectMaxMs: 5000,
+  historySetupMs: 30_000,
 } as const;
 
 class NatsMessage implements BrokerMessage {
@@ -57,7 +64,9 @@ export class NatsBroker implements Broker {
   private closing = false;
   private readonly entries = new Set<Entry>();
   private readonly listeners = new Set<(status: BrokerStatus) => void>();
-  private readonly opts: Required<NatsBrokerOptions>;
+  private readonly opts: NatsBrokerOptions & { [K in keyof typeof NATS_DEFAULTS]: number };
+  private js: JetStreamClient | undefined;
+  history: NatsHistory | undefined;
   private attempt = 0;
   private readonly ready: Promise<void>;
 
@@ -122,9 +131,42 @@ export class NatsBroker implements Broker {
     }
     this.attempt = 0;
     logger.info({ server: nc.getServer() }, "NATS connected");
+    await this.setUpHistory(nc);
     for (const entry of this.entries) this.attach(entry);
     this.setStatus("connected");
     void this.watch(nc);
+  }
+
+  /**
+   * Creates the history stream before reporting ready, retrying while a
+   * fresh cluster elects its JetStream leader. A server without JetStream
+   * leaves Herald in core-NATS mode (no positions, no recovery).
+   */
+  private async setUpHistory(nc: NatsConnection): Promise<void> {
+    const { history, subjects, logger } = this.opts;
+    if (!history?.enabled || !subjects) return;
+    const deadline = Date.now() + this.opts.historySetupMs;
+    let delay = 250;
+    while (!this.closing) {
+      try {
+        const jsm = await nc.jetstreamManager({ timeout: 5000 });
+        this.history = await NatsHistory.ensure(jsm, history, subjects, logger);
+        this.js = nc.jetstream({ timeout: this.opts.publishTimeoutMs });
+        return;
+      } catch (err) {
+        const message = (err as Error).message;
+        // No responders (503) on the JetStream API means JetStream is off on
+        // this server; a cluster still electing its leader answers with errors.
+        const disabled = (err as { code?: string }).code === "503" || /not enabled/i.test(message);
+        if (disabled || Date.now() > deadline) {
+          logger.warn({ err: message }, "JetStream history unavailable: running without recovery (core NATS only)");
+          return;
+        }
+        logger.info({ err: message, retryInMs: delay }, "history stream not ready yet; retrying");
+        await new Promise((r) => setTimeout(r, delay).unref());
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
   }
 
   private async watch(nc: NatsConnection): Promise<void> {
@@ -205,6 +247,17 @@ export class NatsBroker implements Broker {
     if (headers) {
       hdrs = natsHeaders();
       for (const [k, v] of Object.entries(headers)) hdrs.set(k, v);
+    }
+    const js = this.js;
+    if (js && this.opts.subjects?.channelOf(subject) != null) {
+      // Stored subjects: the PubAck proves the message is in the history window.
+      try {
+        const id = headers?.[Header.Id];
+        await js.publish(subject, data, { ...(hdrs ? { headers: hdrs } : {}), ...(id ? { msgID: id } : {}) });
+        return;
+      } catch (err) {
+        throw new BrokerUnavailableError(`history stream did not confirm the publish: ${(err as Error).message}`, { cause: err });
+      }
     }
     try {
       nc.publish(subject, data, hdrs ? { headers: hdrs } : undefined);

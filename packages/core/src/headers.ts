@@ -4,4 +4,8 @@ export const Header = {
   PublishedAt: "Herald-Published-At",
   TraceParent: "traceparent",
   TraceState: "tracestate",
+  /** Added by JetStream RePublish (and the memory broker): stream position of the message. */
+  Sequence: "Nats-Sequence",
+  /** Position of the previous message on the same subject, 0 for the first. */
+  LastSequence: "Nats-Last-Sequence",
 } as const;

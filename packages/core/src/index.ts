@@ -6,6 +6,7 @@ export { LOG_LEVELS, type LogLevel } from "./config.js";
 export * from "./env.js";
 export * from "./errors.js";
 export * from "./headers.js";
+export * from "./history-config.js";
 export * from "./logger.js";
 export * from "./metrics.js";
 export * from "./protocol.js";

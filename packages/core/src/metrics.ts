@@ -65,6 +65,12 @@ export function createGatewayMetrics(registry: Registry) {
       help: "Broker subjects this process is subscribed to",
       registers,
     }),
+    recoveries: new Counter({
+      name: "herald_recoveries_total",
+      help: "Subscriptions resumed from a position, by result (recovered, window_exceeded)",
+      labelNames: ["result"] as const,
+      registers,
+    }),
     deliveryLatency: new Histogram({
       name: "herald_delivery_latency_seconds",
       help: "Time from Herald-Published-At to the frame being handed to sockets",

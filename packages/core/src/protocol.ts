@@ -9,7 +9,7 @@ export const SUBPROTOCOL = "herald.v1";
 export type RequestId = string | number;
 
 export type ClientFrame =
-  | { type: "subscribe"; channel: string; id?: RequestId }
+  | { type: "subscribe"; channel: string; id?: RequestId; since?: number }
   | { type: "unsubscribe"; channel: string; id?: RequestId }
   | { type: "publish"; channel: string; data: unknown; id?: RequestId }
   | { type: "ping"; id?: RequestId };
@@ -51,7 +51,18 @@ export function parseClientFrame(text: string): ClientFrame {
   }
   const type = frame["type"];
   switch (type) {
-    case "subscribe":
+    case "subscribe": {
+      const channel = frame["channel"];
+      if (typeof channel !== "string") throw new FrameError("bad_request", "channel must be a string", id);
+      const since = frame["since"];
+      if (since !== undefined && !(Number.isSafeInteger(since) && (since as number) >= 0)) {
+        throw new FrameError("bad_request", "since must be a non-negative integer position", id);
+      }
+      const out: ClientFrame = { type, channel };
+      if (id !== undefined) out.id = id;
+      if (since !== undefined) out.since = since as number;
+      return out;
+    }
     case "unsubscribe": {
       const channel = frame["channel"];
       if (typeof channel !== "string") throw new FrameError("bad_request", "channel must be a string", id);
@@ -92,6 +103,17 @@ export function replyFrame(type: "subscribed" | "unsubscribed", channel: string,
   return JSON.stringify(id === undefined ? { type, channel } : { type, channel, id });
 }
 
+/**
+ * `subscribed` for a channel with history: `seq` is the position the stream
+ * continues from; `recovered` is false when the requested position was older
+ * than the history window (the client missed messages it cannot get back).
+ */
+export function subscribedWithPosition(channel: string, id: RequestId | undefined, seq: number, recovered: boolean): string {
+  return JSON.stringify(
+    id === undefined ? { type: "subscribed", channel, seq, recovered } : { type: "subscribed", channel, id, seq, recovered },
+  );
+}
+
 export function ackFrame(id: RequestId | undefined): string {
   return JSON.stringify(id === undefined ? { type: "ack" } : { type: "ack", id });
 }
@@ -107,35 +129,41 @@ export function errorFrame(code: ProtocolErrorCode, message: string, id: Request
 // ---- message frames: built once per broker message ----------------------
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+const DATA = Buffer.from('"data":');
 const SUFFIX = Buffer.from("}");
-const BASE64_OPEN = Buffer.from('"');
+const BASE64_OPEN = Buffer.from('"data":"');
 const BASE64_CLOSE = Buffer.from('","encoding":"base64"}');
 
 /**
  * The fixed head of a message frame for one destination, e.g.
- * `{"type":"message","channel":"news.eu","data":`. Computed once per
- * subscription and reused for every message on it.
+ * `{"type":"message","channel":"news.eu",`. Computed once per subscription
+ * and reused for every message on it.
  */
 export function channelMessageHead(channel: string): Buffer {
-  return Buffer.from(`{"type":"message","channel":${JSON.stringify(channel)},"data":`);
+  return Buffer.from(`{"type":"message","channel":${JSON.stringify(channel)},`);
 }
 
 /** Head for messages sent to one user (`<prefix>.user.<sub>`). */
 export function userMessageHead(sub: string): Buffer {
-  return Buffer.from(`{"type":"message","user":${JSON.stringify(sub)},"data":`);
+  return Buffer.from(`{"type":"message","user":${JSON.stringify(sub)},`);
 }
 
 /**
  * Builds the complete frame: the payload is embedded as-is when it is valid
  * UTF-8 JSON (no re-serialisation), otherwise it is sent base64-encoded with
- * `"encoding":"base64"`, so binary payloads survive and text frames stay valid UTF-8.
+ * `"encoding":"base64"`, so binary payloads survive and text frames stay valid
+ * UTF-8. With a position, `"seq":N,"prev":P,` goes before the data.
  */
-export function messageFrame(head: Buffer, payload: Uint8Array): Buffer {
+export function messageFrame(head: Buffer, payload: Uint8Array, seq?: number, prev?: number): Buffer {
+  const parts: Uint8Array[] = [head];
+  if (seq !== undefined) parts.push(Buffer.from(`"seq":${seq},"prev":${prev ?? 0},`, "latin1"));
   if (isJson(payload)) {
-    return Buffer.concat([head, payload, SUFFIX], head.length + payload.length + 1);
+    parts.push(DATA, payload, SUFFIX);
+  } else {
+    const b64 = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString("base64");
+    parts.push(BASE64_OPEN, Buffer.from(b64, "latin1"), BASE64_CLOSE);
   }
-  const b64 = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString("base64");
-  return Buffer.concat([head, BASE64_OPEN, Buffer.from(b64, "latin1"), BASE64_CLOSE]);
+  return Buffer.concat(parts);
 }
 
 function isJson(payload: Uint8Array): boolean {

@@ -24,11 +24,14 @@ export function userToken(sub: string): string {
 export class Subjects {
   readonly channelPrefix: string;
   readonly userPrefix: string;
+  /** Where JetStream RePublish puts stored channel messages, with their positions. */
+  readonly livePrefix: string;
 
   constructor(readonly prefix: string) {
     if (!isValidSubjectPrefix(prefix)) throw new Error(`invalid subject prefix: ${prefix}`);
     this.channelPrefix = `${prefix}.ch.`;
     this.userPrefix = `${prefix}.user.`;
+    this.livePrefix = `${prefix}.live.`;
   }
 
   /** Subject for a channel that the caller has already validated. */
@@ -47,8 +50,20 @@ export class Subjects {
     return this.userPrefix + userToken(sub);
   }
 
-  /** Wildcard covering every channel, for tools and monitoring. */
+  /** Wildcard covering every channel: the history stream's subjects. */
   allChannels(): string {
     return `${this.prefix}.ch.>`;
+  }
+
+  /** Wildcard of the republished (positioned) channel messages. */
+  allLive(): string {
+    return `${this.prefix}.live.>`;
+  }
+
+  /** Republished subject of a channel subject. */
+  liveOf(channelSubject: string): string {
+    const channel = this.channelOf(channelSubject);
+    if (channel === null) throw new Error(`not a channel subject: ${channelSubject}`);
+    return this.livePrefix + channel;
   }
 }

@@ -31,7 +31,7 @@ import { Fanout } from "./fanout.js";
 import { attachOperationalRoutes, sendJson } from "./http-routes.js";
 import { IpLimiter } from "./ip-limiter.js";
 import { RateLimiter } from "./rate-limiter.js";
-import { userTopicOf, type Session } from "./session.js";
+import { channelTopic, userTopicOf, type Session } from "./session.js";
 import { findToken } from "./token.js";
 import { uws, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket } from "./uws.js";
 
@@ -169,6 +169,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
             userTopic: userTopicOf(userToken(identity.sub)),
             limiter: new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
             channels: new Set(),
+            recovering: new Map(),
             closed: false,
           };
           res.cork(() => res.upgrade<Session>(session, secKey, protocol, extensions, context));
@@ -192,7 +193,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       metrics.connectionsOpen.inc();
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
       ws.subscribe(s.userTopic);
-      void fanout.acquire({ topic: s.userTopic, subject: subjects.user(s.sub), head: userMessageHead(s.sub) });
+      void fanout.acquire({ topic: s.userTopic, subject: subjects.user(s.sub), head: userMessageHead(s.sub), positioned: false });
       ws.send(welcomeFrame(s.sub, s.id), false);
     },
 
@@ -226,7 +227,8 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       sockets.delete(ws);
       metrics.connectionsOpen.dec();
       metrics.disconnects.inc({ code: closeCodeLabel(code) });
-      for (const channel of s.channels) fanout.release(`c:${channel}`);
+      for (const [channel, buffer] of s.recovering) fanout.unwatch(channelTopic(channel), buffer);
+      for (const channel of s.channels) fanout.release(channelTopic(channel));
       fanout.release(s.userTopic);
       ipLimiter.release(s.ip);
     },

@@ -12,10 +12,12 @@ import {
   channelMessageHead,
   channelProblem,
   errorFrame,
+  messageFrame,
   newTraceparent,
   parseClientFrame,
   pongFrame,
   replyFrame,
+  subscribedWithPosition,
   type ClientFrame,
   type GatewayMetrics,
   type Logger,
@@ -23,8 +25,8 @@ import {
   type RequestId,
   type Subjects,
 } from "@herald/core";
-import type { Broker } from "@herald/broker";
-import type { Fanout } from "./fanout.js";
+import type { Broker, BrokerHistory } from "@herald/broker";
+import type { Fanout, RecoveryBuffer } from "./fanout.js";
 import { channelTopic, type Session } from "./session.js";
 import type { WebSocket } from "./uws.js";
 
@@ -53,7 +55,7 @@ export class ClientMessages {
     this.ctx.metrics.clientMessages.inc({ type: frame.type });
     switch (frame.type) {
       case "subscribe":
-        return this.subscribe(ws, frame.channel, frame.id);
+        return this.subscribe(ws, frame.channel, frame.id, frame.since);
       case "unsubscribe":
         return this.unsubscribe(ws, frame.channel, frame.id);
       case "publish":
@@ -69,7 +71,7 @@ export class ClientMessages {
     ws.send(errorFrame(code, message, id), false);
   }
 
-  private subscribe(ws: WebSocket<Session>, channel: string, id: RequestId | undefined): void {
+  private subscribe(ws: WebSocket<Session>, channel: string, id: RequestId | undefined, since: number | undefined): void {
     const s = ws.getUserData();
     const problem = channelProblem(channel);
     if (problem) return this.error(ws, "invalid_channel", problem, id);
@@ -77,34 +79,113 @@ export class ClientMessages {
       return this.error(ws, "forbidden", `token does not allow subscribing to ${channel}`, id);
     }
     if (s.channels.has(channel)) {
-      ws.send(replyFrame("subscribed", channel, id), false);
-      return;
+      // Already subscribed: a plain repeat is a no-op; a repeat with `since`
+      // (the client saw a gap) restarts the subscription from that position.
+      if (since === undefined || !this.ctx.broker.history) {
+        ws.send(replyFrame("subscribed", channel, id), false);
+        return;
+      }
+      this.leave(ws, s, channel);
     }
     if (s.channels.size >= this.ctx.maxChannelsPerConnection) {
       return this.error(ws, "forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection`, id);
     }
     const topic = channelTopic(channel);
+    const subject = this.ctx.subjects.channel(channel);
+    const head = channelMessageHead(channel);
     s.channels.add(channel);
-    ws.subscribe(topic);
-    const ready = this.ctx.fanout.acquire({
-      topic,
-      subject: this.ctx.subjects.channel(channel),
-      head: channelMessageHead(channel),
+    const history = this.ctx.broker.history;
+    if (!history) {
+      ws.subscribe(topic);
+      const ready = this.ctx.fanout.acquire({ topic, subject, head, positioned: false });
+      void ready.then(() => {
+        if (!s.closed && s.channels.has(channel)) ws.cork(() => ws.send(replyFrame("subscribed", channel, id), false));
+      });
+      return;
+    }
+    this.recover(ws, s, { channel, topic, subject, head, id, since, history });
+  }
+
+  /**
+   * Subscribe with positions. Live frames are collected while the backlog
+   * after `since` is read from the history window; then the socket gets
+   * `subscribed`, the backlog and the collected frames in order without
+   * duplicates, and only then joins the uWS topic for the live stream.
+   */
+  private recover(
+    ws: WebSocket<Session>,
+    s: Session,
+    r: {
+      channel: string;
+      topic: string;
+      subject: string;
+      head: Buffer;
+      id: RequestId | undefined;
+      since: number | undefined;
+      history: BrokerHistory;
+    },
+  ): void {
+    const { channel, topic, head, id, history } = r;
+    const buffer: RecoveryBuffer = { frames: [] };
+    s.recovering.set(channel, buffer);
+    const ready = this.ctx.fanout.acquire({ topic, subject: history.liveSubject(r.subject), head, positioned: true });
+    this.ctx.fanout.watch(topic, buffer);
+    const stillWanted = () => !s.closed && s.recovering.get(channel) === buffer;
+    const run = async () => {
+      await ready;
+      // Read the position only after the live subscription is registered, so
+      // every message after it is either in the backlog or in the buffer.
+      const start = r.since ?? (await history.lastSeq(r.subject));
+      const { messages, complete } = r.since === undefined ? { messages: [], complete: true } : await history.since(r.subject, start);
+      if (!stillWanted()) return;
+      if (r.since !== undefined) {
+        this.ctx.metrics.recoveries.inc({ result: complete ? "recovered" : "window_exceeded" });
+      }
+      ws.cork(() => {
+        ws.send(subscribedWithPosition(channel, id, start, complete), false);
+        let last = start;
+        for (const m of messages) {
+          if (m.seq <= last) continue;
+          ws.send(messageFrame(head, m.data, m.seq, last), false);
+          last = m.seq;
+        }
+        for (const f of buffer.frames) {
+          if (f.seq <= last) continue;
+          ws.send(f.frame, false);
+          last = f.seq;
+        }
+        ws.subscribe(topic);
+      });
+      this.ctx.fanout.unwatch(topic, buffer);
+      s.recovering.delete(channel);
+    };
+    run().catch((err: unknown) => {
+      this.ctx.logger.warn({ err, channel }, "recovery failed");
+      if (!stillWanted()) return;
+      this.leave(ws, s, channel);
+      ws.cork(() => this.error(ws, "unavailable", "history unavailable, subscribe again", id));
     });
-    void ready.then(() => {
-      if (!s.closed && s.channels.has(channel)) ws.cork(() => ws.send(replyFrame("subscribed", channel, id), false));
-    });
+  }
+
+  /** Drops one channel from a socket: topic, broker reference, any recovery. */
+  private leave(ws: WebSocket<Session>, s: Session, channel: string): boolean {
+    if (!s.channels.delete(channel)) return false;
+    const topic = channelTopic(channel);
+    const buffer = s.recovering.get(channel);
+    if (buffer) {
+      this.ctx.fanout.unwatch(topic, buffer);
+      s.recovering.delete(channel);
+    }
+    ws.unsubscribe(topic);
+    this.ctx.fanout.release(topic);
+    return true;
   }
 
   private unsubscribe(ws: WebSocket<Session>, channel: string, id: RequestId | undefined): void {
     const s = ws.getUserData();
     const problem = channelProblem(channel);
     if (problem) return this.error(ws, "invalid_channel", problem, id);
-    if (s.channels.delete(channel)) {
-      const topic = channelTopic(channel);
-      ws.unsubscribe(topic);
-      this.ctx.fanout.release(topic);
-    }
+    this.leave(ws, s, channel);
     ws.send(replyFrame("unsubscribed", channel, id), false);
   }
 

@@ -8,8 +8,10 @@ import {
   LOG_LEVELS,
   read,
   readAuthConfig,
+  readHistoryConfig,
   isValidSubjectPrefix,
   type AuthConfig,
+  type HistoryConfig,
   type Env,
   type LogLevel,
 } from "@herald/core";
@@ -41,6 +43,8 @@ export interface GatewayConfig {
   natsServers: string[];
   natsName: string;
   subjectPrefix: string;
+  /** Message history for recovery (JetStream / memory). */
+  history: HistoryConfig;
   auth: AuthConfig;
   origins: OriginPolicy;
   trustedProxies: TrustedProxies;
@@ -84,6 +88,7 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     natsServers,
     natsName: read.str(env, "NATS_NAME", d.natsName),
     subjectPrefix,
+    history: readHistoryConfig(env),
     auth: readAuthConfig(env),
     origins: OriginPolicy.parse(read.list(env, "ALLOWED_ORIGINS"), "ALLOWED_ORIGINS"),
     trustedProxies: TrustedProxies.parse(read.list(env, "TRUSTED_PROXIES"), "TRUSTED_PROXIES"),

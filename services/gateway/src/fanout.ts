@@ -26,11 +26,23 @@ export interface Destination {
   subject: string;
   /** Fixed head of every message frame for this destination. */
   head: Buffer;
+  /** Messages carry stream positions (Nats-Sequence headers) to put in the frame. */
+  positioned: boolean;
+}
+
+/**
+ * Live frames collected for one socket while its recovery backlog is read,
+ * so nothing published meanwhile is lost or sent out of order.
+ */
+export interface RecoveryBuffer {
+  frames: Array<{ seq: number; frame: Buffer }>;
 }
 
 interface Entry {
   refs: number;
-  sub: BrokerSubscription;
+  sub: BrokerSubscription | undefined;
+  /** Sockets in recovery on this topic (usually empty). */
+  recovering: Set<RecoveryBuffer>;
 }
 
 
@@ -57,10 +69,12 @@ export class Fanout {
     const entry = this.entries.get(dest.topic);
     if (entry) {
       entry.refs++;
-      return entry.sub.ready;
+      return entry.sub?.ready ?? Promise.resolve();
     }
-    const sub = this.broker.subscribe(dest.subject, this.deliverer(dest));
-    this.entries.set(dest.topic, { refs: 1, sub });
+    const created: Entry = { refs: 1, sub: undefined, recovering: new Set() };
+    const sub = this.broker.subscribe(dest.subject, this.deliverer(dest, created));
+    created.sub = sub;
+    this.entries.set(dest.topic, created);
     this.metrics.brokerSubscriptions.set(this.entries.size);
     this.logger.debug({ subject: dest.subject }, "broker subscription added");
     return sub.ready;
@@ -70,20 +84,42 @@ export class Fanout {
     const entry = this.entries.get(topic);
     if (!entry) return;
     if (--entry.refs > 0) return;
-    entry.sub.unsubscribe();
+    entry.sub?.unsubscribe();
     this.entries.delete(topic);
     this.metrics.brokerSubscriptions.set(this.entries.size);
     this.logger.debug({ topic }, "broker subscription removed");
   }
 
-  private deliverer(dest: Destination): (msg: BrokerMessage) => void {
+  /** Starts collecting live frames of `topic` for a socket in recovery. */
+  watch(topic: string, buffer: RecoveryBuffer): void {
+    this.entries.get(topic)?.recovering.add(buffer);
+  }
+
+  unwatch(topic: string, buffer: RecoveryBuffer): void {
+    this.entries.get(topic)?.recovering.delete(buffer);
+  }
+
+  private deliverer(dest: Destination, entry: Entry): (msg: BrokerMessage) => void {
     const { app, metrics, tracing } = this;
-    const { topic, head } = dest;
+    const { topic, head, positioned } = dest;
     return (msg) => {
       metrics.brokerMessages.inc();
       const recipients = app.numSubscribers(topic);
+      if (recipients === 0 && entry.recovering.size === 0) return;
+      let seq: number | undefined;
+      let prev: number | undefined;
+      if (positioned) {
+        const seqText = msg.header(Header.Sequence);
+        if (seqText !== undefined) {
+          seq = Number(seqText);
+          prev = Number(msg.header(Header.LastSequence) ?? 0);
+        }
+      }
+      const frame = messageFrame(head, msg.data, seq, prev);
+      if (entry.recovering.size > 0 && seq !== undefined) {
+        for (const buffer of entry.recovering) buffer.frames.push({ seq, frame });
+      }
       if (recipients === 0) return;
-      const frame = messageFrame(head, msg.data);
       if (tracing.enabled) {
         const parent = extractTraceContext((name) => msg.header(name));
         const span = tracing.tracer.startSpan(

@@ -3,7 +3,7 @@
  * Gateway process entry: configuration from the environment, broker,
  * tracing, listen, and the SIGTERM drain. All behaviour lives in app.ts.
  */
-import { ConfigError, createLogger, processEnv, startTracing } from "@herald/core";
+import { ConfigError, Subjects, createLogger, processEnv, startTracing } from "@herald/core";
 import { createBroker } from "@herald/broker";
 import { buildGateway } from "./app.js";
 import { readGatewayConfig, type GatewayConfig } from "./config.js";
@@ -38,7 +38,13 @@ if (config.origins.allowAll) logger.warn("ALLOWED_ORIGINS=* accepts WebSocket co
 if (config.natsServers.length === 0) logger.warn("NATS_URL is not set: using the in-process memory broker (single process only)");
 
 const tracing = await startTracing(env, "herald-gateway");
-const broker = createBroker({ servers: config.natsServers, name: config.natsName, logger });
+const broker = createBroker({
+  servers: config.natsServers,
+  name: config.natsName,
+  logger,
+  history: config.history,
+  subjects: new Subjects(config.subjectPrefix),
+});
 const gateway = buildGateway({ config, broker, logger, tracing });
 
 let bound: { port: number; metricsPort?: number };

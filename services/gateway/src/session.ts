@@ -1,5 +1,6 @@
 /** Per-connection state, stored as uWS user data. */
 import type { Identity } from "@herald/core";
+import type { RecoveryBuffer } from "./fanout.js";
 import type { RateLimiter } from "./rate-limiter.js";
 
 export interface Session {
@@ -13,6 +14,8 @@ export interface Session {
   readonly limiter: RateLimiter;
   /** Channels this socket is subscribed to. */
   readonly channels: Set<string>;
+  /** Channels whose recovery backlog is still being read. */
+  readonly recovering: Map<string, RecoveryBuffer>;
   /** Set by the close handler; async work checks it before touching the socket. */
   closed: boolean;
 }

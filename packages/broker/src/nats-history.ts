@@ -1,0 +1,116 @@
+/**
+ * JetStream-backed history: one stream captures every channel subject with a
+ * bounded window (age and count per channel) and republishes each stored
+ * message to `<prefix>.live.<channel>` with `Nats-Sequence` and
+ * `Nats-Last-Sequence`, which is what lets clients detect gaps and resume.
+ * Reads use Direct Get (any replica answers, no consumer state on the server).
+ */
+import type { HistoryConfig, Logger, Subjects } from "@herald/core";
+import type { JetStreamManager, StoredMsg, StreamConfig } from "nats";
+
+/** nats.js implements Direct Get on its manager but leaves it off the exported types. */
+type DirectQuery = { seq: number; next_by_subj?: string } | { seq: number } | { last_by_subj: string };
+type DirectJetStreamManager = JetStreamManager & {
+  direct: { getMessage(stream: string, query: DirectQuery): Promise<StoredMsg> };
+};
+import type { BrokerHistory, StoredMessage } from "./broker.js";
+
+const NANOS_PER_SECOND = 1_000_000_000;
+
+class Stored implements StoredMessage {
+  constructor(private readonly m: StoredMsg) {}
+  get seq(): number {
+    return this.m.seq;
+  }
+  get data(): Uint8Array {
+    return this.m.data;
+  }
+  header(name: string): string | undefined {
+    const v = this.m.header?.get(name);
+    return v ? v : undefined;
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: string | number }).code == 404 || /not found/i.test((err as Error).message ?? "");
+}
+
+export class NatsHistory implements BrokerHistory {
+  constructor(
+    private readonly jsm: DirectJetStreamManager,
+    private readonly config: HistoryConfig,
+    private readonly subjects: Subjects,
+  ) {}
+
+  /** Creates or updates the stream; idempotent, so every service may call it. */
+  static async ensure(jsm: JetStreamManager, config: HistoryConfig, subjects: Subjects, logger: Logger): Promise<NatsHistory> {
+    const stream: Partial<StreamConfig> & { name: string } = {
+      name: config.stream,
+      subjects: [subjects.allChannels()],
+      max_age: config.maxAgeSeconds * NANOS_PER_SECOND,
+      max_msgs_per_subject: config.maxPerChannel,
+      num_replicas: config.replicas,
+      allow_direct: true,
+      duplicate_window: 120 * NANOS_PER_SECOND,
+      republish: { src: subjects.allChannels(), dest: subjects.allLive() },
+    };
+    try {
+      await jsm.streams.add(stream);
+    } catch (err) {
+      if (!/already in use/i.test((err as Error).message)) throw err;
+      await jsm.streams.update(config.stream, stream);
+    }
+    logger.info(
+      { stream: config.stream, maxAgeSeconds: config.maxAgeSeconds, maxPerChannel: config.maxPerChannel },
+      "history stream ready",
+    );
+    return new NatsHistory(jsm as DirectJetStreamManager, config, subjects);
+  }
+
+  liveSubject(subject: string): string {
+    return this.subjects.liveOf(subject);
+  }
+
+  async lastSeq(subject: string): Promise<number> {
+    try {
+      return (await this.jsm.direct.getMessage(this.config.stream, { last_by_subj: subject })).seq;
+    } catch (err) {
+      if (isNotFound(err)) return 0;
+      throw err;
+    }
+  }
+
+  async since(subject: string, after: number): Promise<{ messages: StoredMessage[]; complete: boolean }> {
+    const complete = after === 0 ? (await this.count(subject)) < this.config.maxPerChannel : await this.holds(subject, after);
+    const messages: StoredMessage[] = [];
+    let next = after + 1;
+    // Bounded by the per-channel window, so a recovery is never unbounded work.
+    for (let i = 0; i < this.config.maxPerChannel; i++) {
+      let m: StoredMsg;
+      try {
+        m = await this.jsm.direct.getMessage(this.config.stream, { seq: next, next_by_subj: subject });
+      } catch (err) {
+        if (isNotFound(err)) break;
+        throw err;
+      }
+      messages.push(new Stored(m));
+      next = m.seq + 1;
+    }
+    return { messages, complete };
+  }
+
+  /** True while the message at `seq` on `subject` is still in the window. */
+  private async holds(subject: string, seq: number): Promise<boolean> {
+    try {
+      return (await this.jsm.direct.getMessage(this.config.stream, { seq })).subject === subject;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  private async count(subject: string): Promise<number> {
+    const info = await this.jsm.streams.info(this.config.stream, { subjects_filter: subject });
+    return info.state.subjects?.[subject] ?? 0;
+  }
+}

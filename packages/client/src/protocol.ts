@@ -1,0 +1,71 @@
+/** herald.v1 wire types as the client sees them (DESIGN.md "Client protocol"). */
+
+export const SUBPROTOCOL = "herald.v1";
+
+/** Close codes of DESIGN.md, and the standard ones the client reacts to. */
+export const CloseCodes = {
+  Normal: 1000,
+  GoingAway: 1001,
+  ProtocolError: 1002,
+  UnsupportedData: 1003,
+  Abnormal: 1006,
+  InvalidPayload: 1007,
+  PolicyViolation: 1008,
+  TooLarge: 1009,
+  MandatoryExtension: 1010,
+  InternalError: 1011,
+  TokenExpired: 4001,
+  Forbidden: 4003,
+  RateLimited: 4008,
+  SlowConsumer: 4009,
+} as const;
+
+export type RequestId = number | string;
+
+export interface WelcomeFrame {
+  type: "welcome";
+  sub: string;
+  connection: string;
+}
+
+export interface SubscribedFrame {
+  type: "subscribed";
+  channel: string;
+  id?: RequestId;
+  /** Stream position the live stream continues from (recovery-capable servers). */
+  seq?: number;
+  /** false: the `since` position was older than the server's history; messages were lost. */
+  recovered?: boolean;
+}
+
+export interface MessageFrame {
+  type: "message";
+  channel?: string;
+  user?: string;
+  data: unknown;
+  encoding?: "base64";
+  seq?: number;
+  prev?: number;
+}
+
+export interface ErrorFrame {
+  type: "error";
+  id?: RequestId;
+  code: string;
+  message?: string;
+}
+
+export type ServerFrame =
+  | WelcomeFrame
+  | SubscribedFrame
+  | { type: "unsubscribed"; channel: string; id?: RequestId }
+  | { type: "ack"; id?: RequestId }
+  | { type: "pong"; id?: RequestId }
+  | MessageFrame
+  | ErrorFrame;
+
+export type ClientFrame =
+  | { type: "subscribe"; channel: string; id: number; since?: number }
+  | { type: "unsubscribe"; channel: string; id: number }
+  | { type: "publish"; channel: string; data: unknown; id: number }
+  | { type: "ping"; id: number };
