@@ -17,7 +17,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 // tsc -b is incremental: this is a no-op when the build is current.
 execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-b"], { cwd: root, stdio: "inherit" });
 
-const { processEnv, createLogger, startTracing, ConfigError } = await import("@herald/core");
+const { processEnv, createLogger, startTracing, ConfigError, Subjects } = await import("@herald/core");
 const { createBroker } = await import("@herald/broker");
 const { buildGateway, readGatewayConfig } = await import("@herald/gateway");
 const { buildPublisher, readPublisherConfig } = await import("@herald/publisher");
@@ -53,7 +53,13 @@ try {
 
 const logger = createLogger("herald", gatewayConfig.logLevel);
 const tracing = await startTracing(env, "herald");
-const broker = createBroker({ servers: gatewayConfig.natsServers, name: "herald-all-in-one", logger });
+const broker = createBroker({
+  servers: gatewayConfig.natsServers,
+  name: "herald-all-in-one",
+  logger,
+  history: gatewayConfig.history,
+  subjects: new Subjects(gatewayConfig.subjectPrefix),
+});
 const gateway = buildGateway({ config: gatewayConfig, broker, logger: logger.child({ component: "gateway" }), tracing });
 const publisher = buildPublisher({ config: publisherConfig, broker, logger: logger.child({ component: "publisher" }), tracing });
 const { port: gwPort } = await gateway.listen();

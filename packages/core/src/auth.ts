@@ -94,6 +94,8 @@ export interface Identity {
   channels: ChannelPatterns;
   /** Patterns of channels the user may publish to. */
   publish: ChannelPatterns;
+  /** The `publish` claim as given (the publisher reads its `user:` grants). */
+  publishClaim: readonly string[];
   /** Expiry, epoch milliseconds. */
   expiresAt: number;
 }
@@ -153,10 +155,12 @@ function identityFrom(payload: JWTPayload): Identity {
     throw new AuthError("invalid_token", "sub claim must be a non-empty string of at most 256 characters");
   }
   if (typeof exp !== "number") throw new AuthError("invalid_token", "exp claim is required");
+  const publishClaim = stringArray(payload["publish"], "publish");
   return {
     sub,
     channels: new ChannelPatterns(stringArray(payload["channels"], "channels")),
-    publish: new ChannelPatterns(stringArray(payload["publish"], "publish")),
+    publish: new ChannelPatterns(publishClaim),
+    publishClaim,
     expiresAt: exp * 1000,
   };
 }

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import {
   ROOT_CONTEXT,
   SpanKind,
+  SpanStatusCode,
   context,
   propagation,
   trace,
@@ -17,7 +18,7 @@ import {
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import type { Env } from "./env.js";
 
-export { SpanKind, context, trace, type Context, type Span };
+export { SpanKind, SpanStatusCode, context, trace, type Context, type Span };
 
 export interface Tracing {
   readonly enabled: boolean;

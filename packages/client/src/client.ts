@@ -1,0 +1,1164 @@
+/**
+ * HeraldClient: one logical connection to a Herald gateway that survives
+ * network drops, server drains and token expiry.
+ *
+ * - connects with `new WebSocket(url, ["herald.v1", "bearer.<jwt>"])` (works in
+ *   browsers, which cannot set headers);
+ * - reconnects with exponential backoff and full jitter, after a random delay
+ *   on 1001 (drain), with a longer floor on 4008 (rate limited);
+ * - re-subscribes every channel after a reconnect, with `since` = the last
+ *   stream position seen, so a recovery-capable gateway replays what was missed;
+ *   drops duplicates (seq <= last) and re-subscribes on a gap (prev != last);
+ * - refreshes provider tokens shortly before `exp` by opening a second
+ *   connection with the new token, re-subscribing there and only then closing
+ *   the old one (make before break), and after a 4001;
+ * - queues publishes while disconnected (bounded) and flushes them on connect;
+ * - gives up with a terminal HeraldError on codes that a retry cannot fix.
+ */
+import { backoffDelay, drainDelay, type BackoffOptions } from "./backoff.js";
+import { Emitter, reportListenerError } from "./emitter.js";
+import { HeraldError, type HeraldErrorCode } from "./errors.js";
+import { tokenTimes } from "./jwt.js";
+import { CloseCodes, SUBPROTOCOL, type ClientFrame, type MessageFrame, type ServerFrame, type SubscribedFrame } from "./protocol.js";
+
+// ---- public types ----------------------------------------------------------
+
+/**
+ * `idle` before the first connect(); `connecting` during the first attempt;
+ * `connected` after the server's welcome; `reconnecting` between a lost
+ * connection and the next welcome; `closed` after close() or a terminal error
+ * (see `lastError`). connect() may be called again from `closed`.
+ */
+export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
+
+/** Returns a fresh JWT; called on connect, shortly before `exp`, and after a 4001. */
+export type TokenProvider = () => string | Promise<string>;
+
+/** The part of the WHATWG WebSocket the client uses (browsers, Node 22+, the `ws` package). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly protocol: string;
+  binaryType: string;
+  // `any` parameters keep both DOM and `ws` event types assignable.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onopen: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onmessage: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onclose: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onerror: ((ev: any) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+export interface HeraldClientOptions {
+  /** Gateway endpoint, e.g. `wss://rt.example.com/ws`. */
+  url: string;
+  /** A JWT, or a function returning one (sync or async). Only a provider lets the client survive token expiry. */
+  token: string | TokenProvider;
+  /** WebSocket implementation; default `globalThis.WebSocket`. In Node 20 pass `(await import("ws")).default`. */
+  WebSocket?: WebSocketConstructor;
+  /** Reconnect backoff: `random(0, min(maxMs, baseMs * 2 ** attempt))`. Default { baseMs: 500, maxMs: 30000 }. */
+  backoff?: Partial<BackoffOptions>;
+  /** After a 1001 (server draining) reconnect after `random(0, drainReconnectMaxMs)`. Default 5000. */
+  drainReconnectMaxMs?: number;
+  /** After a 4008 (rate limited) wait at least this long before reconnecting (plus backoff). Default 5000. */
+  rateLimitedDelayMs?: number;
+  /** Give up (terminal `reconnect_failed`) after this many consecutive failed attempts. Default Infinity. */
+  maxReconnectAttempts?: number;
+  /** An attempt that has not received the welcome frame after this long is abandoned. Default 10000. */
+  connectTimeoutMs?: number;
+  /** subscribe/unsubscribe/publish/ping reject with `timeout` after this long without an answer. Default 10000. */
+  requestTimeoutMs?: number;
+  /** Send a ping this often to detect dead connections (0 = never). Default 25000. */
+  pingIntervalMs?: number;
+  /** A connection whose ping is not answered within this long is considered dead. Default 10000. */
+  pongTimeoutMs?: number;
+  /** Refresh provider tokens this long before `exp` (at most 20% of the token's lifetime). Default 30000. */
+  refreshLeadMs?: number;
+  /** Publishes kept while disconnected; more reject with `queue_full`. 0 disables queueing. Default 100. */
+  offlineQueueLimit?: number;
+  /** Random source in [0, 1) for jitter (tests). Default Math.random. */
+  random?: () => number;
+}
+
+export interface Welcome {
+  /** The user id (`sub` claim). */
+  sub: string;
+  /** Server-side connection id (differs on every reconnect). */
+  connection: string;
+}
+
+export interface HeraldMessage<T = unknown> {
+  /** Set for channel messages. */
+  channel?: string;
+  /** Set for direct messages to this user (`sub`). */
+  user?: string;
+  /** The payload; a base64 string when `encoding` is "base64" (use decodeBase64). */
+  data: T;
+  encoding?: "base64";
+  /** Stream position (recovery-capable servers only). */
+  seq?: number;
+  /** Position of the previous message on the channel (recovery-capable servers only). */
+  prev?: number;
+}
+
+export interface StateChange {
+  state: ConnectionState;
+  previous: ConnectionState;
+  /** Why the connection was lost or the client closed (also in `client.lastError`). */
+  error?: HeraldError;
+  /** For `reconnecting`: how long until the next attempt. */
+  retryInMs?: number;
+  /** For `reconnecting`: consecutive failed attempts so far. */
+  attempt?: number;
+}
+
+export interface SubscribedInfo {
+  channel: string;
+  /** Server stream position, when the server supports recovery. */
+  seq?: number;
+  /** True when this confirmation follows a reconnect or token refresh. */
+  resubscribed: boolean;
+}
+
+export interface RecoveryInfo {
+  channel: string;
+  /** The position the client asked to resume from. */
+  since: number;
+  /** The position the live stream continues from. */
+  seq: number | undefined;
+  /** false: the server's history did not reach back to `since`; messages were lost for good. */
+  recovered: boolean;
+}
+
+export interface GapInfo {
+  channel: string;
+  /** Last position the client had. */
+  lastSeq: number;
+  /** `prev` of the message that revealed the gap. */
+  prev: number;
+  seq: number;
+  /** True when the client re-subscribes with `since` to get the missing messages. */
+  recovering: boolean;
+}
+
+export interface HeraldEvents {
+  state: (change: StateChange) => void;
+  welcome: (info: Welcome) => void;
+  /** Every channel and direct message, after de-duplication. */
+  message: (msg: HeraldMessage) => void;
+  subscribed: (info: SubscribedInfo) => void;
+  /** A subscription ended: by unsubscribe(), or refused by the server on re-subscribe (`error` set). */
+  unsubscribed: (info: { channel: string; error?: HeraldError }) => void;
+  /** The server answered a resume request (`since`); `recovered: false` means messages were lost. */
+  recovered: (info: RecoveryInfo) => void;
+  /** A message arrived whose `prev` is not the last position seen. */
+  gap: (info: GapInfo) => void;
+  /** Errors not tied to a promise: terminal errors, refused re-subscriptions, token provider failures, error frames without id. */
+  error: (err: HeraldError) => void;
+  /** A new token is in use (after a refresh); `expiresAt` in ms when the token has `exp`. */
+  token: (info: { expiresAt: number | undefined }) => void;
+}
+
+export interface SubscribeOptions<T = unknown> {
+  /** Called for every message on the channel (in addition to the client's `message` event). */
+  onMessage?: (msg: HeraldMessage<T>) => void;
+  /** Resume after this stream position (e.g. persisted from a previous page load). */
+  since?: number;
+}
+
+/** Handle of one channel subscription (one per channel per client). */
+export class Subscription<T = unknown> {
+  /** @internal */
+  constructor(
+    readonly channel: string,
+    private readonly client: HeraldClient,
+    private readonly state: SubState,
+  ) {}
+
+  /** The last stream position received (recovery-capable servers), e.g. to persist and pass as `since` later. */
+  get lastSeq(): number | undefined {
+    return this.state.lastSeq;
+  }
+
+  /** True while the server has confirmed the subscription on the current connection. */
+  get active(): boolean {
+    return this.client.isActive(this.channel);
+  }
+
+  /** Adds a message handler; returns a function removing it. */
+  onMessage(fn: (msg: HeraldMessage<T>) => void): () => void {
+    const h = fn as (msg: HeraldMessage) => void;
+    this.state.handlers.add(h);
+    return () => this.state.handlers.delete(h);
+  }
+
+  unsubscribe(): Promise<void> {
+    return this.client.unsubscribe(this.channel);
+  }
+}
+
+// ---- internals -------------------------------------------------------------
+
+interface Deferred {
+  resolve: () => void;
+  reject: (err: HeraldError) => void;
+}
+
+/** @internal */
+export interface SubState {
+  channel: string;
+  handlers: Set<(msg: HeraldMessage) => void>;
+  lastSeq: number | undefined;
+  /** Waiting for the answer to a gap-recovery subscribe: live messages are dropped (they will be replayed). */
+  recovering: boolean;
+  gapRecoveries: number;
+  /** subscribe() promises waiting for the first confirmation. */
+  waiters: Deferred[];
+  everConfirmed: boolean;
+  retryTimer: ReturnType<typeof setTimeout> | undefined;
+  handle: Subscription;
+}
+
+interface Pending {
+  kind: ClientFrame["type"];
+  conn: Conn;
+  channel?: string;
+  since?: number;
+  /** A re-subscribe sent on the refresh connection (counted in resubsPending). */
+  resub?: boolean;
+  resolve: (frame: ServerFrame) => void;
+  reject: (err: HeraldError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+interface Queued {
+  channel: string;
+  data: unknown;
+  resolve: () => void;
+  reject: (err: HeraldError) => void;
+}
+
+let connSerial = 0;
+
+class Conn {
+  readonly n = ++connSerial;
+  ws: WebSocketLike | undefined;
+  welcomed = false;
+  welcomedAt = 0;
+  ended = false;
+  /** HTTP status of a refused upgrade (Node `ws` only). */
+  httpStatus: number | undefined;
+  errorText: string | undefined;
+  /** Channels the server confirmed on this connection. */
+  readonly confirmed = new Set<string>();
+  /** Re-subscribe requests (token refresh) not yet answered. */
+  resubsPending = 0;
+  welcome: Welcome | undefined;
+  timers: Array<ReturnType<typeof setTimeout>> = [];
+  pingTimer: ReturnType<typeof setInterval> | undefined;
+  constructor(readonly token: string) {}
+  clearTimers(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
+  }
+}
+
+/** Connections that lived at least this long reset the backoff attempt counter. */
+const STABLE_AFTER_MS = 5_000;
+/** Gap recoveries in a row (without an in-order message) before the client accepts the loss. */
+const MAX_GAP_RECOVERIES = 3;
+/** Close codes a reconnect cannot fix. 4001 is terminal only without a token provider. */
+const TERMINAL_CLOSE_CODES = new Set<number>([
+  CloseCodes.ProtocolError,
+  CloseCodes.UnsupportedData,
+  CloseCodes.InvalidPayload,
+  CloseCodes.PolicyViolation,
+  CloseCodes.MandatoryExtension,
+  CloseCodes.Forbidden,
+]);
+
+export class HeraldClient extends Emitter<HeraldEvents> {
+  private readonly opts: Required<Omit<HeraldClientOptions, "WebSocket" | "backoff" | "token">> & { backoff: Partial<BackoffOptions> };
+  private readonly WS: WebSocketConstructor;
+  private readonly tokenSource: string | TokenProvider;
+
+  private _state: ConnectionState = "idle";
+  private _lastError: HeraldError | undefined;
+  private _session: Welcome | undefined;
+  /** The connection in use (welcomed), or the attempt in progress. */
+  private conn: Conn | undefined;
+  /** Second connection opened by a token refresh, until it takes over. */
+  private next: Conn | undefined;
+  /** Old connections finishing their in-flight requests after a refresh. */
+  private readonly retiring = new Set<Conn>();
+  private token: string | undefined;
+  private attempt = 0;
+  /** Bumped by close() and every new attempt, so stale async steps stop. */
+  private generation = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshFailures = 0;
+  private forceTokenRefresh = false;
+  private failedOpens = 0;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly subs = new Map<string, SubState>();
+  private queue: Queued[] = [];
+  private connectWaiters: Deferred[] = [];
+
+  constructor(options: HeraldClientOptions) {
+    super();
+    if (!options || typeof options.url !== "string" || options.url === "") {
+      throw new HeraldError("invalid_argument", "HeraldClient needs a url (ws:// or wss://)");
+    }
+    if (typeof options.token !== "string" && typeof options.token !== "function") {
+      throw new HeraldError("invalid_argument", "HeraldClient needs a token: a JWT string or a function returning one");
+    }
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (typeof WS !== "function") {
+      throw new HeraldError(
+        "invalid_argument",
+        "no WebSocket implementation: pass the WebSocket option (in Node 20: `WebSocket: (await import('ws')).default`)",
+      );
+    }
+    this.WS = WS;
+    this.tokenSource = options.token;
+    this.opts = {
+      url: options.url,
+      backoff: options.backoff ?? {},
+      drainReconnectMaxMs: options.drainReconnectMaxMs ?? 5_000,
+      rateLimitedDelayMs: options.rateLimitedDelayMs ?? 5_000,
+      maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+      pingIntervalMs: options.pingIntervalMs ?? 25_000,
+      pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
+      refreshLeadMs: options.refreshLeadMs ?? 30_000,
+      offlineQueueLimit: options.offlineQueueLimit ?? 100,
+      random: options.random ?? Math.random,
+    };
+    if (typeof this.tokenSource === "string") this.token = this.tokenSource;
+  }
+
+  // ---- public API ----------------------------------------------------------
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  /** Why the client last lost its connection or gave up; cleared by a successful connect. */
+  get lastError(): HeraldError | undefined {
+    return this._lastError;
+  }
+
+  /** The server's welcome on the current connection. */
+  get session(): Welcome | undefined {
+    return this._state === "connected" ? this._session : undefined;
+  }
+
+  /** Channels this client wants to be subscribed to (kept across reconnects and close()/connect()). */
+  get channels(): string[] {
+    return [...this.subs.keys()];
+  }
+
+  /** Publishes waiting for a connection. */
+  get queuedPublishes(): number {
+    return this.queue.length;
+  }
+
+  /** Resolves once connected (the server's welcome); rejects if the client closes for good first. */
+  connect(): Promise<void> {
+    if (this._state === "connected") return Promise.resolve();
+    const p = new Promise<void>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
+    if (this._state === "idle" || this._state === "closed") {
+      this._lastError = undefined;
+      this.attempt = 0;
+      this.failedOpens = 0;
+      this.setState("connecting");
+      void this.openAttempt(this.generation);
+    }
+    return p;
+  }
+
+  /** Closes the connection (1000) and stops reconnecting. Pending requests and queued publishes reject with `closed`. */
+  close(): void {
+    if (this._state === "closed" || this._state === "idle") {
+      this._state = "closed";
+      return;
+    }
+    const err = new HeraldError("closed", "the client was closed");
+    this.shutdown(err);
+    this._lastError = undefined;
+    this.setState("closed");
+  }
+
+  /**
+   * Subscribes to a channel. Resolves when the server confirms (waits for a
+   * connection if there is none), rejects with the server's error code
+   * (`forbidden`, `invalid_channel`, ...). Subscribing again to the same
+   * channel adds `onMessage` and returns the same Subscription.
+   */
+  subscribe<T = unknown>(channel: string, options: SubscribeOptions<T> = {}): Promise<Subscription<T>> {
+    if (typeof channel !== "string" || channel === "") {
+      return Promise.reject(new HeraldError("invalid_argument", "channel must be a non-empty string"));
+    }
+    let sub = this.subs.get(channel);
+    const isNew = !sub;
+    if (!sub) {
+      const state: SubState = {
+        channel,
+        handlers: new Set(),
+        lastSeq: typeof options.since === "number" && Number.isFinite(options.since) ? options.since : undefined,
+        recovering: false,
+        gapRecoveries: 0,
+        waiters: [],
+        everConfirmed: false,
+        retryTimer: undefined,
+        handle: undefined as unknown as Subscription,
+      };
+      state.handle = new Subscription(channel, this, state);
+      sub = state;
+      this.subs.set(channel, sub);
+    }
+    const s = sub;
+    if (options.onMessage) s.handlers.add(options.onMessage as (msg: HeraldMessage) => void);
+    const handle = s.handle as Subscription<T>;
+    if (this.conn?.welcomed && this.conn.confirmed.has(channel) && !isNew) return Promise.resolve(handle);
+    const p = new Promise<Subscription<T>>((resolve, reject) => {
+      s.waiters.push({ resolve: () => resolve(handle), reject });
+    });
+    if (isNew) {
+      for (const c of this.liveConns()) this.sendSubscribe(c, s);
+    }
+    if (this._state === "closed") this.rejectWaiters(s, new HeraldError("closed", "the client is closed; call connect()"));
+    return p;
+  }
+
+  /** Ends a subscription. Resolves at once when disconnected (the server forgot it anyway). */
+  unsubscribe(channel: string): Promise<void> {
+    const sub = this.subs.get(channel);
+    if (!sub) return Promise.resolve();
+    this.subs.delete(channel);
+    if (sub.retryTimer !== undefined) clearTimeout(sub.retryTimer);
+    this.rejectWaiters(sub, new HeraldError("closed", `unsubscribed from ${channel} before the server confirmed`, { channel }));
+    this.emit("unsubscribed", { channel });
+    const conns = this.liveConns().filter((c) => c.confirmed.has(channel) || c.welcomed);
+    const sent = conns.map((c) => {
+      c.confirmed.delete(channel);
+      return this.request(c, { type: "unsubscribe", channel }).then(
+        () => undefined,
+        (err: HeraldError) => {
+          if (err.code === "disconnected") return; // the server dropped it with the connection
+          throw err;
+        },
+      );
+    });
+    return Promise.all(sent).then(() => undefined);
+  }
+
+  /**
+   * Publishes `data` (any JSON value) to a channel; resolves on the server's
+   * ack. While disconnected the publish waits in the offline queue (bounded by
+   * offlineQueueLimit, `queue_full` beyond) and is sent after the next connect.
+   */
+  publish(channel: string, data: unknown): Promise<void> {
+    if (typeof channel !== "string" || channel === "") {
+      return Promise.reject(new HeraldError("invalid_argument", "channel must be a non-empty string"));
+    }
+    if (data === undefined) return Promise.reject(new HeraldError("invalid_argument", "data must be a JSON value, not undefined"));
+    const conn = this.conn;
+    if (this._state === "connected" && conn?.welcomed) {
+      return this.request(conn, { type: "publish", channel, data }).then(() => undefined);
+    }
+    if (this._state === "closed") {
+      return Promise.reject(this._lastError ?? new HeraldError("closed", "the client is closed; call connect()"));
+    }
+    if (this.queue.length >= this.opts.offlineQueueLimit) {
+      return Promise.reject(
+        new HeraldError("queue_full", `offline queue full (${this.opts.offlineQueueLimit} publishes waiting for a connection)`, { channel }),
+      );
+    }
+    return new Promise<void>((resolve, reject) => this.queue.push({ channel, data, resolve, reject }));
+  }
+
+  /** Round trip to the server in ms. Rejects with `disconnected` when not connected. */
+  async ping(): Promise<number> {
+    const conn = this.conn;
+    if (this._state !== "connected" || !conn?.welcomed) throw new HeraldError("disconnected", "not connected");
+    const t0 = Date.now();
+    await this.request(conn, { type: "ping" });
+    return Date.now() - t0;
+  }
+
+  /** @internal */
+  isActive(channel: string): boolean {
+    return this._state === "connected" && (this.conn?.confirmed.has(channel) ?? false);
+  }
+
+  // ---- connection lifecycle ---------------------------------------------------
+
+  private setState(state: ConnectionState, extra: Omit<StateChange, "state" | "previous"> = {}): void {
+    const previous = this._state;
+    if (previous === state && state !== "reconnecting") return;
+    this._state = state;
+    this.emit("state", { state, previous, ...extra });
+  }
+
+  private liveConns(): Conn[] {
+    const out: Conn[] = [];
+    if (this.conn?.welcomed) out.push(this.conn);
+    if (this.next?.welcomed) out.push(this.next);
+    return out;
+  }
+
+  private async obtainToken(force: boolean): Promise<string> {
+    if (typeof this.tokenSource === "string") return this.tokenSource;
+    if (!force && this.token !== undefined) {
+      const { expiresAt } = tokenTimes(this.token);
+      if (expiresAt === undefined || expiresAt - Date.now() > 1_000) return this.token;
+    }
+    let value: unknown;
+    try {
+      value = await this.tokenSource();
+    } catch (cause) {
+      throw new HeraldError("token_provider_failed", `the token provider failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    }
+    if (typeof value !== "string" || value === "") {
+      throw new HeraldError("token_provider_failed", "the token provider did not return a non-empty string");
+    }
+    const changed = value !== this.token;
+    this.token = value;
+    if (changed) this.emit("token", { expiresAt: tokenTimes(value).expiresAt });
+    return value;
+  }
+
+  private async openAttempt(gen: number): Promise<void> {
+    const force = this.forceTokenRefresh;
+    this.forceTokenRefresh = false;
+    let token: string;
+    try {
+      token = await this.obtainToken(force);
+    } catch (err) {
+      if (gen !== this.generation) return;
+      const e = err as HeraldError;
+      this.emit("error", e);
+      this.forceTokenRefresh = true;
+      this.retryAfterFailure(e);
+      return;
+    }
+    if (gen !== this.generation || this._state === "closed") return;
+    const conn = new Conn(token);
+    this.conn = conn;
+    if (!this.openSocket(conn, gen)) return;
+    conn.timers.push(
+      setTimeout(() => this.abandon(conn, CloseCodes.Abnormal, "no welcome within connectTimeoutMs"), this.opts.connectTimeoutMs),
+    );
+  }
+
+  /** Creates the socket of `conn` and wires its handlers; false (and terminal) when the constructor throws. */
+  private openSocket(conn: Conn, gen: number): boolean {
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WS(this.opts.url, [SUBPROTOCOL, `bearer.${conn.token}`]);
+    } catch (cause) {
+      if (gen === this.generation) {
+        this.fail(new HeraldError("connect_failed", `cannot open a WebSocket to ${this.opts.url}: ${(cause as Error)?.message ?? cause}`, { cause, terminal: true }));
+      }
+      return false;
+    }
+    conn.ws = ws;
+    try {
+      ws.binaryType = "arraybuffer";
+    } catch {
+      /* read-only in some implementations */
+    }
+    ws.onerror = (ev: { message?: string; error?: { message?: string } }) => {
+      const text = ev?.message ?? ev?.error?.message;
+      if (typeof text === "string") {
+        conn.errorText = text;
+        const m = /Unexpected server response: (\d{3})/.exec(text);
+        if (m) conn.httpStatus = Number(m[1]);
+      }
+    };
+    ws.onclose = (ev: { code?: number; reason?: string }) => this.onClose(conn, ev?.code ?? CloseCodes.Abnormal, ev?.reason ?? "");
+    ws.onmessage = (ev: { data: unknown }) => this.onData(conn, ev.data);
+    return true;
+  }
+
+  /** Gives up on a connection without waiting for the close handshake (dead peer, timeout). */
+  private abandon(conn: Conn, code: number, reason: string): void {
+    if (conn.ended) return;
+    try {
+      conn.ws?.close(4000, reason.slice(0, 100));
+    } catch {
+      /* ignore */
+    }
+    this.onClose(conn, code, reason);
+  }
+
+  private detach(conn: Conn): void {
+    conn.ended = true;
+    conn.clearTimers();
+    const ws = conn.ws;
+    if (ws) {
+      // No-op handlers rather than null: the `ws` package throws on an
+      // 'error' event nobody listens to (e.g. close() while connecting).
+      const noop = () => {};
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = noop;
+    }
+  }
+
+  private closeSocket(conn: Conn, code: number, reason: string): void {
+    this.detach(conn);
+    try {
+      conn.ws?.close(code, reason);
+    } catch {
+      /* already closing */
+    }
+  }
+
+  private onData(conn: Conn, raw: unknown): void {
+    if (conn.ended) return;
+    let text: string;
+    if (typeof raw === "string") text = raw;
+    else if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) text = new TextDecoder().decode(raw as ArrayBuffer);
+    else return;
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(text) as ServerFrame;
+    } catch {
+      this.emit("error", new HeraldError("protocol_error", "the server sent a frame that is not JSON"));
+      return;
+    }
+    if (typeof frame !== "object" || frame === null) return;
+    try {
+      this.onFrame(conn, frame);
+    } catch (err) {
+      reportListenerError(err);
+    }
+  }
+
+  private onFrame(conn: Conn, frame: ServerFrame): void {
+    switch (frame.type) {
+      case "welcome":
+        return this.onWelcome(conn, frame.sub, frame.connection);
+      case "message":
+        return this.onMessageFrame(conn, frame);
+      case "subscribed":
+        return this.onSubscribed(conn, frame);
+      case "unsubscribed":
+      case "ack":
+      case "pong": {
+        const p = this.takePending(frame.id);
+        p?.resolve(frame);
+        return;
+      }
+      case "error": {
+        const p = this.takePending(frame.id);
+        const err = new HeraldError(frame.code as HeraldErrorCode, frame.message ?? frame.code, p?.channel ? { channel: p.channel } : {});
+        if (!p) {
+          this.emit("error", err);
+          return;
+        }
+        if (p.kind === "subscribe" && p.channel !== undefined) return this.onSubscribeError(p, err);
+        p.reject(err);
+        return;
+      }
+      default:
+        return; // unknown frame types are ignored (forward compatibility)
+    }
+  }
+
+  private onWelcome(conn: Conn, sub: string, connection: string): void {
+    conn.welcomed = true;
+    conn.welcomedAt = Date.now();
+    conn.welcome = { sub, connection };
+    conn.clearTimers();
+    this.failedOpens = 0;
+    if (conn === this.next) return this.onRefreshWelcome(conn);
+    if (conn !== this.conn) return;
+    this._session = { sub, connection };
+    this._lastError = undefined;
+    this.refreshFailures = 0;
+    this.setState("connected");
+    this.emit("welcome", { sub, connection });
+    for (const s of this.subs.values()) this.sendSubscribe(conn, s);
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) this.request(conn, { type: "publish", channel: q.channel, data: q.data }).then(() => q.resolve(), q.reject);
+    this.startPing(conn);
+    this.scheduleRefresh(conn);
+    const waiters = this.connectWaiters;
+    this.connectWaiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  private onClose(conn: Conn, code: number, reason: string): void {
+    if (conn.ended) return;
+    this.detach(conn);
+    const lostErr = (c: HeraldErrorCode, msg: string) => new HeraldError(c, msg, { closeCode: code, closeReason: reason });
+    // In-flight requests of this connection: publishes/pings fail (the outcome is unknown),
+    // subscribes are re-sent on the next connection, unsubscribes are moot.
+    for (const [id, p] of this.pending) {
+      if (p.conn !== conn) continue;
+      this.pending.delete(id);
+      if (p.timer !== undefined) clearTimeout(p.timer);
+      if (p.kind === "unsubscribe") p.resolve({ type: "unsubscribed", channel: p.channel ?? "" });
+      else if (p.kind === "subscribe") continue;
+      else if (code === CloseCodes.TooLarge) p.reject(lostErr("too_large", "the server closed the connection: frame too large (1009)"));
+      else p.reject(lostErr("disconnected", `the connection closed (${code}) before the server answered; the request may or may not have been applied`));
+    }
+    if (this.retiring.delete(conn)) return;
+    if (conn === this.next) {
+      this.next = undefined;
+      this.refreshFailed(lostErr("connect_failed", `token refresh connection closed (${code}${conn.httpStatus ? `, HTTP ${conn.httpStatus}` : ""})`));
+      return;
+    }
+    if (conn !== this.conn) return;
+    this.conn = undefined;
+    if (this.next?.welcomed && !this.next.ended && this._state === "connected") {
+      // The refresh connection is up: let it take over now.
+      this.handover(this.next);
+      return;
+    }
+    this.stopRefresh();
+    if (this._state === "closed") return;
+
+    if (conn.welcomedAt && Date.now() - conn.welcomedAt >= STABLE_AFTER_MS) this.attempt = 0;
+    const staticToken = typeof this.tokenSource === "string";
+
+    if (!conn.welcomed) {
+      // The attempt failed before the welcome: network error, HTTP refusal
+      // (which a browser cannot see: it only reports 1006) or a timeout.
+      this.failedOpens++;
+      const status = conn.httpStatus;
+      const detail = status ? `HTTP ${status}` : conn.errorText ? conn.errorText : `close ${code}`;
+      const expired = (() => {
+        const { expiresAt } = tokenTimes(conn.token);
+        return expiresAt !== undefined && expiresAt <= Date.now();
+      })();
+      if (status === 401 || (expired && status === undefined)) {
+        if (staticToken) {
+          const c: HeraldErrorCode = expired ? "token_expired" : "unauthorized";
+          const why = expired ? "the token has expired" : "the gateway refused the token (HTTP 401)";
+          return this.fail(new HeraldError(c, `${why} and no token provider was given; create the client with token: () => fetchToken()`, { status, closeCode: code, terminal: true }));
+        }
+        this.forceTokenRefresh = true;
+      }
+      if (status === 403) {
+        return this.fail(new HeraldError("policy_violation", "the gateway refused the connection (HTTP 403: origin not allowed)", { status, closeCode: code, terminal: true }));
+      }
+      // A provider token that keeps failing may be revoked or invalid: fetch a new one.
+      if (!staticToken && this.failedOpens >= 2) this.forceTokenRefresh = true;
+      return this.retryAfterFailure(new HeraldError("connect_failed", `could not connect to ${this.opts.url} (${detail})`, { status, closeCode: code, closeReason: reason }));
+    }
+
+    if (code === CloseCodes.TokenExpired) {
+      if (staticToken) {
+        return this.fail(new HeraldError("token_expired", "the token expired (close 4001) and no token provider was given; create the client with token: () => fetchToken()", { closeCode: code, closeReason: reason, terminal: true }));
+      }
+      this.forceTokenRefresh = true;
+      return this.retryAfterFailure(lostErr("token_expired", "the token expired (close 4001); reconnecting with a new token"));
+    }
+    if (TERMINAL_CLOSE_CODES.has(code)) {
+      const c: HeraldErrorCode = code === CloseCodes.ProtocolError || code === CloseCodes.UnsupportedData || code === CloseCodes.InvalidPayload || code === CloseCodes.MandatoryExtension ? "protocol_error" : "policy_violation";
+      return this.fail(new HeraldError(c, `the server closed the connection with ${code}${reason ? ` (${reason})` : ""}; not reconnecting`, { closeCode: code, closeReason: reason, terminal: true }));
+    }
+    if (code === CloseCodes.GoingAway) {
+      return this.scheduleReconnect(lostErr("connection_lost", `the server is going away (1001${reason ? `: ${reason}` : ""})`), drainDelay(this.opts.drainReconnectMaxMs, this.opts.random));
+    }
+    if (code === CloseCodes.RateLimited) {
+      const err = lostErr("rate_limited_close", "the server closed the connection: rate limited (4008)");
+      return this.retryAfterFailure(err, this.opts.rateLimitedDelayMs);
+    }
+    if (code === CloseCodes.SlowConsumer) {
+      return this.retryAfterFailure(lostErr("slow_consumer", "the server closed the connection: slow consumer (4009)"));
+    }
+    if (code === CloseCodes.TooLarge) {
+      this.emit("error", lostErr("too_large", "the server closed the connection: a frame was too large (1009)"));
+      return this.retryAfterFailure(lostErr("too_large", "the server closed the connection: a frame was too large (1009)"));
+    }
+    return this.retryAfterFailure(lostErr("connection_lost", `the connection was lost (${code}${reason ? `: ${reason}` : ""})`));
+  }
+
+  /** Backoff step; terminal after maxReconnectAttempts. */
+  private retryAfterFailure(err: HeraldError, floorMs = 0): void {
+    if (this._state === "closed") return;
+    if (this.attempt >= this.opts.maxReconnectAttempts) {
+      return this.fail(new HeraldError("reconnect_failed", `gave up after ${this.attempt} failed attempts: ${err.message}`, { closeCode: err.closeCode, status: err.status, terminal: true, cause: err }));
+    }
+    const delay = floorMs + backoffDelay(this.attempt, this.opts.backoff, this.opts.random);
+    this.attempt++;
+    this.scheduleReconnect(err, delay);
+  }
+
+  private scheduleReconnect(err: HeraldError, delayMs: number): void {
+    this._lastError = err;
+    this.stopPingAll();
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
+    const gen = ++this.generation;
+    this.setState("reconnecting", { error: err, retryInMs: delayMs, attempt: this.attempt });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (gen !== this.generation) return;
+      void this.openAttempt(gen);
+    }, delayMs);
+  }
+
+  /** Terminal: closed with `err`; everything waiting rejects with it. */
+  private fail(err: HeraldError): void {
+    this.shutdown(err);
+    this._lastError = err;
+    this.setState("closed", { error: err });
+    this.emit("error", err);
+  }
+
+  private shutdown(err: HeraldError): void {
+    this.generation++;
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.stopRefresh();
+    for (const c of [this.conn, this.next, ...this.retiring]) if (c) this.closeSocket(c, CloseCodes.Normal, "client closed");
+    this.conn = this.next = undefined;
+    this.retiring.clear();
+    for (const p of this.pending.values()) {
+      if (p.timer !== undefined) clearTimeout(p.timer);
+      if (p.kind === "unsubscribe") p.resolve({ type: "unsubscribed", channel: p.channel ?? "" });
+      else if (p.kind !== "subscribe") p.reject(err);
+    }
+    this.pending.clear();
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) q.reject(err);
+    for (const s of this.subs.values()) {
+      this.rejectWaiters(s, err);
+      s.recovering = false;
+      if (s.retryTimer !== undefined) clearTimeout(s.retryTimer);
+      s.retryTimer = undefined;
+    }
+    const waiters = this.connectWaiters;
+    this.connectWaiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  // ---- keepalive -------------------------------------------------------------
+
+  private startPing(conn: Conn): void {
+    if (this.opts.pingIntervalMs <= 0) return;
+    conn.pingTimer = setInterval(() => {
+      if (conn.ended) return;
+      const t = setTimeout(() => this.abandon(conn, CloseCodes.Abnormal, "no pong within pongTimeoutMs"), this.opts.pongTimeoutMs);
+      this.request(conn, { type: "ping" }, 0).then(
+        () => clearTimeout(t),
+        () => clearTimeout(t),
+      );
+    }, this.opts.pingIntervalMs);
+  }
+
+  private stopPingAll(): void {
+    for (const c of [this.conn, this.next]) {
+      if (c?.pingTimer !== undefined) clearInterval(c.pingTimer);
+      if (c) c.pingTimer = undefined;
+    }
+  }
+
+  // ---- token refresh (make before break) ------------------------------------
+
+  private scheduleRefresh(conn: Conn): void {
+    this.stopRefresh();
+    if (typeof this.tokenSource === "string") return;
+    const { expiresAt, issuedAt } = tokenTimes(conn.token);
+    if (expiresAt === undefined) return;
+    const now = Date.now();
+    const lifetime = expiresAt - (issuedAt ?? now);
+    const lead = Math.min(this.opts.refreshLeadMs, Math.max(500, lifetime * 0.2));
+    const delay = Math.max(0, expiresAt - lead - now);
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      void this.refresh(conn);
+    }, delay);
+  }
+
+  private stopRefresh(): void {
+    if (this.refreshTimer !== undefined) clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    if (this.next) {
+      this.closeSocket(this.next, CloseCodes.Normal, "refresh cancelled");
+      this.next = undefined;
+    }
+  }
+
+  private async refresh(old: Conn): Promise<void> {
+    if (old !== this.conn || this._state !== "connected" || this.next) return;
+    const gen = this.generation;
+    let token: string;
+    try {
+      token = await this.obtainToken(true);
+    } catch (err) {
+      if (gen !== this.generation || old !== this.conn) return;
+      return this.refreshFailed(err as HeraldError);
+    }
+    if (gen !== this.generation || old !== this.conn || this._state !== "connected") return;
+    const newExp = tokenTimes(token).expiresAt;
+    const oldExp = tokenTimes(old.token).expiresAt;
+    if (newExp !== undefined && oldExp !== undefined && newExp <= oldExp) {
+      return this.refreshFailed(new HeraldError("token_provider_failed", "the token provider returned a token that does not expire later than the current one"));
+    }
+    const next = new Conn(token);
+    this.next = next;
+    if (!this.openSocket(next, gen)) return;
+    next.timers.push(setTimeout(() => this.abandon(next, CloseCodes.Abnormal, "no welcome within connectTimeoutMs"), this.opts.connectTimeoutMs));
+  }
+
+  private refreshFailed(err: HeraldError): void {
+    this.emit("error", err);
+    const conn = this.conn;
+    if (!conn || this._state !== "connected") return;
+    // Retry before the old token runs out; if it does, the 4001 path takes over.
+    const delay = Math.min(backoffDelay(this.refreshFailures++, this.opts.backoff, this.opts.random), 5_000);
+    if (this.refreshTimer !== undefined) clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      void this.refresh(conn);
+    }, delay);
+  }
+
+  private onRefreshWelcome(next: Conn): void {
+    for (const s of this.subs.values()) {
+      next.resubsPending++;
+      this.sendSubscribe(next, s, true);
+    }
+    next.timers.push(setTimeout(() => this.handover(next), this.opts.requestTimeoutMs));
+    if (next.resubsPending === 0) this.handover(next);
+  }
+
+  /** The refresh connection has every subscription: it becomes the connection. */
+  private handover(next: Conn): void {
+    if (next !== this.next || next.ended) return;
+    const old = this.conn;
+    this.next = undefined;
+    next.clearTimers();
+    this.conn = next;
+    this.refreshFailures = 0;
+    this.attempt = 0;
+    if (old) {
+      if (old.pingTimer !== undefined) clearInterval(old.pingTimer);
+      old.pingTimer = undefined;
+      old.clearTimers();
+      this.retiring.add(old);
+      // Let in-flight publishes on the old connection get their acks first.
+      const finish = () => {
+        if (old.ended) return;
+        this.retiring.delete(old);
+        this.closeSocket(old, CloseCodes.Normal, "token refreshed");
+      };
+      const hasPending = () => [...this.pending.values()].some((p) => p.conn === old && p.kind === "publish");
+      if (!hasPending()) finish();
+      else {
+        const poll = setInterval(() => {
+          if (!hasPending() || old.ended) {
+            clearInterval(poll);
+            finish();
+          }
+        }, 50);
+        old.timers.push(setTimeout(() => (clearInterval(poll), finish()), this.opts.requestTimeoutMs));
+      }
+    }
+    this.startPing(next);
+    this.scheduleRefresh(next);
+    if (next.welcome) {
+      this._session = next.welcome;
+      this.emit("welcome", next.welcome);
+    }
+  }
+
+  // ---- requests ----------------------------------------------------------------
+
+  private request(conn: Conn, frame: DistributiveOmit<ClientFrame, "id">, timeoutMs = this.opts.requestTimeoutMs, extra: Partial<Pick<Pending, "channel" | "since" | "resub">> = {}): Promise<ServerFrame> {
+    const id = this.nextId++;
+    const full = { ...frame, id } as ClientFrame;
+    let text: string;
+    try {
+      text = JSON.stringify(full);
+    } catch (cause) {
+      return Promise.reject(new HeraldError("invalid_argument", `data is not serialisable as JSON: ${(cause as Error).message}`, { cause }));
+    }
+    if (!conn.ws || conn.ended) return Promise.reject(new HeraldError("disconnected", "not connected"));
+    return new Promise<ServerFrame>((resolve, reject) => {
+      const channel = "channel" in frame ? frame.channel : undefined;
+      const p: Pending = { kind: frame.type, conn, resolve, reject, timer: undefined, ...extra };
+      if (channel !== undefined) p.channel = channel;
+      if (timeoutMs > 0) {
+        p.timer = setTimeout(() => {
+          if (this.pending.get(id) !== p) return;
+          this.pending.delete(id);
+          const err = new HeraldError("timeout", `no answer to ${frame.type} within ${timeoutMs} ms`, channel ? { channel } : {});
+          if (p.kind === "subscribe" && channel !== undefined) this.onSubscribeError(p, err);
+          else reject(err);
+        }, timeoutMs);
+      }
+      this.pending.set(id, p);
+      try {
+        conn.ws?.send(text);
+      } catch (cause) {
+        this.pending.delete(id);
+        if (p.timer !== undefined) clearTimeout(p.timer);
+        reject(new HeraldError("disconnected", "the connection is closing", { cause }));
+      }
+    });
+  }
+
+  private takePending(id: unknown): Pending | undefined {
+    if (typeof id !== "number") return undefined;
+    const p = this.pending.get(id);
+    if (!p) return undefined;
+    this.pending.delete(id);
+    if (p.timer !== undefined) clearTimeout(p.timer);
+    return p;
+  }
+
+  // ---- subscriptions -------------------------------------------------------------
+
+  private sendSubscribe(conn: Conn, sub: SubState, resub = false): void {
+    const since = sub.lastSeq;
+    const frame: DistributiveOmit<ClientFrame, "id"> = since === undefined ? { type: "subscribe", channel: sub.channel } : { type: "subscribe", channel: sub.channel, since };
+    const extra: Partial<Pick<Pending, "since" | "resub">> = since === undefined ? {} : { since };
+    if (resub) extra.resub = true;
+    // Resolution happens in onSubscribed / onSubscribeError (matched by id).
+    void this.request(conn, frame, this.opts.requestTimeoutMs, extra).catch(() => undefined);
+  }
+
+  private onSubscribed(conn: Conn, frame: SubscribedFrame): void {
+    const p = this.takePending(frame.id);
+    const channel = frame.channel;
+    const sub = this.subs.get(channel);
+    if (p?.resub && p.conn === this.next && conn === this.next) this.resubDone(conn);
+    if (!sub) return;
+    conn.confirmed.add(channel);
+    const seq = typeof frame.seq === "number" ? frame.seq : undefined;
+    const since = p?.since;
+    sub.recovering = false;
+    if (since !== undefined) {
+      const recovered = frame.recovered !== false;
+      if (seq !== undefined || frame.recovered !== undefined) {
+        this.emit("recovered", { channel, since, seq, recovered });
+      }
+      // History did not reach back: accept the stream from here on.
+      if (!recovered) sub.lastSeq = undefined;
+      if (seq === undefined && frame.recovered === undefined) {
+        // Plain server (no recovery): positions mean nothing here.
+        sub.lastSeq = undefined;
+      }
+    } else if (seq !== undefined && sub.lastSeq === undefined) {
+      sub.lastSeq = seq;
+    }
+    const resubscribed = sub.everConfirmed;
+    sub.everConfirmed = true;
+    const waiters = sub.waiters;
+    sub.waiters = [];
+    for (const w of waiters) w.resolve();
+    this.emit("subscribed", seq === undefined ? { channel, resubscribed } : { channel, seq, resubscribed });
+  }
+
+  private onSubscribeError(p: Pending, err: HeraldError): void {
+    const channel = p.channel as string;
+    if (p.resub && p.conn === this.next) this.resubDone(p.conn);
+    const sub = this.subs.get(channel);
+    if (!sub) return;
+    // Transient refusals: try again later instead of dropping the subscription.
+    if (err.code === "rate_limited" || err.code === "unavailable" || err.code === "timeout") {
+      if (sub.retryTimer !== undefined) return;
+      const delay = 250 + backoffDelay(Math.min(sub.gapRecoveries++, 6), this.opts.backoff, this.opts.random);
+      sub.retryTimer = setTimeout(() => {
+        sub.retryTimer = undefined;
+        if (this.subs.get(channel) !== sub) return;
+        const conn = this.conn;
+        if (conn?.welcomed && !conn.ended) this.sendSubscribe(conn, sub);
+      }, delay);
+      return;
+    }
+    this.subs.delete(channel);
+    sub.recovering = false;
+    const withChannel = new HeraldError(err.code, err.message, { channel });
+    const hadWaiters = sub.waiters.length > 0;
+    this.rejectWaiters(sub, withChannel);
+    this.emit("unsubscribed", { channel, error: withChannel });
+    // Nobody awaits a re-subscription: surface it as an event.
+    if (!hadWaiters) this.emit("error", withChannel);
+  }
+
+  private resubDone(conn: Conn): void {
+    conn.resubsPending = Math.max(0, conn.resubsPending - 1);
+    if (conn.resubsPending === 0 && conn.welcomed) queueMicrotask(() => this.handover(conn));
+  }
+
+  private rejectWaiters(sub: SubState, err: HeraldError): void {
+    const waiters = sub.waiters;
+    sub.waiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  private onMessageFrame(conn: Conn, frame: MessageFrame): void {
+    const msg: HeraldMessage = { data: frame.data };
+    if (frame.encoding === "base64") msg.encoding = "base64";
+    if (typeof frame.channel !== "string") {
+      // Direct user message: both connections get it during a token refresh; take the current one's.
+      if (conn !== this.conn || typeof frame.user !== "string") return;
+      msg.user = frame.user;
+      this.emit("message", msg);
+      return;
+    }
+    const channel = frame.channel;
+    const sub = this.subs.get(channel);
+    if (!sub) return; // unsubscribed; in flight
+    msg.channel = channel;
+    const seq = typeof frame.seq === "number" ? frame.seq : undefined;
+    const prev = typeof frame.prev === "number" ? frame.prev : undefined;
+    if (seq === undefined) {
+      // Plain mode: exactly one connection delivers each channel (the refresh
+      // connection once it confirmed the channel, else the current one).
+      const owner = this.next?.confirmed.has(channel) ? this.next : this.conn;
+      if (conn !== owner) return;
+      return this.deliver(sub, msg);
+    }
+    if (conn !== this.conn && conn !== this.next && !this.retiring.has(conn)) return;
+    msg.seq = seq;
+    if (prev !== undefined) msg.prev = prev;
+    if (sub.recovering) return; // will be replayed after the recovery subscribe
+    const last = sub.lastSeq;
+    if (last !== undefined && seq <= last) return; // duplicate
+    if (last !== undefined && prev !== undefined && prev > last) {
+      const recovering = sub.gapRecoveries < MAX_GAP_RECOVERIES && conn === this.conn && conn.welcomed;
+      this.emit("gap", { channel, lastSeq: last, prev, seq, recovering });
+      if (recovering) {
+        sub.gapRecoveries++;
+        sub.recovering = true;
+        this.sendSubscribe(conn, sub);
+        return;
+      }
+    }
+    sub.lastSeq = seq;
+    if (prev === undefined || last === undefined || prev === last) sub.gapRecoveries = 0;
+    this.deliver(sub, msg);
+  }
+
+  private deliver(sub: SubState, msg: HeraldMessage): void {
+    for (const h of [...sub.handlers]) {
+      try {
+        h(msg);
+      } catch (err) {
+        reportListenerError(err);
+      }
+    }
+    this.emit("message", msg);
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -1,0 +1,33 @@
+/**
+ * @herald/client — browser and Node.js client for the Herald gateway.
+ *
+ * ```ts
+ * import { HeraldClient } from "@herald/client";
+ * const client = new HeraldClient({ url: "wss://rt.example.com/ws", token: () => fetchToken() });
+ * client.on("state", ({ state }) => console.log(state));
+ * await client.connect();
+ * await client.subscribe("news.eu", { onMessage: (m) => console.log(m.data) });
+ * await client.publish("chat.42", { text: "hi" });
+ * ```
+ */
+export {
+  HeraldClient,
+  Subscription,
+  type ConnectionState,
+  type GapInfo,
+  type HeraldClientOptions,
+  type HeraldEvents,
+  type HeraldMessage,
+  type RecoveryInfo,
+  type StateChange,
+  type SubscribeOptions,
+  type SubscribedInfo,
+  type TokenProvider,
+  type Welcome,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "./client.js";
+export { HeraldError, isHeraldError, type ClientErrorCode, type HeraldErrorCode, type HeraldErrorDetails, type ServerErrorCode } from "./errors.js";
+export { backoffDelay, backoffCeiling, drainDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
+export { decodeJwtPayload, tokenTimes, base64ToBytes as decodeBase64, type TokenTimes } from "./jwt.js";
+export { CloseCodes, SUBPROTOCOL } from "./protocol.js";
