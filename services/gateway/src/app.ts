@@ -57,6 +57,16 @@ export interface Gateway {
   close(): void;
 }
 
+/** Largest frame uWS will buffer: frames between the limit and this get a clean 1009. */
+export function hardFrameCap(maxPayloadBytes: number): number {
+  return Math.max(maxPayloadBytes * 4, 1024 * 1024);
+}
+
+/** Hard per-socket send-buffer cap of uWS, well above SLOW_CONSUMER_BYTES. */
+export function backpressureCap(slowConsumerBytes: number): number {
+  return Math.max(slowConsumerBytes * 8, 8 * 1024 * 1024);
+}
+
 /** How often expired tokens and slow consumers are looked for. */
 const SWEEP_INTERVAL_MS = 250;
 /** Time between batches of 1001 closes while draining. */
@@ -108,14 +118,18 @@ export function buildGateway(opts: GatewayOptions): Gateway {
 
   app.ws<Session>("/ws", {
     // uWS drops frames over maxPayloadLength without a close frame (the
-    // client only sees 1006). We let frames up to twice the limit through and
-    // answer those over MAX_PAYLOAD_BYTES ourselves with a proper 1009.
-    maxPayloadLength: config.maxPayloadBytes * 2,
+    // client only sees 1006). We let somewhat larger frames through and answer
+    // those over MAX_PAYLOAD_BYTES ourselves with a proper 1009; only frames
+    // beyond this hard cap are cut at the TCP level, which bounds what one
+    // socket can make us buffer.
+    maxPayloadLength: hardFrameCap(config.maxPayloadBytes),
     idleTimeout: config.idleTimeoutSeconds,
     sendPingsAutomatically: config.idleTimeoutSeconds > 0,
-    // Above SLOW_CONSUMER_BYTES the sweep closes the socket with 4009; the
-    // extra room lets that close frame be queued rather than dropped.
-    maxBackpressure: config.slowConsumerBytes * 3,
+    // The sweep closes a socket with 4009 once it holds more than
+    // SLOW_CONSUMER_BYTES. uWS itself only acts at maxBackpressure, where it
+    // silently drops frames, the close frame included; the headroom (what
+    // can pile up between two sweeps) keeps it from ever getting there first.
+    maxBackpressure: backpressureCap(config.slowConsumerBytes),
     closeOnBackpressureLimit: 0,
     compression: uws.DISABLED,
 
