@@ -207,7 +207,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       metrics.connectionsOpen.inc();
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
       ws.subscribe(s.userTopic);
-      void fanout.acquire({ topic: s.userTopic, subject: subjects.user(s.sub), head: userMessageHead(s.sub), positioned: false });
+      void fanout.acquire({ topic: s.userTopic, subject: subjects.user(s.sub), head: userMessageHead(s.sub) });
       ws.send(welcomeFrame(s.sub, s.id), false);
     },
 
@@ -331,6 +331,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       }
       clearInterval(sweep);
       offStatus();
+      fanout.stop();
       closeListeners();
       logger.info("connections closed; draining broker");
       await broker.drain();
@@ -340,6 +341,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       draining = true;
       clearInterval(sweep);
       offStatus();
+      fanout.stop();
       for (const ws of [...sockets]) ws.end(CloseCode.GoingAway, "server closing");
       closeListeners();
     },

@@ -97,7 +97,7 @@ export class ClientMessages {
     const history = this.ctx.broker.history;
     if (!history) {
       ws.subscribe(topic);
-      const ready = this.ctx.fanout.acquire({ topic, subject, head, positioned: false });
+      const ready = this.ctx.fanout.acquire({ topic, subject, head });
       void ready.then(() => {
         if (!s.closed && s.channels.has(channel)) ws.cork(() => ws.send(replyFrame("subscribed", channel, id), false));
       });
@@ -128,7 +128,7 @@ export class ClientMessages {
     const { channel, topic, head, id, history } = r;
     const buffer: RecoveryBuffer = { frames: [] };
     s.recovering.set(channel, buffer);
-    const ready = this.ctx.fanout.acquire({ topic, subject: history.liveSubject(r.subject), head, positioned: true });
+    const ready = this.ctx.fanout.acquire({ topic, subject: history.liveSubject(r.subject), head, historySubject: r.subject });
     this.ctx.fanout.watch(topic, buffer);
     const stillWanted = () => !s.closed && s.recovering.get(channel) === buffer;
     const run = async () => {

@@ -5,6 +5,12 @@
  * it (reference counted by uWS topic). Each broker message becomes one frame,
  * built once, and uWS pub/sub copies it to every subscribed socket in C++:
  * no per-recipient work happens in JavaScript.
+ *
+ * Positioned destinations (channels with history) also guard their stream:
+ * core NATS is at-most-once, so when this process misses messages (a NATS
+ * reconnect, a slow subscription) the next message's `prev` shows the gap and
+ * the missing ones are read back from history and delivered, in order, before
+ * anything newer. Clients of this process then never see that gap.
  */
 import {
   Header,
@@ -26,8 +32,11 @@ export interface Destination {
   subject: string;
   /** Fixed head of every message frame for this destination. */
   head: Buffer;
-  /** Messages carry stream positions (Nats-Sequence headers) to put in the frame. */
-  positioned: boolean;
+  /**
+   * For channels with history: the stored subject, whose positions
+   * (Nats-Sequence / Nats-Last-Sequence) go into every frame.
+   */
+  historySubject?: string;
 }
 
 /**
@@ -39,15 +48,22 @@ export interface RecoveryBuffer {
 }
 
 interface Entry {
+  readonly topic: string;
+  readonly head: Buffer;
+  readonly historySubject: string | undefined;
   refs: number;
   sub: BrokerSubscription | undefined;
   /** Sockets in recovery on this topic (usually empty). */
-  recovering: Set<RecoveryBuffer>;
+  readonly recovering: Set<RecoveryBuffer>;
+  /** Position of the last message delivered on this topic (0 = none yet). */
+  lastSeq: number;
+  /** Set while missed messages are read back; live frames wait here. */
+  catchingUp: Array<{ seq: number; frame: Buffer }> | undefined;
 }
-
 
 export class Fanout {
   private readonly entries = new Map<string, Entry>();
+  private readonly offStatus: () => void;
 
   constructor(
     private readonly app: TemplatedApp,
@@ -55,10 +71,23 @@ export class Fanout {
     private readonly metrics: GatewayMetrics,
     private readonly tracing: Tracing,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    // After a reconnect the last messages may be missing with nothing newer
+    // to reveal it, so every positioned topic checks the history once.
+    this.offStatus = broker.onStatus((status) => {
+      if (status !== "connected") return;
+      for (const entry of this.entries.values()) {
+        if (entry.historySubject && entry.lastSeq > 0 && !entry.catchingUp) this.catchUp(entry, []);
+      }
+    });
+  }
 
   get subscriptions(): number {
     return this.entries.size;
+  }
+
+  stop(): void {
+    this.offStatus();
   }
 
   /**
@@ -66,18 +95,26 @@ export class Fanout {
    * subscription, so a `subscribed` reply sent after it is truthful.
    */
   acquire(dest: Destination): Promise<void> {
-    const entry = this.entries.get(dest.topic);
-    if (entry) {
-      entry.refs++;
-      return entry.sub?.ready ?? Promise.resolve();
+    const existing = this.entries.get(dest.topic);
+    if (existing) {
+      existing.refs++;
+      return existing.sub?.ready ?? Promise.resolve();
     }
-    const created: Entry = { refs: 1, sub: undefined, recovering: new Set() };
-    const sub = this.broker.subscribe(dest.subject, this.deliverer(dest, created));
-    created.sub = sub;
-    this.entries.set(dest.topic, created);
+    const entry: Entry = {
+      topic: dest.topic,
+      head: dest.head,
+      historySubject: dest.historySubject,
+      refs: 1,
+      sub: undefined,
+      recovering: new Set(),
+      lastSeq: 0,
+      catchingUp: undefined,
+    };
+    entry.sub = this.broker.subscribe(dest.subject, (msg) => this.deliver(entry, msg));
+    this.entries.set(dest.topic, entry);
     this.metrics.brokerSubscriptions.set(this.entries.size);
     this.logger.debug({ subject: dest.subject }, "broker subscription added");
-    return sub.ready;
+    return entry.sub.ready;
   }
 
   release(topic: string): void {
@@ -99,45 +136,94 @@ export class Fanout {
     this.entries.get(topic)?.recovering.delete(buffer);
   }
 
-  private deliverer(dest: Destination, entry: Entry): (msg: BrokerMessage) => void {
-    const { app, metrics, tracing } = this;
-    const { topic, head, positioned } = dest;
-    return (msg) => {
-      metrics.brokerMessages.inc();
-      const recipients = app.numSubscribers(topic);
-      if (recipients === 0 && entry.recovering.size === 0) return;
-      let seq: number | undefined;
-      let prev: number | undefined;
-      if (positioned) {
-        const seqText = msg.header(Header.Sequence);
-        if (seqText !== undefined) {
-          seq = Number(seqText);
-          prev = Number(msg.header(Header.LastSequence) ?? 0);
+  private deliver(entry: Entry, msg: BrokerMessage): void {
+    this.metrics.brokerMessages.inc();
+    if (!entry.historySubject) {
+      if (this.app.numSubscribers(entry.topic) === 0) return;
+      this.emit(entry, undefined, messageFrame(entry.head, msg.data), msg);
+      return;
+    }
+    const seqText = msg.header(Header.Sequence);
+    if (seqText === undefined) return; // not from the history stream: cannot be positioned
+    const seq = Number(seqText);
+    const prev = Number(msg.header(Header.LastSequence) ?? 0);
+    if (seq <= entry.lastSeq) return; // already delivered (e.g. by a catch-up)
+    if (this.app.numSubscribers(entry.topic) === 0 && entry.recovering.size === 0) {
+      entry.lastSeq = seq;
+      return;
+    }
+    const frame = messageFrame(entry.head, msg.data, seq, prev);
+    if (entry.catchingUp) {
+      entry.catchingUp.push({ seq, frame });
+      return;
+    }
+    if (entry.lastSeq > 0 && prev > entry.lastSeq) {
+      this.catchUp(entry, [{ seq, frame }]);
+      return;
+    }
+    entry.lastSeq = seq;
+    this.emit(entry, seq, frame, msg);
+  }
+
+  /** Reads what this process missed after entry.lastSeq and delivers it in order. */
+  private catchUp(entry: Entry, waiting: Array<{ seq: number; frame: Buffer }>): void {
+    const history = this.broker.history;
+    const subject = entry.historySubject;
+    if (!history || !subject) return;
+    entry.catchingUp = waiting;
+    const from = entry.lastSeq;
+    history
+      .since(subject, from)
+      .then(({ messages }) => {
+        let last = entry.lastSeq;
+        for (const m of messages) {
+          if (m.seq <= last) continue;
+          this.emit(entry, m.seq, messageFrame(entry.head, m.data, m.seq, last), undefined);
+          last = m.seq;
         }
-      }
-      const frame = messageFrame(head, msg.data, seq, prev);
-      if (entry.recovering.size > 0 && seq !== undefined) {
-        for (const buffer of entry.recovering) buffer.frames.push({ seq, frame });
-      }
-      if (recipients === 0) return;
-      if (tracing.enabled) {
-        const parent = extractTraceContext((name) => msg.header(name));
-        const span = tracing.tracer.startSpan(
-          "herald.fanout",
-          { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "herald.recipients": recipients } },
-          parent,
-        );
-        context.with(parent, () => app.publish(topic, frame, false, false));
-        span.end();
-      } else {
-        app.publish(topic, frame, false, false);
-      }
-      metrics.deliveries.inc(recipients);
-      const publishedAt = msg.header(Header.PublishedAt);
-      if (publishedAt !== undefined) {
-        const ms = Date.now() - Number(publishedAt);
-        if (ms >= 0 && ms < 3_600_000) metrics.deliveryLatency.observe(ms / 1000);
-      }
-    };
+        entry.lastSeq = last;
+        if (messages.length > 0) this.logger.info({ topic: entry.topic, from, to: last, count: messages.length }, "caught up missed messages");
+      })
+      .catch((err: unknown) => {
+        this.logger.warn({ err, topic: entry.topic }, "catch-up from history failed; clients will see a gap");
+      })
+      .finally(() => {
+        const pending = entry.catchingUp ?? [];
+        entry.catchingUp = undefined;
+        pending.sort((a, b) => a.seq - b.seq);
+        for (const p of pending) {
+          if (p.seq <= entry.lastSeq) continue;
+          entry.lastSeq = p.seq;
+          this.emit(entry, p.seq, p.frame, undefined);
+        }
+      });
+  }
+
+  /** Hands one frame to every socket on the topic (and to sockets in recovery). */
+  private emit(entry: Entry, seq: number | undefined, frame: Buffer, msg: BrokerMessage | undefined): void {
+    const { app, metrics, tracing } = this;
+    if (seq !== undefined && entry.recovering.size > 0) {
+      for (const buffer of entry.recovering) buffer.frames.push({ seq, frame });
+    }
+    const recipients = app.numSubscribers(entry.topic);
+    if (recipients === 0) return;
+    if (tracing.enabled && msg) {
+      const parent = extractTraceContext((name) => msg.header(name));
+      const span = tracing.tracer.startSpan(
+        "herald.fanout",
+        { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "herald.recipients": recipients } },
+        parent,
+      );
+      context.with(parent, () => app.publish(entry.topic, frame, false, false));
+      span.end();
+    } else {
+      app.publish(entry.topic, frame, false, false);
+    }
+    metrics.deliveries.inc(recipients);
+    const publishedAt = msg?.header(Header.PublishedAt);
+    if (publishedAt !== undefined) {
+      const ms = Date.now() - Number(publishedAt);
+      if (ms >= 0 && ms < 3_600_000) metrics.deliveryLatency.observe(ms / 1000);
+    }
   }
 }
