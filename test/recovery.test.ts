@@ -1,0 +1,145 @@
+/**
+ * Message recovery on JetStream (issue 5, server side): positions on every
+ * channel message, resume from a position on another gateway process with
+ * no gap and no duplicate, `recovered: false` beyond the history window,
+ * the publisher's 202 meaning "stored", and core-NATS servers still working.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { startNats, type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, missingBuild, startGateway, startPublisher, uniqueName, type ServiceProcess } from "./helpers/procs.js";
+import { scrape } from "./helpers/metrics.js";
+import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
+import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
+
+const API_KEY = "recovery-test-api-key-0123456789";
+const isMessage = (channel: string) => (f: Frame) => f.type === "message" && f.channel === channel;
+
+async function publish(publisher: ServiceProcess, channel: string, body: unknown): Promise<void> {
+  const res = await fetch(`${publisher.url}/v1/channels/${channel}/messages`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 202, await res.text());
+}
+
+describe("recovery with JetStream history", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  let nats: NatsServer;
+  let gw1: ServiceProcess;
+  let gw2: ServiceProcess;
+  let publisher: ServiceProcess;
+  const clients: Client[] = [];
+  let token: string;
+
+  before(async () => {
+    nats = await startNats({ jetstream: true });
+    const common = { NATS_URL: nats.url, JWT_SECRET: TEST_SECRET, HISTORY_MAX_PER_CHANNEL: "5", HISTORY_STREAM: "RECOVERY_TEST" };
+    [gw1, gw2, publisher] = await Promise.all([
+      startGateway({ ...common, NATS_NAME: uniqueName("gw1") }),
+      startGateway({ ...common, NATS_NAME: uniqueName("gw2") }),
+      startPublisher({ ...common, PUBLISHER_API_KEY: API_KEY }),
+    ]);
+    token = await hsToken({ sub: "reader", channels: ["news", "small"] });
+  });
+
+  after(async () => {
+    await closeAll(clients);
+    await Promise.all([gw1?.stop(), gw2?.stop(), publisher?.stop()]);
+    await nats?.stop();
+  });
+
+  test("every channel message carries seq/prev; resuming on another gateway delivers exactly the missed ones", async () => {
+    const a = await connect(gw1.wsUrl, { token });
+    clients.push(a);
+    const sub = await a.request({ type: "subscribe", channel: "news", id: 1 });
+    assert.equal(sub.type, "subscribed");
+    assert.equal(sub.recovered, true);
+    const start = sub.seq as number;
+    assert.equal(typeof start, "number");
+
+    for (let i = 1; i <= 3; i++) await publish(publisher, "news", { i });
+    const first = [await a.next(isMessage("news")), await a.next(isMessage("news")), await a.next(isMessage("news"))];
+    assert.deepEqual(first.map((f) => (f.data as { i: number }).i), [1, 2, 3]);
+    assert.equal(first[0]!.prev, start);
+    assert.equal(first[1]!.prev, first[0]!.seq);
+    assert.equal(first[2]!.prev, first[1]!.seq);
+    const last = first[2]!.seq as number;
+    await a.close();
+
+    // Missed while away: 4..6.
+    for (let i = 4; i <= 6; i++) await publish(publisher, "news", { i });
+
+    const b = await connect(gw2.wsUrl, { token });
+    clients.push(b);
+    const resumed = await b.request({ type: "subscribe", channel: "news", id: 2, since: last });
+    assert.equal(resumed.type, "subscribed");
+    assert.equal(resumed.recovered, true);
+    assert.equal(resumed.seq, last);
+    await publish(publisher, "news", { i: 7 });
+    const got: Frame[] = [];
+    for (let i = 0; i < 4; i++) got.push(await b.next(isMessage("news")));
+    assert.deepEqual(got.map((f) => (f.data as { i: number }).i), [4, 5, 6, 7], "missed messages in order, then live");
+    let prev = last;
+    for (const f of got) {
+      assert.equal(f.prev, prev, "no gap in the prev chain");
+      prev = f.seq as number;
+    }
+    // No duplicates arrive afterwards: a ping round trip flushes anything pending.
+    assert.equal((await b.request({ type: "ping", id: 3 })).type, "pong");
+    assert.equal(b.all(isMessage("news")).length, 4);
+
+    const m = await scrape(gw2.url);
+    assert.equal(m.get("herald_recoveries_total", { result: "recovered" }), 1);
+  });
+
+  test("a position older than the history window is answered with recovered: false", async () => {
+    const a = await connect(gw1.wsUrl, { token });
+    clients.push(a);
+    await a.request({ type: "subscribe", channel: "small", id: 1 });
+    await publish(publisher, "small", { i: 0 });
+    const firstSeq = (await a.next(isMessage("small"))).seq as number;
+    await a.close();
+    for (let i = 1; i <= 8; i++) await publish(publisher, "small", { i }); // window keeps 5
+
+    const b = await connect(gw2.wsUrl, { token });
+    clients.push(b);
+    const resumed = await b.request({ type: "subscribe", channel: "small", id: 2, since: firstSeq });
+    assert.equal(resumed.recovered, false);
+    const got: Frame[] = [];
+    for (let i = 0; i < 5; i++) got.push(await b.next(isMessage("small")));
+    assert.deepEqual(got.map((f) => (f.data as { i: number }).i), [4, 5, 6, 7, 8], "what is left of the window, in order");
+    assert.equal((await scrape(gw2.url)).get("herald_recoveries_total", { result: "window_exceeded" }), 1);
+  });
+
+  test("bad positions are refused with bad_request", async () => {
+    const c = await connect(gw1.wsUrl, { token });
+    clients.push(c);
+    for (const since of [-1, 1.5, "7", 2 ** 60]) {
+      const reply = await c.request({ type: "subscribe", channel: "news", id: 9, since });
+      assert.equal(reply.type, "error");
+      assert.equal(reply.code, "bad_request");
+    }
+  });
+});
+
+describe("core NATS without JetStream", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  test("channels work without positions when the server has no JetStream", async (t) => {
+    const nats = await startNats();
+    t.after(() => nats.stop());
+    const gw = await startGateway({ NATS_URL: nats.url, JWT_SECRET: TEST_SECRET });
+    t.after(() => gw.stop());
+    const pub = await startPublisher({ NATS_URL: nats.url, PUBLISHER_API_KEY: API_KEY });
+    t.after(() => pub.stop());
+    const c = await connect(gw.wsUrl, { token: await hsToken({ sub: "u", channels: ["plain"] }) });
+    t.after(() => c.close());
+    const sub = await c.request({ type: "subscribe", channel: "plain", id: 1, since: 5 });
+    assert.equal(sub.type, "subscribed");
+    assert.equal(sub.seq, undefined);
+    await publish(pub, "plain", { ok: true });
+    const msg = await c.next(isMessage("plain"));
+    assert.deepEqual(msg.data, { ok: true });
+    assert.equal(msg.seq, undefined);
+    assert.ok(gw.logs.some((l) => l.includes("running without recovery")), "the gateway says it runs without recovery");
+  });
+});
