@@ -6,7 +6,8 @@
  * see a message arrive: URLs, a ready-to-paste token and a curl command.
  *
  * Every setting of both services still applies (GATEWAY_PORT, PUBLISHER_PORT,
- * JWT_SECRET, ...). Missing secrets are generated for this run only.
+ * JWT_SECRET, ...), plus DEMO_PORT for the demo page. Missing secrets are
+ * generated for this run only.
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -30,12 +31,10 @@ if (!demoEnv.JWT_SECRET && !demoEnv.JWT_PUBLIC_KEY && !demoEnv.JWT_JWKS_URL) {
   demoEnv.JWT_SECRET = generated.JWT_SECRET = randomBytes(32).toString("base64url");
 }
 if (!demoEnv.PUBLISHER_API_KEY) demoEnv.PUBLISHER_API_KEY = generated.PUBLISHER_API_KEY = randomBytes(24).toString("base64url");
-const gatewayPort = Number(demoEnv.GATEWAY_PORT || 8080);
-const publisherPort = Number(demoEnv.PUBLISHER_PORT || 8081);
+const demoPort = Number(demoEnv.DEMO_PORT || 8082);
 // Browsers on this machine (the demo page, your own app on a dev server) may connect.
 demoEnv.ALLOWED_ORIGINS ??= [
-  `http://localhost:${gatewayPort}`, `http://127.0.0.1:${gatewayPort}`,
-  `http://localhost:${publisherPort}`, `http://127.0.0.1:${publisherPort}`,
+  `http://localhost:${demoPort}`, `http://127.0.0.1:${demoPort}`,
   "http://localhost:3000", "http://localhost:5173",
 ].join(",");
 
@@ -65,19 +64,34 @@ const publisher = buildPublisher({ config: publisherConfig, broker, logger: logg
 const { port: gwPort } = await gateway.listen();
 const { port: pubPort } = await publisher.listen();
 
-const token = await new SignJWT({ channels: [">"], publish: [">"] })
-  .setProtectedHeader({ alg: "HS256" })
-  .setSubject("demo-user")
-  .setIssuedAt()
-  .setExpirationTime("24h")
-  .sign(new TextEncoder().encode(demoEnv.JWT_SECRET ?? ""));
 const canSign = Boolean(demoEnv.JWT_SECRET);
+const demoToken = (lifetime) =>
+  new SignJWT({ channels: [">"], publish: [">"] })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("demo-user")
+    .setIssuedAt()
+    .setExpirationTime(lifetime)
+    .sign(new TextEncoder().encode(demoEnv.JWT_SECRET ?? ""));
+const token = canSign ? await demoToken("24h") : "";
+
+// The demo page: a static page using @herald/client, which fetches fresh
+// short-lived tokens from the demo server (a token provider, as a real app would).
+const { startDemoServer } = await import("./demo-server.mjs");
+const demo = canSign
+  ? await startDemoServer({
+      port: demoPort,
+      gatewayUrl: `ws://localhost:${gwPort}/ws`,
+      publisherUrl: `http://localhost:${pubPort}`,
+      token: () => demoToken("1h"),
+    })
+  : undefined;
 
 const lines = [
   "",
   "Herald is running (all-in-one: gateway + publisher in one process, " +
     (broker.kind === "nats" ? `NATS at ${gatewayConfig.natsServers.join(",")})` : "in-process memory broker)"),
   "",
+  ...(demo ? [`  demo: http://localhost:${demo.port}/   <- open this in a browser`, ""] : []),
   `  WebSocket   ws://localhost:${gwPort}/ws`,
   `  Publish API http://localhost:${pubPort}/v1/channels/{channel}/messages`,
   `  Health      http://localhost:${gwPort}/readyz   Metrics http://localhost:${gwPort}/metrics`,
@@ -108,7 +122,7 @@ async function stop() {
   if (stopping) process.exit(1); // second Ctrl-C: leave now
   stopping = true;
   publisher.startDraining();
-  await Promise.all([gateway.drain(), publisher.close()]);
+  await Promise.all([gateway.drain(), publisher.close(), demo?.close()]);
   await broker.close();
   await tracing.shutdown();
   process.exit(0);

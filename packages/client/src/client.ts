@@ -160,7 +160,7 @@ export interface HeraldEvents {
   gap: (info: GapInfo) => void;
   /** Errors not tied to a promise: terminal errors, refused re-subscriptions, token provider failures, error frames without id. */
   error: (err: HeraldError) => void;
-  /** A new token is in use (after a refresh); `expiresAt` in ms when the token has `exp`. */
+  /** The token provider returned a new token (first connect, refresh before exp, after 4001); `expiresAt` in ms. */
   token: (info: { expiresAt: number | undefined }) => void;
 }
 
@@ -217,6 +217,8 @@ export interface SubState {
   /** Waiting for the answer to a gap-recovery subscribe: live messages are dropped (they will be replayed). */
   recovering: boolean;
   gapRecoveries: number;
+  /** Consecutive transient refusals (rate_limited, unavailable, timeout) of a subscribe. */
+  retries: number;
   /** subscribe() promises waiting for the first confirmation. */
   waiters: Deferred[];
   everConfirmed: boolean;
@@ -418,6 +420,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         lastSeq: typeof options.since === "number" && Number.isFinite(options.since) ? options.since : undefined,
         recovering: false,
         gapRecoveries: 0,
+        retries: 0,
         waiters: [],
         everConfirmed: false,
         retryTimer: undefined,
@@ -497,7 +500,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     return Date.now() - t0;
   }
 
-  /** @internal */
+  /** True while the server has confirmed `channel` on the current connection. */
   isActive(channel: string): boolean {
     return this._state === "connected" && (this.conn?.confirmed.has(channel) ?? false);
   }
@@ -1045,6 +1048,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const seq = typeof frame.seq === "number" ? frame.seq : undefined;
     const since = p?.since;
     sub.recovering = false;
+    sub.retries = 0;
     if (since !== undefined) {
       const recovered = frame.recovered !== false;
       if (seq !== undefined || frame.recovered !== undefined) {
@@ -1075,7 +1079,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     // Transient refusals: try again later instead of dropping the subscription.
     if (err.code === "rate_limited" || err.code === "unavailable" || err.code === "timeout") {
       if (sub.retryTimer !== undefined) return;
-      const delay = 250 + backoffDelay(Math.min(sub.gapRecoveries++, 6), this.opts.backoff, this.opts.random);
+      const delay = 250 + backoffDelay(Math.min(sub.retries++, 6), this.opts.backoff, this.opts.random);
       sub.retryTimer = setTimeout(() => {
         sub.retryTimer = undefined;
         if (this.subs.get(channel) !== sub) return;

@@ -235,9 +235,12 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       messages.handle(ws, Buffer.from(message).toString("utf8"));
     },
 
-    close: (ws, code) => {
+    close: (ws, code, message) => {
       const s = ws.getUserData();
       s.closed = true;
+      if (logger.isLevelEnabled("debug")) {
+        logger.debug({ connection: s.id, sub: s.sub, code, reason: Buffer.from(message).toString() }, "connection closed");
+      }
       sockets.delete(ws);
       metrics.connectionsOpen.dec();
       metrics.disconnects.inc({ code: closeCodeLabel(code) });

@@ -1,0 +1,182 @@
+/**
+ * Spawns the built services (`node services/<name>/dist/main.js`) from the
+ * repository root, configured by environment only, on a free port, and waits
+ * until they are ready.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { track } from "./cleanup.js";
+import { freePort } from "./ports.js";
+import { waitFor, withTimeout } from "./wait.js";
+
+export { waitFor, withTimeout, type Truthy, type WaitOptions } from "./wait.js";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+/** Entry points; HERALD_GATEWAY_MAIN / HERALD_PUBLISHER_MAIN point the tests at another build (debugging). */
+export const GATEWAY_MAIN = path.resolve(REPO_ROOT, process.env["HERALD_GATEWAY_MAIN"] ?? "services/gateway/dist/main.js");
+export const PUBLISHER_MAIN = path.resolve(REPO_ROOT, process.env["HERALD_PUBLISHER_MAIN"] ?? "services/publisher/dist/main.js");
+
+export type Env = Record<string, string | undefined>;
+
+export interface StartOptions {
+  /** Wait for `/readyz` (default) or only `/healthz` (e.g. while NATS is down), or nothing. */
+  waitFor?: "readyz" | "healthz" | "none";
+  /** Startup timeout (default 15 s). */
+  timeoutMs?: number;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface ServiceProcess {
+  name: string;
+  port: number;
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** ws://127.0.0.1:<port>/ws */
+  wsUrl: string;
+  proc: ChildProcess;
+  pid: number;
+  /** stdout and stderr lines, in arrival order. */
+  logs: string[];
+  exited: Promise<ExitInfo>;
+  /** True while the process runs. */
+  readonly alive: boolean;
+  kill(signal?: NodeJS.Signals): void;
+  /** SIGTERM, wait for the exit (SIGKILL after `graceMs`, default 15 s). */
+  stop(graceMs?: number): Promise<ExitInfo>;
+}
+
+/** Returns a reason to skip when the service has not been built yet. */
+export function missingBuild(main: string): string | undefined {
+  return existsSync(main) ? undefined : `${path.relative(REPO_ROOT, main)} does not exist (run npm run build)`;
+}
+
+function baseEnv(): Env {
+  // Deliberately minimal: nothing from the test process (NATS_URL, NODE_OPTIONS, ...) leaks in.
+  // HERALD_TEST_LOG_LEVEL overrides the default level for debugging.
+  return { PATH: process.env["PATH"], HOME: process.env["HOME"], LOG_LEVEL: process.env["HERALD_TEST_LOG_LEVEL"] ?? "warn" };
+}
+
+async function status(url: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return undefined;
+  }
+}
+
+async function startService(
+  name: string,
+  main: string,
+  portVar: string,
+  hostVar: string,
+  env: Env,
+  opts: StartOptions,
+): Promise<ServiceProcess> {
+  if (!existsSync(main)) throw new Error(`${path.relative(REPO_ROOT, main)} is missing; run npm run build first`);
+  const port = env[portVar] ? Number(env[portVar]) : await freePort();
+  const merged: Env = { ...baseEnv(), [hostVar]: "127.0.0.1", ...env, [portVar]: String(port) };
+  const cleanEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries(merged)) if (v !== undefined) cleanEnv[k] = v;
+
+  const proc = spawn(process.execPath, [main], { cwd: REPO_ROOT, env: cleanEnv, stdio: ["ignore", "pipe", "pipe"] });
+  track(proc);
+  const logs: string[] = [];
+  const collector = () => {
+    let rest = "";
+    return (buf: Buffer) => {
+      const text = rest + buf.toString("utf8");
+      const lines = text.split("\n");
+      rest = lines.pop() ?? "";
+      for (const line of lines) {
+        if (!line) continue;
+        logs.push(line);
+        // HERALD_TEST_SHOW_LOGS=1 echoes service output to stderr, prefixed with the service name and port.
+        if (process.env["HERALD_TEST_SHOW_LOGS"]) process.stderr.write(`[${name}:${port}] ${line}\n`);
+      }
+    };
+  };
+  proc.stdout?.on("data", collector());
+  proc.stderr?.on("data", collector());
+  const exited = new Promise<ExitInfo>((resolve) => {
+    proc.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  let spawnError: Error | undefined;
+  proc.once("error", (err) => (spawnError = err));
+
+  const url = `http://127.0.0.1:${port}`;
+  const svc: ServiceProcess = {
+    name,
+    port,
+    url,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    proc,
+    pid: proc.pid ?? -1,
+    logs,
+    exited,
+    get alive() {
+      return proc.exitCode === null && proc.signalCode === null;
+    },
+    kill(signal: NodeJS.Signals = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    },
+    async stop(graceMs = 15_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+      proc.kill("SIGTERM");
+      try {
+        return await withTimeout(exited, graceMs, `${name} exit after SIGTERM`);
+      } catch {
+        proc.kill("SIGKILL");
+        return withTimeout(exited, 5000, `${name} exit after SIGKILL`);
+      }
+    },
+  };
+
+  const waitPath = opts.waitFor ?? "readyz";
+  if (waitPath !== "none") {
+    try {
+      await waitFor(
+        async () => {
+          if (spawnError) throw spawnError;
+          if (!svc.alive) throw new Error(`${name} exited (code ${proc.exitCode}, signal ${proc.signalCode})`);
+          return (await status(`${url}/${waitPath}`)) === 200;
+        },
+        { timeoutMs: opts.timeoutMs ?? 15_000, intervalMs: 100, message: `${name} GET /${waitPath} = 200` },
+      );
+    } catch (err) {
+      svc.kill("SIGKILL");
+      throw new Error(`${(err as Error).message}\n--- ${name} log tail ---\n${logs.slice(-30).join("\n")}`);
+    }
+  }
+  return svc;
+}
+
+export function startGateway(env: Env, opts: StartOptions = {}): Promise<ServiceProcess> {
+  return startService("gateway", GATEWAY_MAIN, "GATEWAY_PORT", "GATEWAY_HOST", env, opts);
+}
+
+export function startPublisher(env: Env, opts: StartOptions = {}): Promise<ServiceProcess> {
+  return startService("publisher", PUBLISHER_MAIN, "PUBLISHER_PORT", "PUBLISHER_HOST", env, opts);
+}
+
+/** GET a path of a service; undefined status when the connection failed. */
+export async function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number | undefined; body: string; headers: Headers | undefined }> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    return { status: res.status, body: await res.text(), headers: res.headers };
+  } catch {
+    return { status: undefined, body: "", headers: undefined };
+  }
+}
+
+/** A unique name, for NATS_NAME and channels. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
