@@ -321,13 +321,17 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       if (main) uws.us_listen_socket_close(main);
       const total = sockets.size;
       logger.info({ connections: total, drainSeconds: config.drainSeconds }, "draining");
-      // Spread the 1001 closes so clients do not all reconnect at the same moment.
-      const ticks = Math.max(1, Math.floor((config.drainSeconds * 1000) / DRAIN_TICK_MS));
-      const perTick = Math.max(1, Math.ceil(total / ticks));
+      // Spread the 1001 closes evenly over the whole window so clients do not
+      // all reconnect (to the other pods) at the same moment.
+      const windowMs = config.drainSeconds * 1000;
+      const started = Date.now();
+      let closed = 0;
       while (sockets.size > 0) {
-        let n = 0;
+        const elapsed = Date.now() - started;
+        const due = elapsed >= windowMs ? Number.POSITIVE_INFINITY : Math.ceil((total * elapsed) / windowMs);
         for (const ws of sockets) {
-          if (n++ >= perTick) break;
+          if (closed >= due) break;
+          closed++;
           ws.end(CloseCode.GoingAway, "server going away");
         }
         if (sockets.size > 0) await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
