@@ -1,8 +1,9 @@
 /**
  * Reads the open-files limit of this process (Linux /proc), so a gateway
  * that cannot hold the connections it is sized for says so at start rather
- * than failing with EMFILE under load. Node cannot raise rlimits itself; the
- * container entrypoint does (`ulimit -n` to the hard limit, see deploy/).
+ * than failing with EMFILE under load. Node raises its soft limit to the hard
+ * limit by itself at start, so what we read here is the hard limit the
+ * container runtime granted (compose `ulimits`, the kubelet's default).
  */
 import { readFileSync } from "node:fs";
 

@@ -1,5 +1,5 @@
 /**
- * Publisher settings (deploy/SETTINGS-AND-METRICS.md), read and validated
+ * Publisher settings (README "Settings"), read and validated
  * once at start. Every failure is a ConfigError naming the variable, so a bad
  * deployment stops with `config error: MAX_BODY_BYTES: ...` instead of
  * misbehaving later.
