@@ -18,7 +18,7 @@ import {
 } from "./helpers/procs.js";
 import { scrape } from "./helpers/metrics.js";
 import { TEST_SECRET, hsToken, nowSeconds } from "./helpers/tokens.js";
-import { closeAll, connect, type Client } from "./helpers/ws.js";
+import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
 
 const skip = missingBuild(GATEWAY_MAIN);
 
@@ -153,7 +153,8 @@ describe("gateway resilience", { skip }, () => {
     });
     gateways.push(gw);
     const exp = nowSeconds() + 2;
-    const shortLived = await connect(gw.wsUrl, { token: await hsToken({ sub: "short", exp }) });
+    const shortToken = await hsToken({ sub: "short", exp });
+    const shortLived = await connect(gw.wsUrl, { token: shortToken });
     const longLived = await connect(gw.wsUrl, { token: await hsToken({ sub: "long" }) });
     clients.push(shortLived, longLived);
 
@@ -165,5 +166,10 @@ describe("gateway resilience", { skip }, () => {
     assert.ok(longLived.isOpen, "connections with valid tokens stay open");
     assert.deepEqual(await longLived.request({ type: "ping", id: 1 }), { type: "pong", id: 1 });
     assert.ok(((await scrape(gw.url)).get("herald_disconnects_total", { code: "4001" }) ?? 0) >= 1);
+
+    // The gateway caches verified tokens; an expired one must still be refused.
+    const again = await expectRejected(gw.wsUrl, { token: shortToken });
+    assert.equal(again.status, 401);
+    assert.match(again.body, /expired_token/);
   });
 });

@@ -5,7 +5,9 @@
  * against JWT_SECRET and asymmetric ones only against the public key or JWKS,
  * which rules out HS/RS key confusion.
  */
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createPublicKey, webcrypto, type KeyObject } from "node:crypto";
+
+type CryptoKey = webcrypto.CryptoKey;
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
 import { ChannelPatterns } from "./channels.js";
 import * as read from "./config.js";
@@ -100,12 +102,32 @@ export interface Identity {
   expiresAt: number;
 }
 
+/** Verified tokens kept so reconnects and connect storms skip the crypto. */
+const CACHE_MAX_ENTRIES = 10_000;
+/** A cached verification is re-done after this long (e.g. to notice a key removed from the JWKS). */
+const CACHE_TTL_MS = 5 * 60_000;
+
+const HMAC_HASH: Record<string, string> = { HS256: "SHA-256", HS384: "SHA-384", HS512: "SHA-512" };
+
 export class TokenVerifier {
   private readonly getKey: JWTVerifyGetKey;
+  /** token -> identity and when the cached answer lapses (insertion order = age). */
+  private readonly cache = new Map<string, { identity: Identity; until: number }>();
 
   constructor(private readonly config: AuthConfig) {
     const secret = config.secret ? new TextEncoder().encode(config.secret) : undefined;
     const publicKey: KeyObject | undefined = config.publicKeyPem ? createPublicKey(config.publicKeyPem) : undefined;
+    // The HMAC key is imported into WebCrypto once per algorithm; handing jose
+    // raw bytes would import it again on every verification.
+    const hmacKeys = new Map<string, Promise<CryptoKey>>();
+    const hmacKey = (alg: string, raw: Uint8Array): Promise<CryptoKey> => {
+      let key = hmacKeys.get(alg);
+      if (!key) {
+        key = webcrypto.subtle.importKey("raw", raw, { name: "HMAC", hash: HMAC_HASH[alg] ?? "SHA-256" }, false, ["verify"]);
+        hmacKeys.set(alg, key);
+      }
+      return key;
+    };
     // jose's remote JWK set caches keys, keeps one fetch in flight, applies the
     // timeout and throws on failure, so a JWKS outage refuses tokens (fails closed).
     const jwks = config.jwksUrl
@@ -119,7 +141,7 @@ export class TokenVerifier {
       const alg = header.alg ?? "";
       if (isHmac(alg)) {
         if (!secret) throw new AuthError("invalid_token", "HMAC tokens are not accepted");
-        return secret;
+        return hmacKey(alg, secret);
       }
       if (publicKey) return publicKey;
       if (jwks) return jwks(header, token);
@@ -129,6 +151,28 @@ export class TokenVerifier {
 
   async verify(token: string): Promise<Identity> {
     if (!token) throw new AuthError("missing_token", "no token");
+    const now = Date.now();
+    const cached = this.cache.get(token);
+    if (cached) {
+      if (now < cached.until) {
+        if (now >= cached.identity.expiresAt + this.config.clockToleranceSeconds * 1000) {
+          this.cache.delete(token);
+          throw new AuthError("expired_token", "token expired");
+        }
+        return cached.identity;
+      }
+      this.cache.delete(token);
+    }
+    const identity = await this.verifyUncached(token);
+    if (this.cache.size >= CACHE_MAX_ENTRIES) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+    this.cache.set(token, { identity, until: now + CACHE_TTL_MS });
+    return identity;
+  }
+
+  private async verifyUncached(token: string): Promise<Identity> {
     let payload: JWTPayload;
     try {
       const options: Parameters<typeof jwtVerify>[2] = {

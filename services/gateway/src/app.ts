@@ -183,7 +183,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
             userTopic: userTopicOf(userToken(identity.sub)),
             limiter: new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
             channels: new Set(),
-            recovering: new Map(),
+            recovering: undefined,
             closed: false,
           };
           res.cork(() => res.upgrade<Session>(session, secKey, protocol, extensions, context));
@@ -244,7 +244,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       sockets.delete(ws);
       metrics.connectionsOpen.dec();
       metrics.disconnects.inc({ code: closeCodeLabel(code) });
-      for (const [channel, buffer] of s.recovering) fanout.unwatch(channelTopic(channel), buffer);
+      if (s.recovering) for (const [channel, buffer] of s.recovering) fanout.unwatch(channelTopic(channel), buffer);
       for (const channel of s.channels) fanout.release(channelTopic(channel));
       fanout.release(s.userTopic);
       ipLimiter.release(s.ip);

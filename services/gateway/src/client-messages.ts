@@ -127,10 +127,10 @@ export class ClientMessages {
   ): void {
     const { channel, topic, head, id, history } = r;
     const buffer: RecoveryBuffer = { frames: [] };
-    s.recovering.set(channel, buffer);
+    (s.recovering ??= new Map()).set(channel, buffer);
     const ready = this.ctx.fanout.acquire({ topic, subject: history.liveSubject(r.subject), head, historySubject: r.subject });
     this.ctx.fanout.watch(topic, buffer);
-    const stillWanted = () => !s.closed && s.recovering.get(channel) === buffer;
+    const stillWanted = () => !s.closed && s.recovering?.get(channel) === buffer;
     const run = async () => {
       await ready;
       // Read the position only after the live subscription is registered, so
@@ -157,7 +157,7 @@ export class ClientMessages {
         ws.subscribe(topic);
       });
       this.ctx.fanout.unwatch(topic, buffer);
-      s.recovering.delete(channel);
+      s.recovering?.delete(channel);
     };
     run().catch((err: unknown) => {
       this.ctx.logger.warn({ err, channel }, "recovery failed");
@@ -171,10 +171,10 @@ export class ClientMessages {
   private leave(ws: WebSocket<Session>, s: Session, channel: string): boolean {
     if (!s.channels.delete(channel)) return false;
     const topic = channelTopic(channel);
-    const buffer = s.recovering.get(channel);
+    const buffer = s.recovering?.get(channel);
     if (buffer) {
       this.ctx.fanout.unwatch(topic, buffer);
-      s.recovering.delete(channel);
+      s.recovering?.delete(channel);
     }
     ws.unsubscribe(topic);
     this.ctx.fanout.release(topic);

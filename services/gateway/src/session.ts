@@ -14,8 +14,8 @@ export interface Session {
   readonly limiter: RateLimiter;
   /** Channels this socket is subscribed to. */
   readonly channels: Set<string>;
-  /** Channels whose recovery backlog is still being read. */
-  readonly recovering: Map<string, RecoveryBuffer>;
+  /** Channels whose recovery backlog is still being read (created on first use). */
+  recovering: Map<string, RecoveryBuffer> | undefined;
   /** Set by the close handler; async work checks it before touching the socket. */
   closed: boolean;
 }

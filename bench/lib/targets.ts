@@ -1,0 +1,190 @@
+/**
+ * Starts the systems under test on loopback, each with its own NATS:
+ *   herald-N     N Herald gateway processes (services/gateway/dist/main.js) + nats-server
+ *   nats-ws      nats-server's own WebSocket listener (clients speak NATS over WebSocket)
+ *   ws-N         the `ws` + `nats` baseline gateway (bench/peers/ws-gateway.ts), N processes + nats-server
+ *   uws-ceiling  a trivial uWS broadcaster (bench/peers/uws-broadcast.ts) + nats-server: the generator's ceiling
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { TargetSpec } from "./loadgen.js";
+import { freePorts, httpOk, natsServerBin, start, waitUntil, type Proc } from "./procs.js";
+
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const GATEWAY_MAIN = join(ROOT, "services/gateway/dist/main.js");
+const PEERS = fileURLToPath(new URL("../peers/", import.meta.url));
+export const BENCH_SECRET = "herald-bench-secret-0123456789-abcdefghijkl";
+export const NATS_WS_TOKEN = "herald-bench-nats-token";
+
+export interface RunningTarget {
+  spec: TargetSpec;
+  procs: Proc[];
+  stop(): Promise<void>;
+}
+
+export interface TargetOptions {
+  /** Extra node flags for the WebSocket server processes (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  env?: Record<string, string>;
+}
+
+async function startNats(opts: { websocket?: boolean; token?: string } = {}): Promise<{ proc: Proc; url: string; wsPort?: number }> {
+  const [port, mon, wsPort] = await freePorts(3);
+  const dir = mkdtempSync(join(tmpdir(), "herald-bench-nats-"));
+  const conf = join(dir, "nats.conf");
+  const lines = [
+    `listen: "127.0.0.1:${port}"`,
+    `http: "127.0.0.1:${mon}"`,
+    `max_payload: 1048576`,
+    `max_connections: 100000`,
+    `write_deadline: "10s"`,
+  ];
+  if (opts.token) lines.push(`authorization { token: "${opts.token}" }`);
+  if (opts.websocket) lines.push(`websocket { listen: "127.0.0.1:${wsPort}", no_tls: true, compression: false }`);
+  writeFileSync(conf, lines.join("\n") + "\n");
+  const proc = start("nats-server", natsServerBin(), ["-c", conf]);
+  await waitUntil("nats-server", httpOk(`http://127.0.0.1:${mon}/healthz`), 15_000, proc);
+  return { proc, url: `nats://127.0.0.1:${port}`, ...(opts.websocket ? { wsPort: wsPort! } : {}) };
+}
+
+async function nodeServers(
+  name: string,
+  n: number,
+  script: string,
+  env: (port: number, i: number) => Record<string, string>,
+  opts: TargetOptions,
+): Promise<{ procs: Proc[]; ports: number[] }> {
+  const ports = await freePorts(n);
+  const procs = ports.map((port, i) =>
+    start(`${name}#${i}`, process.execPath, [...(opts.nodeArgs ?? []), ...(script.endsWith(".ts") ? ["--import", "tsx"] : []), script], {
+      cwd: ROOT,
+      env: { PATH: process.env["PATH"] ?? "", ...env(port, i), ...(opts.env ?? {}) },
+    }),
+  );
+  await Promise.all(procs.map((p, i) => waitUntil(`${p.name} /readyz`, httpOk(`http://127.0.0.1:${ports[i]}/readyz`), 30_000, p)));
+  return { procs, ports };
+}
+
+const stopAll = (procs: Proc[]) => async () => {
+  // servers first (SIGTERM so --cpu-prof profiles get written), then their broker
+  await Promise.all(procs.slice(1).map((p) => p.stop("SIGTERM", 8000)));
+  await procs[0]?.stop("SIGTERM", 3000);
+};
+
+export async function startHerald(n: number, opts: TargetOptions = {}): Promise<RunningTarget> {
+  const nats = await startNats();
+  const { procs, ports } = await nodeServers(`herald-gw`, n, GATEWAY_MAIN, (port, i) => ({
+    GATEWAY_HOST: "127.0.0.1",
+    GATEWAY_PORT: String(port),
+    NATS_URL: nats.url,
+    NATS_NAME: `herald-bench-gw-${i}`,
+    JWT_SECRET: BENCH_SECRET,
+    MAX_CONNECTIONS_PER_IP: "0",
+    MAX_CONNECTIONS: "100000",
+    LOG_LEVEL: "warn",
+    DRAIN_SECONDS: "0",
+  }), opts);
+  const all = [nats.proc, ...procs];
+  return {
+    procs: all,
+    stop: stopAll(all),
+    spec: {
+      name: n === 1 ? "herald" : `herald-x${n}`,
+      proto: "herald",
+      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
+      secret: BENCH_SECRET,
+      subjectPrefix: "herald",
+      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
+      serverPids: procs.map((p) => p.pid),
+      brokerPids: [nats.proc.pid],
+      spreadLocal: true,
+    },
+  };
+}
+
+export async function startWsBaseline(n: number, opts: TargetOptions = {}): Promise<RunningTarget> {
+  const nats = await startNats();
+  const { procs, ports } = await nodeServers(`ws-gw`, n, join(PEERS, "ws-gateway.ts"), (port) => ({
+    PORT: String(port),
+    NATS_URL: nats.url,
+    JWT_SECRET: BENCH_SECRET,
+  }), opts);
+  const all = [nats.proc, ...procs];
+  return {
+    procs: all,
+    stop: stopAll(all),
+    spec: {
+      name: n === 1 ? "ws-baseline" : `ws-baseline-x${n}`,
+      proto: "herald",
+      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
+      secret: BENCH_SECRET,
+      subjectPrefix: "herald",
+      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
+      serverPids: procs.map((p) => p.pid),
+      brokerPids: [nats.proc.pid],
+      spreadLocal: true,
+    },
+  };
+}
+
+export async function startNatsWs(): Promise<RunningTarget> {
+  const nats = await startNats({ websocket: true, token: NATS_WS_TOKEN });
+  return {
+    procs: [nats.proc],
+    stop: () => nats.proc.stop("SIGTERM", 3000),
+    spec: {
+      name: "nats-ws",
+      proto: "nats",
+      endpoints: [{ host: "127.0.0.1", port: nats.wsPort!, path: "/" }],
+      natsToken: NATS_WS_TOKEN,
+      subjectPrefix: "herald",
+      publish: { kind: "nats", url: nats.url, token: NATS_WS_TOKEN, subjectPrefix: "herald" },
+      // the WebSocket server and the broker are the same process
+      serverPids: [nats.proc.pid],
+      brokerPids: [],
+      spreadLocal: true,
+    },
+  };
+}
+
+export async function startUwsCeiling(): Promise<RunningTarget> {
+  const nats = await startNats();
+  const { procs, ports } = await nodeServers(`uws-ceiling`, 1, join(PEERS, "uws-broadcast.ts"), (port) => ({ PORT: String(port), NATS_URL: nats.url }), {});
+  const all = [nats.proc, ...procs];
+  return {
+    procs: all,
+    stop: stopAll(all),
+    spec: {
+      name: "uws-ceiling",
+      proto: "herald",
+      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
+      token: "none",
+      subjectPrefix: "herald",
+      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
+      serverPids: procs.map((p) => p.pid),
+      brokerPids: [nats.proc.pid],
+      spreadLocal: true,
+    },
+  };
+}
+
+export type TargetName = "herald" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";
+
+export function startTarget(name: TargetName, multi: number, opts: TargetOptions = {}): Promise<RunningTarget> {
+  switch (name) {
+    case "herald":
+      return startHerald(1, opts);
+    case "herald-multi":
+      return startHerald(multi, opts);
+    case "ws-baseline":
+      return startWsBaseline(1, opts);
+    case "ws-baseline-multi":
+      return startWsBaseline(multi, opts);
+    case "nats-ws":
+      return startNatsWs();
+    case "uws-ceiling":
+      return startUwsCeiling();
+  }
+}

@@ -1,0 +1,381 @@
+/**
+ * A lean WebSocket client on net.Socket for load generation.
+ *
+ * - does the HTTP/1.1 upgrade itself (one write, no Sec-WebSocket-Accept check);
+ * - reads into ONE receive buffer shared by every socket of the process
+ *   (net `onread`), so a read allocates nothing;
+ * - counts frames by walking frame headers and skipping payloads; it decodes
+ *   payloads only on probe sockets (latency, sequence gaps), during the
+ *   handshake phase, and for control frames;
+ * - speaks two client protocols: Herald's JSON frames and the NATS text
+ *   protocol over WebSocket (for the nats-server websocket peer), where the
+ *   NATS op lines are parsed but MSG payloads are skipped the same way;
+ * - client frames are masked with the all-zero key (valid per RFC 6455 and
+ *   free: the payload bytes stay as they are).
+ */
+import net from "node:net";
+
+export type Proto = "herald" | "nats";
+
+/** Counters shared by every connection in the process (one object, no per-socket counters). */
+export interface Counters {
+  msgs: number; // message deliveries received by reading sockets
+  pausedMsgs: number; // deliveries received by sockets told to stop reading
+  bytes: number;
+  reads: number;
+  closes: Record<string, number>;
+  errors: Record<string, number>;
+}
+
+export interface ProbeSink {
+  /** A decoded message on a probe socket: seq per channel and the send time (epoch ms, fractional). */
+  sample(conn: Conn, seq: number, sentMs: number): void;
+}
+
+export interface ConnOptions {
+  host: string;
+  port: number;
+  path: string;
+  localAddress: string | undefined;
+  /** Extra request header lines, each ending in \r\n (Authorization ...). */
+  headers: string;
+  proto: Proto;
+  probe: boolean;
+  /** Herald channel name; for NATS the subject. */
+  channel: string;
+  /** NATS CONNECT auth token. */
+  natsToken?: string;
+}
+
+const SHARED = Buffer.allocUnsafe(256 * 1024);
+const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
+const CRLF2 = Buffer.from("\r\n\r\n");
+
+export const now = (): number => performance.timeOrigin + performance.now();
+
+const HS = 0; // waiting for the 101
+const OPEN = 1;
+const DONE = 2;
+
+export class Conn {
+  readonly sock: net.Socket;
+  state = HS;
+  /** Herald: welcome seen. NATS: first PONG after CONNECT (auth accepted). */
+  connected = false;
+  /** Subscription confirmed. */
+  ready = false;
+  paused = false;
+  lastSeq = -1;
+  tConnect = 0;
+  tReady = 0;
+  closeCode = 0;
+  httpStatus = 0;
+
+  private hs = "";
+  private carry: Buffer | null = null;
+  private remaining = 0;
+  private opcode = 0;
+  private collecting = false;
+  private parts: Buffer[] = [];
+  // NATS stream parser
+  private line = "";
+  private skip = 0;
+  private payloadLeft = 0;
+  private pongs = 0;
+
+  constructor(
+    readonly o: ConnOptions,
+    private readonly c: Counters,
+    private readonly sink: ProbeSink,
+    private readonly events: { onConnected(c: Conn): void; onReady(c: Conn): void; onFail(c: Conn, why: string): void; onClose(c: Conn): void },
+  ) {
+    this.tConnect = now();
+    const opts: net.NetConnectOpts & { onread: unknown } = {
+      host: o.host,
+      port: o.port,
+      noDelay: true,
+      onread: { buffer: SHARED, callback: (n: number, buf: Buffer) => this.onRead(n, buf) },
+    };
+    if (o.localAddress) (opts as net.TcpNetConnectOpts).localAddress = o.localAddress;
+    this.sock = net.connect(opts as net.NetConnectOpts);
+    this.sock.on("connect", () => {
+      this.sock.write(
+        `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${o.headers}\r\n`,
+      );
+    });
+    this.sock.on("error", (e: NodeJS.ErrnoException) => {
+      const k = e.code ?? "error";
+      this.c.errors[k] = (this.c.errors[k] ?? 0) + 1;
+      if (!this.ready) this.fail(k);
+    });
+    this.sock.on("close", () => {
+      if (this.state !== DONE) {
+        if (!this.ready) this.fail(this.httpStatus ? `http_${this.httpStatus}` : "closed");
+        this.state = DONE;
+      }
+      this.events.onClose(this);
+    });
+  }
+
+  private fail(why: string): void {
+    if (this.state === DONE) return;
+    this.state = DONE;
+    this.events.onFail(this, why);
+    this.sock.destroy();
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.sock.pause();
+  }
+
+  destroy(): void {
+    this.state = DONE;
+    this.sock.destroy();
+  }
+
+  sendText(s: string, opcode = 0x81): void {
+    const p = Buffer.from(s);
+    const n = p.length;
+    let h: Buffer;
+    if (n < 126) h = Buffer.from([opcode, 0x80 | n, 0, 0, 0, 0]);
+    else if (n < 65536) h = Buffer.from([opcode, 0x80 | 126, n >> 8, n & 255, 0, 0, 0, 0]);
+    else throw new Error("frame too large");
+    this.sock.write(Buffer.concat([h, p]));
+  }
+
+  private onRead(n: number, buf: Buffer): boolean {
+    const c = this.c;
+    c.reads++;
+    c.bytes += n;
+    let i = 0;
+    if (this.state === HS) {
+      this.hs += buf.toString("latin1", 0, n);
+      const end = this.hs.indexOf("\r\n\r\n");
+      if (end < 0) {
+        if (this.hs.length > 8192) this.fail("bad_handshake");
+        return true;
+      }
+      const status = Number(this.hs.slice(9, 12));
+      this.httpStatus = status;
+      if (status !== 101) {
+        this.fail(`http_${status}`);
+        return false;
+      }
+      const consumed = end + 4 - (this.hs.length - n);
+      this.hs = "";
+      this.state = OPEN;
+      if (this.o.proto === "nats") this.collecting = true;
+      i = consumed;
+      void CRLF2;
+    }
+    if (this.state !== OPEN) return true;
+    let b = buf;
+    let e = n;
+    if (this.carry) {
+      b = Buffer.concat([this.carry, buf.subarray(i, n)]);
+      i = 0;
+      e = b.length;
+      this.carry = null;
+    }
+    while (i < e) {
+      if (this.remaining > 0) {
+        const take = this.remaining < e - i ? this.remaining : e - i;
+        if (this.collecting) this.payload(b, i, i + take);
+        this.remaining -= take;
+        i += take;
+        if (this.remaining === 0) this.frameEnd();
+        continue;
+      }
+      const avail = e - i;
+      if (avail < 2) {
+        this.carry = Buffer.from(b.subarray(i, e));
+        break;
+      }
+      const b0 = b[i]!;
+      const b1 = b[i + 1]!;
+      let len = b1 & 0x7f;
+      let hl = 2;
+      if (len === 126) {
+        if (avail < 4) {
+          this.carry = Buffer.from(b.subarray(i, e));
+          break;
+        }
+        len = (b[i + 2]! << 8) | b[i + 3]!;
+        hl = 4;
+      } else if (len === 127) {
+        if (avail < 10) {
+          this.carry = Buffer.from(b.subarray(i, e));
+          break;
+        }
+        len = b.readUInt32BE(i + 2) * 2 ** 32 + b.readUInt32BE(i + 6);
+        hl = 10;
+      }
+      i += hl;
+      const op = b0 & 0x0f;
+      if (op !== 0) this.opcode = op;
+      this.remaining = len;
+      if (op >= 8) {
+        this.collecting = true;
+      } else if (this.o.proto === "herald") {
+        this.collecting = this.o.probe || !this.ready;
+        if (!this.collecting && (b0 & 0x80) !== 0) {
+          // a complete message frame on a plain socket: count it, skip the payload
+          if (this.paused) c.pausedMsgs++;
+          else c.msgs++;
+        }
+      } else {
+        this.collecting = true; // NATS: op lines are parsed, MSG payloads skipped in payload()
+      }
+      if (len === 0) this.frameEnd();
+    }
+    return true;
+  }
+
+  /** Payload bytes of the current frame (only called while collecting). */
+  private payload(b: Buffer, s: number, e: number): void {
+    if (this.opcode < 8 && this.o.proto === "nats") this.nats(b, s, e);
+    else this.parts.push(Buffer.from(b.subarray(s, e)));
+  }
+
+  private frameEnd(): void {
+    const op = this.opcode;
+    if (op >= 8) {
+      const p = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
+      this.parts = [];
+      if (op === 0x8) {
+        this.closeCode = p.length >= 2 ? p.readUInt16BE(0) : 1005;
+        const k = String(this.closeCode);
+        this.c.closes[k] = (this.c.closes[k] ?? 0) + 1;
+        this.state = DONE;
+        this.sock.end();
+      } else if (op === 0x9) {
+        this.sendText(p.toString("latin1", 0, p.length), 0x8a);
+      }
+      this.collecting = false;
+      return;
+    }
+    if (this.o.proto === "nats" || !this.collecting) return;
+    const text = this.parts.length === 1 ? this.parts[0]!.toString() : Buffer.concat(this.parts).toString();
+    this.parts = [];
+    this.herald(text);
+  }
+
+  private herald(text: string): void {
+    // Message frames: {"type":"message","channel":...,"data":{"seq":..,"t":..}}
+    if (text.startsWith('{"type":"message"')) {
+      if (this.paused) this.c.pausedMsgs++;
+      else this.c.msgs++;
+      if (!this.o.probe) return;
+      let m: { data?: { seq?: unknown; t?: unknown } };
+      try {
+        m = JSON.parse(text) as typeof m;
+      } catch {
+        return;
+      }
+      const seq = m.data?.seq;
+      const t = m.data?.t;
+      if (typeof seq === "number" && typeof t === "number") this.sink.sample(this, seq, t);
+      return;
+    }
+    let m: { type?: string; code?: string };
+    try {
+      m = JSON.parse(text) as typeof m;
+    } catch {
+      return;
+    }
+    if (m.type === "welcome") {
+      this.connected = true;
+      this.events.onConnected(this);
+      this.sendText(`{"type":"subscribe","channel":${JSON.stringify(this.o.channel)},"id":1}`);
+    } else if (m.type === "subscribed") {
+      this.ready = true;
+      this.tReady = now();
+      this.events.onReady(this);
+    } else if (m.type === "error" && !this.ready) {
+      this.fail(`proto_${m.code ?? "error"}`);
+    }
+  }
+
+  /** NATS protocol stream: op lines parsed, MSG payloads skipped (decoded on probes). */
+  private nats(b: Buffer, s: number, e: number): void {
+    while (s < e) {
+      if (this.skip > 0) {
+        const take = this.skip < e - s ? this.skip : e - s;
+        if (this.payloadLeft > 0) {
+          const t = this.payloadLeft < take ? this.payloadLeft : take;
+          this.parts.push(Buffer.from(b.subarray(s, s + t)));
+          this.payloadLeft -= t;
+          if (this.payloadLeft === 0) this.natsProbe();
+        }
+        this.skip -= take;
+        s += take;
+        continue;
+      }
+      let nl = -1;
+      for (let k = s; k < e; k++) {
+        if (b[k] === 10) {
+          nl = k;
+          break;
+        }
+      }
+      if (nl < 0) {
+        this.line += b.toString("latin1", s, e);
+        return;
+      }
+      const line = this.line + b.toString("latin1", s, nl > s && b[nl - 1] === 13 ? nl - 1 : nl);
+      this.line = "";
+      s = nl + 1;
+      this.natsOp(line.endsWith("\r") ? line.slice(0, -1) : line);
+    }
+  }
+
+  private natsOp(line: string): void {
+    const c0 = line.charCodeAt(0);
+    if (c0 === 77 /* M */) {
+      const size = Number(line.slice(line.lastIndexOf(" ") + 1));
+      this.skip = size + 2;
+      if (this.paused) this.c.pausedMsgs++;
+      else this.c.msgs++;
+      if (this.o.probe && size > 0) {
+        this.payloadLeft = size;
+        this.parts = [];
+      }
+    } else if (line.startsWith("PING")) {
+      this.sendText("PONG\r\n", 0x82);
+    } else if (line.startsWith("PONG")) {
+      this.pongs++;
+      if (this.pongs === 1) {
+        this.connected = true;
+        this.events.onConnected(this);
+      } else if (this.pongs === 2) {
+        this.ready = true;
+        this.tReady = now();
+        this.events.onReady(this);
+      }
+    } else if (line.startsWith("INFO")) {
+      const auth = this.o.natsToken ? `,"auth_token":${JSON.stringify(this.o.natsToken)}` : "";
+      this.sendText(
+        `CONNECT {"verbose":false,"pedantic":false,"protocol":1,"headers":false,"no_responders":false,"name":"bench"${auth}}\r\nPING\r\n` +
+          `SUB ${this.o.channel} 1\r\nPING\r\n`,
+        0x82,
+      );
+    } else if (line.startsWith("-ERR")) {
+      const k = `nats_${line.slice(5, 40)}`;
+      this.c.errors[k] = (this.c.errors[k] ?? 0) + 1;
+      if (!this.ready) this.fail("nats_err");
+    }
+  }
+
+  private natsProbe(): void {
+    const text = (this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts)).toString();
+    this.parts = [];
+    try {
+      const d = JSON.parse(text) as { seq?: unknown; t?: unknown };
+      if (typeof d.seq === "number" && typeof d.t === "number") this.sink.sample(this, d.seq, d.t);
+    } catch {
+      /* not ours */
+    }
+  }
+}

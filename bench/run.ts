@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+/**
+ * Runs named benchmark scenarios against Herald and its peers on this
+ * machine, writes the raw result (bench/runs/<stamp>/result.json) and the
+ * report (Markdown + SVG) next to it, and with --publish also into bench/results/.
+ *
+ *   node --import tsx bench/run.ts full --publish          # everything, < 15 min on 2 cores
+ *   node --import tsx bench/run.ts broadcast idle-10k      # some scenarios
+ *   node --import tsx bench/run.ts smoke                   # tiny version of everything (tooling check)
+ *
+ * Options: --targets herald,nats-ws,...  --multi 4  --phase-seconds 5  --scale 1  --out DIR  --publish  --quiet
+ * Scenarios: ceiling idle-10k idle-50k connect-storm broadcast channels slow-consumer; full = all of them.
+ * Targets: herald herald-multi nats-ws ws-baseline ws-baseline-multi uws-ceiling
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { describeMachine } from "./lib/machine.js";
+import { GATEWAY_MAIN, ROOT, type TargetName } from "./lib/targets.js";
+import { existsSync } from "node:fs";
+import { FULL, runScenario, type RunConfig, type ScenarioResult } from "./scenarios.js";
+import { writeReport } from "./report.js";
+
+export interface RunResult {
+  kind: "herald-bench";
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+  command: string;
+  machine: Record<string, unknown>;
+  config: Omit<RunConfig, "log" | "targetOptions">;
+  scenarios: ScenarioResult[];
+}
+
+export async function runBench(names: string[], cfg: RunConfig): Promise<RunResult> {
+  const t0 = Date.now();
+  const startedAt = new Date().toISOString();
+  const scenarios: ScenarioResult[] = [];
+  for (const name of names) scenarios.push(await runScenario(name, cfg));
+  const { log: _l, targetOptions: _t, ...config } = cfg;
+  return {
+    kind: "herald-bench",
+    version: 1,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    seconds: Math.round((Date.now() - t0) / 1000),
+    command: `node --import tsx bench/run.ts ${process.argv.slice(2).join(" ")}`.trim(),
+    machine: describeMachine(),
+    config,
+    scenarios,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      targets: { type: "string" },
+      multi: { type: "string", default: "4" },
+      "phase-seconds": { type: "string" },
+      scale: { type: "string" },
+      out: { type: "string" },
+      publish: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+  });
+  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} is missing: run npm run build first`);
+  let names = positionals.length ? positionals : ["full"];
+  const smoke = names.includes("smoke");
+  if (names.includes("full") || smoke) names = FULL;
+  const cfg: RunConfig = {
+    scale: Number(values.scale ?? (smoke ? 0.02 : 1)),
+    phaseSeconds: Number(values["phase-seconds"] ?? (smoke ? 1 : 5)),
+    multi: Number(values.multi),
+    targets: (values.targets?.split(",").filter(Boolean) ?? []) as TargetName[],
+    quiet: values.quiet,
+    settleMs: smoke ? 0 : 2000,
+    log: (s) => process.stderr.write(s + "\n"),
+  };
+  const result = await runBench(names, cfg);
+  const stamp = result.startedAt.replace(/[:.]/g, "-").slice(0, 19);
+  const dir = values.out ?? join(ROOT, "bench/runs", stamp);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "result.json"), JSON.stringify(result, null, 2) + "\n");
+  const files = writeReport(result, dir);
+  process.stderr.write(`wrote ${join(dir, "result.json")}, ${files.join(", ")} (${result.seconds} s)\n`);
+  if (values.publish) {
+    const pub = join(ROOT, "bench/results");
+    mkdirSync(pub, { recursive: true });
+    writeFileSync(join(pub, "latest.json"), JSON.stringify(result, null, 2) + "\n");
+    const published = writeReport(result, pub, "latest");
+    process.stderr.write(`published ${published.join(", ")}\n`);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,251 @@
+/**
+ * The named benchmark scenarios. Each one starts every target in turn (its
+ * own NATS, its own server processes), drives it with the same LoadGen
+ * settings, stops it, and returns rows for the report.
+ */
+import { LoadGen, type PhaseResult } from "./lib/loadgen.js";
+import { sampleAll } from "./lib/procstat.js";
+import { startTarget, type RunningTarget, type TargetName, type TargetOptions } from "./lib/targets.js";
+
+export interface RunConfig {
+  /** Scale factor for connection counts (1 = the documented sizes; the smoke test uses ~0.02). */
+  scale: number;
+  /** Seconds per publish phase. */
+  phaseSeconds: number;
+  /** Gateway processes for the "-multi" targets. */
+  multi: number;
+  targets: TargetName[];
+  quiet: boolean;
+  /** Pause before reading RSS after connecting (lets allocators settle); 0 in the smoke run. */
+  settleMs: number;
+  log: (s: string) => void;
+  targetOptions?: (t: TargetName) => TargetOptions;
+}
+
+export type Row = Record<string, unknown> & { target: string };
+export interface ScenarioResult {
+  name: string;
+  title: string;
+  description: string;
+  rows: Row[];
+  notes: string[];
+}
+
+type Scenario = {
+  title: string;
+  description: string;
+  defaultTargets: TargetName[];
+  run(cfg: RunConfig, target: TargetName, notes: string[]): Promise<Row[]>;
+};
+
+const n = (cfg: RunConfig, base: number) => Math.max(20, Math.round(base * cfg.scale));
+const workersFor = (conns: number) => Math.max(2, Math.ceil(conns / 15_000));
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function withTarget<T>(cfg: RunConfig, name: TargetName, conns: number, fn: (t: RunningTarget, lg: LoadGen) => Promise<T>): Promise<T> {
+  const t = await startTarget(name, cfg.multi, cfg.targetOptions?.(name) ?? {});
+  const lg = new LoadGen(t.spec, workersFor(conns));
+  lg.quiet = cfg.quiet;
+  try {
+    await lg.start();
+    return await fn(t, lg);
+  } finally {
+    await lg.stop();
+    await t.stop();
+  }
+}
+
+function phaseRow(target: string, p: PhaseResult, extra: Record<string, unknown> = {}): Row {
+  return {
+    target,
+    ...extra,
+    rate: p.rate,
+    size: p.size,
+    published: p.published,
+    expected: p.expected,
+    received: p.received,
+    deliveriesPerSecond: p.deliveriesPerSecond,
+    lossRatio: +p.lossRatio.toFixed(5),
+    lost: p.lost,
+    probeGaps: p.probeGaps,
+    p50Ms: p.latencyMs.p50,
+    p90Ms: p.latencyMs.p90,
+    p99Ms: p.latencyMs.p99,
+    p999Ms: p.latencyMs.p999,
+    maxMs: p.latencyMs.max,
+    latencySamples: p.latencyMs.count,
+    serverCpuPercent: p.serverCpuPercent,
+    brokerCpuPercent: p.brokerCpuPercent,
+    generatorCpuPercent: p.generatorCpuPercent,
+    framesPerRead: p.framesPerRead,
+    serverRssMiB: +(p.serverRssBytes / 2 ** 20).toFixed(1),
+    closes: p.closes,
+    openSockets: p.openSockets,
+  };
+}
+
+const saturated = (p: PhaseResult) => p.lossRatio > 0.01 || (p.latencyMs.p99 ?? 0) > 2000 || Object.keys(p.closes).length > 0;
+
+function idle(base: number, defaultTargets: TargetName[]): Scenario {
+  return {
+    title: `Idle connections: memory (${base / 1000}k)`,
+    description: `${base} authenticated sockets, each subscribed to its own channel, no traffic; server RSS growth per connection.`,
+    defaultTargets,
+    async run(cfg, name) {
+      const count = n(cfg, base);
+      return withTarget(cfg, name, count, async (t, lg) => {
+        await settle(cfg.settleMs / 4);
+        const before = sampleAll(t.spec.serverPids);
+        const c = await lg.connect({ count, rate: 5000, shape: { kind: "per-user" }, probeEvery: 1e9 });
+        await settle(cfg.settleMs);
+        const after = sampleAll(t.spec.serverPids);
+        return [
+          {
+            target: t.spec.name,
+            processes: t.spec.serverPids.length,
+            connections: c.ready,
+            failed: c.failed,
+            rssBeforeMiB: +(before.rssBytes / 2 ** 20).toFixed(1),
+            rssAfterMiB: +(after.rssBytes / 2 ** 20).toFixed(1),
+            bytesPerConnection: c.ready > 0 ? Math.round((after.rssBytes - before.rssBytes) / c.ready) : null,
+            serverCpuSeconds: +c.serverCpuSeconds.toFixed(2),
+          },
+        ];
+      });
+    },
+  };
+}
+
+export const SCENARIOS: Record<string, Scenario> = {
+  "idle-10k": idle(10_000, ["herald", "nats-ws", "ws-baseline"]),
+  "idle-50k": idle(50_000, ["herald-multi", "ws-baseline-multi"]),
+
+  "connect-storm": {
+    title: "Connect storm",
+    description: "10k authenticated upgrades as fast as the generator can issue them (500 in flight per worker), one JWT per user; a connection counts once subscribed.",
+    defaultTargets: ["herald", "herald-multi", "nats-ws", "ws-baseline"],
+    async run(cfg, name) {
+      const count = n(cfg, 10_000);
+      return withTarget(cfg, name, count, async (t, lg) => {
+        const c = await lg.connect({ count, rate: 0, inflight: 500, shape: { kind: "shared", channel: "bench" }, probeEvery: 1e9 });
+        return [
+          {
+            target: t.spec.name,
+            attempted: c.attempted,
+            ready: c.ready,
+            failed: c.failed,
+            failures: c.failures,
+            seconds: +c.seconds.toFixed(2),
+            connectionsPerSecond: Math.round(c.perSecond),
+            handshakeP50Ms: c.handshakeMs.p50,
+            handshakeP99Ms: c.handshakeMs.p99,
+            serverCpuMsPerConnection: c.ready ? +((c.serverCpuSeconds * 1000) / c.ready).toFixed(3) : null,
+          },
+        ];
+      });
+    },
+  },
+
+  broadcast: {
+    title: "Broadcast fan-out",
+    description: "10k sockets on one channel; publish through NATS at 10, 100, 1000 msg/s with 64 B and 1 KB payloads. A load step stops the ladder once it saturates (loss > 1%, p99 > 2 s or slow-consumer closes).",
+    defaultTargets: ["herald", "herald-multi", "nats-ws", "ws-baseline"],
+    async run(cfg, name, notes) {
+      const count = n(cfg, 10_000);
+      const rows: Row[] = [];
+      for (const size of [64, 1024]) {
+        await withTarget(cfg, name, count, async (t, lg) => {
+          await lg.connect({ count, rate: 0, shape: { kind: "shared", channel: "bench" }, probeEvery: 100 });
+          for (const rate of [10, 100, 1000].map((r) => Math.max(5, Math.round(r * Math.min(1, cfg.scale * 10))))) {
+            const p = await lg.phase({ rate, size, seconds: cfg.phaseSeconds, settleMs: 4000 });
+            rows.push(phaseRow(t.spec.name, p, { subscribers: count }));
+            if (saturated(p)) {
+              notes.push(`${t.spec.name} ${size} B: saturated at ${rate} msg/s (${p.deliveriesPerSecond} deliveries/s); higher rates skipped.`);
+              break;
+            }
+          }
+        });
+      }
+      return rows;
+    },
+  },
+
+  channels: {
+    title: "Many channels",
+    description: "10k sockets in groups of 10 (1000 channels); messages spread round-robin over the channels at 1000 and 10000 msg/s, 64 B.",
+    defaultTargets: ["herald", "nats-ws", "ws-baseline"],
+    async run(cfg, name) {
+      const count = n(cfg, 10_000);
+      return withTarget(cfg, name, count, async (t, lg) => {
+        await lg.connect({ count, rate: 0, shape: { kind: "groups", k: 10 }, probeEvery: 50 });
+        const rows: Row[] = [];
+        for (const rate of [1000, 10_000]) {
+          const p = await lg.phase({ rate: Math.max(10, Math.round(rate * Math.min(1, cfg.scale * 5))), size: 64, seconds: cfg.phaseSeconds });
+          rows.push(phaseRow(t.spec.name, p, { channels: lg.channels().length }));
+        }
+        return rows;
+      });
+    },
+  },
+
+  "slow-consumer": {
+    title: "Slow-consumer mix",
+    description: "2k sockets on one channel, 4 KB at 50 msg/s. Phase 1 all read; phase 2 after 5% of the sockets stop reading. Latency and loss are for the sockets that keep reading; a server should shed the stalled ones (Herald: close 4009 past 1 MiB buffered).",
+    defaultTargets: ["herald", "nats-ws", "ws-baseline"],
+    async run(cfg, name) {
+      const count = n(cfg, 2000);
+      return withTarget(cfg, name, count, async (t, lg) => {
+        await lg.connect({ count, rate: 0, shape: { kind: "shared", channel: "bench" }, probeEvery: 20 });
+        const rows: Row[] = [];
+        const a = await lg.phase({ rate: 50, size: 4096, seconds: cfg.phaseSeconds });
+        rows.push(phaseRow(t.spec.name, a, { phase: "all reading", stalled: 0 }));
+        const stalled = await lg.pauseReaders(20);
+        const b = await lg.phase({ rate: 50, size: 4096, seconds: cfg.phaseSeconds * 2 });
+        rows.push(phaseRow(t.spec.name, b, { phase: "5% stopped reading", stalled, stalledReceived: b.pausedReceived }));
+        return rows;
+      });
+    },
+  },
+
+  ceiling: {
+    title: "Generator ceiling",
+    description: "1000 sockets, 64 B at 1000-3000 msg/s against a trivial uWS broadcaster (no auth, no limits) and against Herald: the most frames per second the load generator can count here.",
+    defaultTargets: ["uws-ceiling", "herald"],
+    async run(cfg, name) {
+      const count = n(cfg, 1000);
+      return withTarget(cfg, name, count, async (t, lg) => {
+        await lg.connect({ count, rate: 0, shape: { kind: "shared", channel: "bench" }, probeEvery: 100 });
+        const rows: Row[] = [];
+        for (const rate of [1000, 2000, 3000]) {
+          const p = await lg.phase({ rate: Math.round(rate * Math.min(1, cfg.scale * 10)), size: 64, seconds: cfg.phaseSeconds });
+          rows.push(phaseRow(t.spec.name, p, { subscribers: count }));
+        }
+        return rows;
+      });
+    },
+  },
+};
+
+export const FULL = ["ceiling", "idle-10k", "idle-50k", "connect-storm", "broadcast", "channels", "slow-consumer"];
+
+export async function runScenario(name: string, cfg: RunConfig): Promise<ScenarioResult> {
+  const sc = SCENARIOS[name];
+  if (!sc) throw new Error(`unknown scenario ${name} (known: ${Object.keys(SCENARIOS).join(", ")})`);
+  // --targets narrows each scenario to the listed targets it normally runs (or runs them as given when none match)
+  const both = cfg.targets.filter((t) => sc.defaultTargets.includes(t));
+  const targets = cfg.targets.length === 0 ? sc.defaultTargets : both.length ? both : cfg.targets;
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  for (const target of targets) {
+    cfg.log(`== ${name} :: ${target}`);
+    const t0 = Date.now();
+    try {
+      rows.push(...(await sc.run(cfg, target, notes)));
+    } catch (err) {
+      notes.push(`${target}: failed: ${(err as Error).message.split("\n")[0]}`);
+      cfg.log(`   ${target} failed: ${(err as Error).stack}`);
+    }
+    cfg.log(`   (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  return { name, title: sc.title, description: sc.description, rows, notes };
+}
