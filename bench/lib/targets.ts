@@ -1,6 +1,7 @@
 /**
  * Starts the systems under test on loopback, each with its own NATS:
- *   herald-N     N Herald gateway processes (services/gateway/dist/main.js) + nats-server
+ *   herald-N     N Herald gateway processes (services/gateway/dist/main.js) + nats-server (core NATS)
+ *   herald-history  1 Herald gateway + nats-server with JetStream: recovery mode (positions, history)
  *   nats-ws      nats-server's own WebSocket listener (clients speak NATS over WebSocket)
  *   ws-N         the `ws` + `nats` baseline gateway (bench/peers/ws-gateway.ts), N processes + nats-server
  *   uws-ceiling  a trivial uWS broadcaster (bench/peers/uws-broadcast.ts) + nats-server: the generator's ceiling
@@ -30,7 +31,7 @@ export interface TargetOptions {
   env?: Record<string, string>;
 }
 
-async function startNats(opts: { websocket?: boolean; token?: string } = {}): Promise<{ proc: Proc; url: string; wsPort?: number }> {
+async function startNats(opts: { websocket?: boolean; token?: string; jetstream?: boolean } = {}): Promise<{ proc: Proc; url: string; wsPort?: number }> {
   const [port, mon, wsPort] = await freePorts(3);
   const dir = mkdtempSync(join(tmpdir(), "herald-bench-nats-"));
   const conf = join(dir, "nats.conf");
@@ -43,6 +44,7 @@ async function startNats(opts: { websocket?: boolean; token?: string } = {}): Pr
   ];
   if (opts.token) lines.push(`authorization { token: "${opts.token}" }`);
   if (opts.websocket) lines.push(`websocket { listen: "127.0.0.1:${wsPort}", no_tls: true, compression: false }`);
+  if (opts.jetstream) lines.push(`jetstream { store_dir: "${join(dir, "js")}" }`);
   writeFileSync(conf, lines.join("\n") + "\n");
   const proc = start("nats-server", natsServerBin(), ["-c", conf]);
   await waitUntil("nats-server", httpOk(`http://127.0.0.1:${mon}/healthz`), 15_000, proc);
@@ -73,8 +75,12 @@ const stopAll = (procs: Proc[]) => async () => {
   await procs[0]?.stop("SIGTERM", 3000);
 };
 
-export async function startHerald(n: number, opts: TargetOptions = {}): Promise<RunningTarget> {
-  const nats = await startNats();
+/**
+ * Herald on core NATS (no positions), or with `history` on JetStream: every
+ * channel message stored and republished with its position (recovery mode).
+ */
+export async function startHerald(n: number, opts: TargetOptions = {}, history = false): Promise<RunningTarget> {
+  const nats = await startNats({ jetstream: history });
   const { procs, ports } = await nodeServers(`herald-gw`, n, GATEWAY_MAIN, (port, i) => ({
     GATEWAY_HOST: "127.0.0.1",
     GATEWAY_PORT: String(port),
@@ -85,13 +91,14 @@ export async function startHerald(n: number, opts: TargetOptions = {}): Promise<
     MAX_CONNECTIONS: "100000",
     LOG_LEVEL: "warn",
     DRAIN_SECONDS: "0",
+    HISTORY: history ? "true" : "false",
   }), opts);
   const all = [nats.proc, ...procs];
   return {
     procs: all,
     stop: stopAll(all),
     spec: {
-      name: n === 1 ? "herald" : `herald-x${n}`,
+      name: history ? "herald-history" : n === 1 ? "herald" : `herald-x${n}`,
       proto: "herald",
       endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
       secret: BENCH_SECRET,
@@ -170,12 +177,14 @@ export async function startUwsCeiling(): Promise<RunningTarget> {
   };
 }
 
-export type TargetName = "herald" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";
+export type TargetName = "herald" | "herald-history" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";
 
 export function startTarget(name: TargetName, multi: number, opts: TargetOptions = {}): Promise<RunningTarget> {
   switch (name) {
     case "herald":
       return startHerald(1, opts);
+    case "herald-history":
+      return startHerald(1, opts, true);
     case "herald-multi":
       return startHerald(multi, opts);
     case "ws-baseline":
