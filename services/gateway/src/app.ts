@@ -20,6 +20,8 @@ import {
   type Logger,
   type Tracing,
   type UpgradeReason,
+  SpanKind,
+  SpanStatusCode,
   trace,
 } from "@herald/core";
 import type { Broker } from "@herald/broker";
@@ -165,10 +167,13 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         return reject(res, 429, "ip_limit", "too many connections from this address", { "Retry-After": "10" });
       }
       pendingUpgrades++;
-      const span = tracing.enabled ? tracing.tracer.startSpan("herald.upgrade") : undefined;
+      const span = tracing.enabled
+        ? tracing.tracer.startSpan("herald.upgrade", { kind: SpanKind.SERVER, attributes: { "client.address": ip } })
+        : undefined;
       verifier.verify(token).then(
         (identity) => {
           pendingUpgrades--;
+          span?.setAttributes({ "herald.upgrade.result": aborted ? "aborted" : "accepted", "enduser.id": identity.sub });
           span?.end();
           if (aborted) return ipLimiter.release(ip);
           if (draining) {
@@ -191,9 +196,11 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         (err: unknown) => {
           pendingUpgrades--;
           ipLimiter.release(ip);
+          const reason = err instanceof AuthError ? err.reason : "invalid_token";
+          span?.setAttributes({ "herald.upgrade.result": "rejected", "herald.upgrade.reason": reason });
+          span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
           span?.end();
           if (aborted) return;
-          const reason = err instanceof AuthError ? err.reason : "invalid_token";
           if (!(err instanceof AuthError)) logger.error({ err }, "token verification failed unexpectedly");
           logger.debug({ ip, reason, detail: err instanceof Error ? redactQuery(err.message) : "" }, "upgrade refused");
           reject(res, 401, reason, reason === "expired_token" ? "token expired" : "invalid token");

@@ -211,7 +211,15 @@ export class Fanout {
       const parent = extractTraceContext((name) => msg.header(name));
       const span = tracing.tracer.startSpan(
         "herald.fanout",
-        { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "herald.recipients": recipients } },
+        {
+          kind: SpanKind.CONSUMER,
+          attributes: {
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": msg.subject,
+            "herald.recipients": recipients,
+          },
+        },
         parent,
       );
       context.with(parent, () => app.publish(entry.topic, frame, false, false));
