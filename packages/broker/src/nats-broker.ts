@@ -68,20 +68,14 @@ export class NatsBroker implements Broker {
   private js: JetStreamClient | undefined;
   history: NatsHistory | undefined;
   private attempt = 0;
-  private readonly ready: Promise<void>;
 
   constructor(options: NatsBrokerOptions) {
     this.opts = { ...NATS_DEFAULTS, ...options };
-    this.ready = this.connectLoop();
+    void this.connectLoop();
   }
 
   get connected(): boolean {
     return this.up;
-  }
-
-  /** Resolves once the first connection is established (or the broker is closed). */
-  whenConnected(): Promise<void> {
-    return this.ready;
   }
 
   onStatus(listener: (status: BrokerStatus) => void): () => void {

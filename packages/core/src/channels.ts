@@ -29,10 +29,6 @@ export function channelProblem(channel: unknown): string | null {
   return null;
 }
 
-export function isValidChannel(channel: unknown): channel is string {
-  return channelProblem(channel) === null;
-}
-
 /**
  * A compiled list of NATS-style patterns (`*` one token, `>` one or more
  * trailing tokens) as found in the `channels` and `publish` token claims.

@@ -12,15 +12,6 @@ export type ProtocolErrorCode =
   | "too_large"
   | "unavailable";
 
-export const PROTOCOL_ERROR_CODES: readonly ProtocolErrorCode[] = [
-  "bad_request",
-  "forbidden",
-  "invalid_channel",
-  "rate_limited",
-  "too_large",
-  "unavailable",
-];
-
 export class HeraldError extends Error {
   constructor(
     readonly code: string,

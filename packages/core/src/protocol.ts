@@ -15,16 +15,8 @@ export type ClientFrame =
   | { type: "ping"; id?: RequestId };
 
 export type ClientFrameType = ClientFrame["type"];
-export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = ["subscribe", "unsubscribe", "publish", "ping"];
 
 const MAX_ID_LENGTH = 64;
-
-/** Best-effort id of a frame that failed to parse, so the error can echo it. */
-export function idOf(value: unknown): RequestId | undefined {
-  if (typeof value !== "object" || value === null) return undefined;
-  const id = (value as { id?: unknown }).id;
-  return validId(id) ? id : undefined;
-}
 
 function validId(id: unknown): id is RequestId {
   return (typeof id === "number" && Number.isFinite(id)) || (typeof id === "string" && id.length <= MAX_ID_LENGTH);

@@ -82,10 +82,6 @@ export class Fanout {
     });
   }
 
-  get subscriptions(): number {
-    return this.entries.size;
-  }
-
   stop(): void {
     this.offStatus();
   }
