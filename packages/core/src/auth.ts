@@ -5,7 +5,7 @@
  * against JWT_SECRET and asymmetric ones only against the public key or JWKS,
  * which rules out HS/RS key confusion.
  */
-import { createPublicKey, webcrypto, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, webcrypto, type KeyObject } from "node:crypto";
 
 type CryptoKey = webcrypto.CryptoKey;
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
@@ -111,7 +111,7 @@ const HMAC_HASH: Record<string, string> = { HS256: "SHA-256", HS384: "SHA-384", 
 
 export class TokenVerifier {
   private readonly getKey: JWTVerifyGetKey;
-  /** token -> identity and when the cached answer lapses (insertion order = age). */
+  /** sha256(token) -> identity and when the cached answer lapses (insertion order = age). */
   private readonly cache = new Map<string, { identity: Identity; until: number }>();
 
   constructor(private readonly config: AuthConfig) {
@@ -152,23 +152,25 @@ export class TokenVerifier {
   async verify(token: string): Promise<Identity> {
     if (!token) throw new AuthError("missing_token", "no token");
     const now = Date.now();
-    const cached = this.cache.get(token);
+    // Keyed by a digest: the cache need not keep every token string alive.
+    const key = createHash("sha256").update(token).digest("base64");
+    const cached = this.cache.get(key);
     if (cached) {
       if (now < cached.until) {
         if (now >= cached.identity.expiresAt + this.config.clockToleranceSeconds * 1000) {
-          this.cache.delete(token);
+          this.cache.delete(key);
           throw new AuthError("expired_token", "token expired");
         }
         return cached.identity;
       }
-      this.cache.delete(token);
+      this.cache.delete(key);
     }
     const identity = await this.verifyUncached(token);
     if (this.cache.size >= CACHE_MAX_ENTRIES) {
       const oldest = this.cache.keys().next().value;
       if (oldest !== undefined) this.cache.delete(oldest);
     }
-    this.cache.set(token, { identity, until: now + CACHE_TTL_MS });
+    this.cache.set(key, { identity, until: now + CACHE_TTL_MS });
     return identity;
   }
 
@@ -202,8 +204,8 @@ function identityFrom(payload: JWTPayload): Identity {
   const publishClaim = stringArray(payload["publish"], "publish");
   return {
     sub,
-    channels: new ChannelPatterns(stringArray(payload["channels"], "channels")),
-    publish: new ChannelPatterns(publishClaim),
+    channels: ChannelPatterns.of(stringArray(payload["channels"], "channels")),
+    publish: ChannelPatterns.of(publishClaim),
     publishClaim,
     expiresAt: exp * 1000,
   };

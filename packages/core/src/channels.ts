@@ -34,24 +34,36 @@ export function channelProblem(channel: unknown): string | null {
  * trailing tokens) as found in the `channels` and `publish` token claims.
  */
 export class ChannelPatterns {
-  private readonly exact = new Set<string>();
-  private readonly wild: string[][] = [];
+  /** Shared by every token without such a claim (one per connection adds up). */
+  static readonly NONE = new ChannelPatterns([]);
 
-  constructor(patterns: readonly string[]) {
+  private readonly exact: Set<string> | undefined;
+  private readonly wild: string[][] | undefined;
+
+  /** Use ChannelPatterns.of() so empty claims share NONE. */
+  private constructor(patterns: readonly string[]) {
+    let exact: Set<string> | undefined;
+    let wild: string[][] | undefined;
     for (const p of patterns) {
       if (typeof p !== "string" || p.length === 0) continue;
-      if (p.includes("*") || p.includes(">")) this.wild.push(p.split("."));
-      else this.exact.add(p);
+      if (p.includes("*") || p.includes(">")) (wild ??= []).push(p.split("."));
+      else (exact ??= new Set()).add(p);
     }
+    this.exact = exact;
+    this.wild = wild;
+  }
+
+  static of(patterns: readonly string[]): ChannelPatterns {
+    return patterns.length === 0 ? ChannelPatterns.NONE : new ChannelPatterns(patterns);
   }
 
   get empty(): boolean {
-    return this.exact.size === 0 && this.wild.length === 0;
+    return this.exact === undefined && this.wild === undefined;
   }
 
   matches(channel: string): boolean {
-    if (this.exact.has(channel)) return true;
-    if (this.wild.length === 0) return false;
+    if (this.exact?.has(channel)) return true;
+    if (this.wild === undefined) return false;
     const tokens = channel.split(".");
     return this.wild.some((pattern) => matchTokens(pattern, tokens));
   }

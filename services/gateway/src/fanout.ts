@@ -53,8 +53,8 @@ interface Entry {
   readonly historySubject: string | undefined;
   refs: number;
   sub: BrokerSubscription | undefined;
-  /** Sockets in recovery on this topic (usually empty). */
-  readonly recovering: Set<RecoveryBuffer>;
+  /** Sockets in recovery on this topic; created on first use (most topics never need it). */
+  recovering: Set<RecoveryBuffer> | undefined;
   /** Position of the last message delivered on this topic (0 = none yet). */
   lastSeq: number;
   /** Set while missed messages are read back; live frames wait here. */
@@ -102,7 +102,7 @@ export class Fanout {
       historySubject: dest.historySubject,
       refs: 1,
       sub: undefined,
-      recovering: new Set(),
+      recovering: undefined,
       lastSeq: 0,
       catchingUp: undefined,
     };
@@ -125,11 +125,15 @@ export class Fanout {
 
   /** Starts collecting live frames of `topic` for a socket in recovery. */
   watch(topic: string, buffer: RecoveryBuffer): void {
-    this.entries.get(topic)?.recovering.add(buffer);
+    const entry = this.entries.get(topic);
+    if (entry) (entry.recovering ??= new Set()).add(buffer);
   }
 
   unwatch(topic: string, buffer: RecoveryBuffer): void {
-    this.entries.get(topic)?.recovering.delete(buffer);
+    const entry = this.entries.get(topic);
+    if (!entry?.recovering) return;
+    entry.recovering.delete(buffer);
+    if (entry.recovering.size === 0) entry.recovering = undefined;
   }
 
   private deliver(entry: Entry, msg: BrokerMessage): void {
@@ -144,7 +148,7 @@ export class Fanout {
     const seq = Number(seqText);
     const prev = Number(msg.header(Header.LastSequence) ?? 0);
     if (seq <= entry.lastSeq) return; // already delivered (e.g. by a catch-up)
-    if (this.app.numSubscribers(entry.topic) === 0 && entry.recovering.size === 0) {
+    if (this.app.numSubscribers(entry.topic) === 0 && !entry.recovering) {
       entry.lastSeq = seq;
       return;
     }
@@ -198,7 +202,7 @@ export class Fanout {
   /** Hands one frame to every socket on the topic (and to sockets in recovery). */
   private emit(entry: Entry, seq: number | undefined, frame: Buffer, msg: BrokerMessage | undefined): void {
     const { app, metrics, tracing } = this;
-    if (seq !== undefined && entry.recovering.size > 0) {
+    if (seq !== undefined && entry.recovering) {
       for (const buffer of entry.recovering) buffer.frames.push({ seq, frame });
     }
     const recipients = app.numSubscribers(entry.topic);
