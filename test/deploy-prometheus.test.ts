@@ -120,7 +120,8 @@ test("prometheus: every gateway and publisher dashboard query returns data after
 
   // NATS carries publisher -> gateway messages, as in Compose and Kubernetes.
   const natsPort = await freePort();
-  const nats = start("nats-server", natsServer, ["-a", "127.0.0.1", "-p", String(natsPort)], process.env);
+  // With JetStream, as in Compose and Kubernetes: history and recovery are on.
+  const nats = start("nats-server", natsServer, ["-a", "127.0.0.1", "-p", String(natsPort), "--js", "-sd", path.join(work, "js")], process.env);
   procs.push(nats);
   const natsUrl = `nats://127.0.0.1:${natsPort}`;
 
@@ -246,6 +247,15 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   await waitFor(() => subscribed.every((c) => c.frames.filter((f) => f["type"] === "message").length >= 20), {
     what: "messages delivered to every subscriber",
     timeoutMs: 10_000,
+  });
+  // A client resuming from its last position (recovery), on the other replica.
+  const lastSeq = Math.max(...subscribed[0]!.frames.map((f) => (typeof f["seq"] === "number" ? f["seq"] : 0)));
+  const resumer = await client(wsUrls[1]!, full);
+  clients.push(resumer.ws);
+  resumer.ws.send(JSON.stringify({ type: "subscribe", channel: CHANNEL, id: 7, since: Math.max(0, lastSeq - 5) }));
+  await waitFor(() => resumer.frames.some((f) => f["type"] === "subscribed" && f["recovered"] === true), {
+    what: "a recovered resume",
+    timeoutMs: 5_000,
   });
   // One normal close, so the disconnect series exist.
   const closing = subscribed.pop()!;
