@@ -65,6 +65,15 @@ describe("recovery with JetStream history", { skip: missingBuild(GATEWAY_MAIN) }
     assert.equal(first[1]!.prev, first[0]!.seq);
     assert.equal(first[2]!.prev, first[1]!.seq);
     const last = first[2]!.seq as number;
+
+    // A second socket joining the same channel on the same gateway continues
+    // from the position that gateway is at (its fast path, no history read).
+    const a2 = await connect(gw1.wsUrl, { token });
+    clients.push(a2);
+    const joined = await a2.request({ type: "subscribe", channel: "news", id: 1 });
+    assert.equal(joined.seq, last);
+    assert.equal(joined.recovered, true);
+    await a2.close();
     await a.close();
 
     // Missed while away: 4..6.

@@ -123,6 +123,16 @@ export class Fanout {
     this.logger.debug({ topic }, "broker subscription removed");
   }
 
+  /**
+   * Position of the last message this process delivered on `topic`, when it
+   * is known and current (not catching up). A socket that joins the topic
+   * synchronously right now continues exactly from there.
+   */
+  position(topic: string): number | undefined {
+    const entry = this.entries.get(topic);
+    return entry && entry.lastSeq > 0 && !entry.catchingUp ? entry.lastSeq : undefined;
+  }
+
   /** Starts collecting live frames of `topic` for a socket in recovery. */
   watch(topic: string, buffer: RecoveryBuffer): void {
     const entry = this.entries.get(topic);
