@@ -46,7 +46,7 @@ function loadNative(): typeof UwsTypes {
     throw new UwsLoadError(
       `cannot load the native uWebSockets.js build ${binary} (Node ${process.version}, ` +
         `${process.platform}/${process.arch}): ${(err as Error).message}. ` +
-        "Herald refuses to run on the slow JavaScript fallback; use Node 20 on glibc >= 2.31 (Debian bookworm).",
+        "Herald refuses to run on the slow JavaScript fallback; use Node 20 (ABI 115) on glibc >= 2.27, e.g. Debian bookworm.",
       { cause: err },
     );
   }
