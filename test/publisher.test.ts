@@ -16,12 +16,13 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { request, type IncomingHttpHeaders } from "node:http";
-import { createServer } from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { SignJWT } from "jose";
 import { connect, type Msg, type NatsConnection } from "nats";
+import { freePort } from "./helpers/ports.js";
+import { waitFor, withTimeout } from "./helpers/wait.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PUBLISHER_MAIN = path.join(REPO, "services/publisher/dist/main.js");
@@ -36,45 +37,6 @@ const skip = existsSync(PUBLISHER_MAIN) ? undefined : "services/publisher/dist/m
 
 // ---- minimal helpers ----------------------------------------------------------
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error("no port"))));
-    });
-  });
-}
-
-/** Polls `fn` until truthy; errors count as "not yet". Bounded by `timeoutMs`. */
-async function waitFor<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 interface Exit {
   code: number | null;
@@ -140,7 +102,7 @@ async function startNats(): Promise<Nats> {
     await waitFor(async () => {
       if (!proc.alive) throw new Error(`nats-server exited: ${proc.stderr.slice(-500)}`);
       return (await httpStatus(`http://127.0.0.1:${monitor}/varz`)) === 200;
-    }, "nats-server /varz");
+    }, { message: "nats-server /varz" });
   } catch (err) {
     await proc.stop("SIGKILL").catch(() => {});
     throw err;
@@ -168,7 +130,7 @@ async function startPublisher(env: Record<string, string>, waitPath: "readyz" | 
     await waitFor(async () => {
       if (!proc.alive) throw new Error(`publisher exited: ${proc.stderr.slice(-500)}`);
       return (await httpStatus(`${url}/${waitPath}`)) === 200;
-    }, `publisher /${waitPath}`);
+    }, { message: `publisher /${waitPath}` });
   } catch (err) {
     await proc.stop("SIGKILL").catch(() => {});
     throw new Error(`${(err as Error).message}\n--- publisher output ---\n${proc.stdout.slice(-2000)}${proc.stderr.slice(-2000)}`);
@@ -535,7 +497,7 @@ describe("publisher (real process, real NATS)", { skip }, () => {
     await nc?.close();
     nc = undefined;
     await nats.proc.stop("SIGTERM");
-    await waitFor(async () => (await httpStatus(`${pub.url}/readyz`)) === 503, "/readyz = 503 after NATS stopped");
+    await waitFor(async () => (await httpStatus(`${pub.url}/readyz`)) === 503, { message: "/readyz = 503 after NATS stopped" });
     const readyz = await call(`${pub.url}/readyz`, { method: "GET" });
     assert.equal(readyz.status, 503);
     const reply = await call(channelUrl("news"), { body: "{}", auth: `Bearer ${API_KEY}` });
