@@ -148,9 +148,10 @@ export class Fanout {
 
   private deliver(entry: Entry, msg: BrokerMessage): void {
     this.metrics.brokerMessages.inc();
+    const recipients = this.app.numSubscribers(entry.topic);
     if (!entry.historySubject) {
-      if (this.app.numSubscribers(entry.topic) === 0) return;
-      this.emit(entry, undefined, messageFrame(entry.head, msg.data), msg);
+      if (recipients === 0) return;
+      this.emit(entry, undefined, messageFrame(entry.head, msg.data), msg, recipients);
       return;
     }
     const seqText = msg.header(Header.Sequence);
@@ -158,7 +159,7 @@ export class Fanout {
     const seq = Number(seqText);
     const prev = Number(msg.header(Header.LastSequence) ?? 0);
     if (seq <= entry.lastSeq) return; // already delivered (e.g. by a catch-up)
-    if (this.app.numSubscribers(entry.topic) === 0 && !entry.recovering) {
+    if (recipients === 0 && !entry.recovering) {
       entry.lastSeq = seq;
       return;
     }
@@ -172,7 +173,7 @@ export class Fanout {
       return;
     }
     entry.lastSeq = seq;
-    this.emit(entry, seq, frame, msg);
+    this.emit(entry, seq, frame, msg, recipients);
   }
 
   /** Reads what this process missed after entry.lastSeq and delivers it in order. */
@@ -209,13 +210,21 @@ export class Fanout {
       });
   }
 
-  /** Hands one frame to every socket on the topic (and to sockets in recovery). */
-  private emit(entry: Entry, seq: number | undefined, frame: Buffer, msg: BrokerMessage | undefined): void {
+  /**
+   * Hands one frame to every socket on the topic (and to sockets in
+   * recovery). `recipients` is passed when the caller already counted them.
+   */
+  private emit(
+    entry: Entry,
+    seq: number | undefined,
+    frame: Buffer,
+    msg: BrokerMessage | undefined,
+    recipients = this.app.numSubscribers(entry.topic),
+  ): void {
     const { app, metrics, tracing } = this;
     if (seq !== undefined && entry.recovering) {
       for (const buffer of entry.recovering) buffer.frames.push({ seq, frame });
     }
-    const recipients = app.numSubscribers(entry.topic);
     if (recipients === 0) return;
     if (tracing.enabled && msg) {
       const parent = extractTraceContext((name) => msg.header(name));
