@@ -1,6 +1,7 @@
 /**
  * Faults and lifecycle: NATS dying and coming back under a running gateway,
- * SIGTERM drain (DESIGN.md "Operations"), and token expiry on a live socket.
+ * a gateway that starts before NATS, SIGTERM drain (DESIGN.md "Operations"),
+ * and token expiry on a live socket.
  */
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
@@ -90,6 +91,36 @@ describe("gateway resilience", { skip }, () => {
     assert.equal(gw.pid, pid, "the same gateway process (no restart)");
     assert.ok(c.isOpen, "the same client socket");
     assert.equal(c.all((f) => f.type === "welcome").length, 1, "no reconnect happened on the client side");
+  });
+
+  test("a gateway started before NATS answers subscribe with `unavailable` until the broker is up, then with positions", async (t) => {
+    const nats = await startNats({ jetstream: true });
+    servers.push(nats);
+    const reason = natsControlSkipReason(nats);
+    if (reason) return t.skip(reason);
+    await nats.kill();
+    const gw = await startGateway(
+      { NATS_URL: nats.url, NATS_NAME: uniqueName("herald-gw-early"), JWT_SECRET: TEST_SECRET },
+      { waitFor: "healthz" },
+    );
+    gateways.push(gw);
+    const c = await connect(gw.wsUrl, { token: await hsToken({ sub: "early", channels: ["early"] }) });
+    clients.push(c);
+    // Taken now, the subscription could not know whether history is on and
+    // would run without positions (and without recovery) for its lifetime.
+    const refused = await c.request({ type: "subscribe", channel: "early", id: 1 });
+    assert.deepEqual([refused.type, refused["code"], refused["id"]], ["error", "unavailable", 1]);
+
+    await nats.restart();
+    await waitFor(async () => (await httpGet(`${gw.url}/readyz`)).status === 200, {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+      message: "/readyz = 200 once NATS is up",
+    });
+    const subscribed = await c.request({ type: "subscribe", channel: "early", id: 2 });
+    assert.equal(subscribed.type, "subscribed");
+    assert.equal(typeof subscribed["seq"], "number", "the subscription has positions (JetStream history)");
+    assert.ok(c.isOpen);
   });
 
   test("SIGTERM drains: readyz 503 / listener closed, clients get 1001, exit 0 within DRAIN_SECONDS + margin", async () => {

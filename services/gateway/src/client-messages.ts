@@ -78,6 +78,12 @@ export class ClientMessages {
     if (!s.identity.channels.matches(channel)) {
       return this.error(ws, "forbidden", `token does not allow subscribing to ${channel}`, id);
     }
+    if (!this.ctx.broker.connected) {
+      // Until the broker is connected this process cannot promise delivery,
+      // and on first start it does not yet know whether history is on: a
+      // subscription taken now would run without positions for its lifetime.
+      return this.error(ws, "unavailable", "broker not connected, subscribe again shortly", id);
+    }
     if (s.channels.has(channel)) {
       // Already subscribed: a plain repeat is a no-op; a repeat with `since`
       // (the client saw a gap) restarts the subscription from that position.
