@@ -193,13 +193,21 @@ describe("gateway authentication and admission", { skip: missingBuild(GATEWAY_MA
       const same = await connect(hs.wsUrl, { token, localAddress: "127.0.0.7", headers: { "X-Forwarded-For": "198.51.100.1" } });
       clients.push(same);
       await rejected(hs, { token, localAddress: "127.0.0.7", headers: { "X-Forwarded-For": "198.51.100.1" } }, 429);
+      // A proxy that appends its own X-Forwarded-For line (HAProxy's option
+      // forwardfor) keeps the client's forged first line: the last hop counts.
+      const appended = await connect(hs.wsUrl, {
+        token,
+        localAddress: "127.0.0.7",
+        headers: { "X-Forwarded-For": ["198.51.100.1", "198.51.100.9"] },
+      });
+      clients.push(appended);
       // From an untrusted peer, a forged X-Forwarded-For does not escape the per-IP limit.
       const ip = "127.0.0.8";
       const u1 = await connect(hs.wsUrl, { token, localAddress: ip, headers: { "X-Forwarded-For": "203.0.113.1" } });
       const u2 = await connect(hs.wsUrl, { token, localAddress: ip, headers: { "X-Forwarded-For": "203.0.113.2" } });
       clients.push(u1, u2);
       await rejected(hs, { token, localAddress: ip, headers: { "X-Forwarded-For": "203.0.113.3" } }, 429);
-      await closeAll([...viaProxy, same, u1, u2]);
+      await closeAll([...viaProxy, same, appended, u1, u2]);
     });
 
     test("refusals are counted in herald_upgrades_total{result=rejected}", async () => {

@@ -165,6 +165,27 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
     assert.equal(reader.all((f) => f.type === "message").length, 1, "refused publishes were never delivered");
   });
 
+  test("data nested too deeply to re-encode -> bad_request; the connection and the process survive", async (t) => {
+    // JSON.parse accepts any depth, JSON.stringify throws RangeError on a few
+    // thousand levels: 40 KB of brackets, under the default MAX_PAYLOAD_BYTES
+    // (this suite's own gateway has a 4 KiB limit, so it gets one of its own).
+    const depth = 20_000;
+    const deep = "[".repeat(depth) + "]".repeat(depth);
+    const roomy = await startGateway({ NATS_URL: nats.url, NATS_NAME: uniqueName("herald-gw-deep"), JWT_SECRET: TEST_SECRET });
+    t.after(() => roomy.stop());
+    const writer = await connect(roomy.wsUrl, { token: await hsToken({ sub: "deep-writer", channels: [], publish: [">"] }) });
+    clients.push(writer);
+    writer.sendRaw(`{"type":"publish","channel":"deep","id":1,"data":${deep}}`);
+    const e1 = await writer.next(isError);
+    assert.deepEqual([e1["code"], e1["id"]], ["bad_request", 1]);
+    writer.sendRaw(`{"type":${deep},"id":2}`);
+    const e2 = await writer.next(isError);
+    assert.deepEqual([e2["code"], e2["id"]], ["bad_request", 2]);
+    assert.ok(writer.isOpen);
+    assert.deepEqual(await writer.request({ type: "publish", channel: "deep", data: { fine: true }, id: 3 }), { type: "ack", id: 3 });
+    assert.ok(roomy.alive);
+  });
+
   test(`more than MAX_CHANNELS_PER_CONNECTION (${MAX_CHANNELS}) subscriptions -> error, existing ones intact`, async () => {
     const c = await client({ channels: ["many.*"] });
     for (let i = 0; i < MAX_CHANNELS; i++) {
@@ -213,6 +234,8 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
     for (let i = 0; i < BURST * 5; i++) abuser.send({ type: "ping", id: i });
     const err = await abuser.next((f) => f.type === "error" && f["code"] === "rate_limited", 5000);
     assert.equal(err["code"], "rate_limited");
+    assert.equal(typeof err["id"], "number", "the refused request's id is echoed, so the client knows what to retry");
+    assert.equal(abuser.all((f) => f.type === "pong" && f["id"] === err["id"]).length, 0, "the refused ping was not served");
     const closed = await withTimeout(abuser.closed, 10_000, "abuser close");
     assert.equal(closed.code, 4008, `close code ${closed.code} ${closed.reason}`);
     const pongs = abuser.all((f) => f.type === "pong").length;

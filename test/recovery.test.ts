@@ -2,12 +2,14 @@
  * Message recovery on JetStream (issue 5, server side): positions on every
  * channel message, resume from a position on another gateway process with
  * no gap and no duplicate, `recovered: false` beyond the history window,
- * the publisher's 202 meaning "stored", and core-NATS servers still working.
+ * the publisher's 202 meaning "stored", backlogs paged with backpressure,
+ * and core-NATS servers still working.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startNats, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, startPublisher, uniqueName, type ServiceProcess } from "./helpers/procs.js";
+import { connect as natsConnect } from "nats";
+import { GATEWAY_MAIN, missingBuild, startGateway, startPublisher, uniqueName, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
 import { scrape } from "./helpers/metrics.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
@@ -129,6 +131,51 @@ describe("recovery with JetStream history", { skip: missingBuild(GATEWAY_MAIN) }
       assert.equal(reply.type, "error");
       assert.equal(reply.code, "bad_request");
     }
+  });
+});
+
+describe("a backlog larger than the client can take", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  test("is sent page by page: a client that stops reading gets a gap-free prefix, then close 4009 (never silent drops)", async (t) => {
+    const nats = await startNats({ jetstream: true });
+    t.after(() => nats.stop());
+    // Own prefix and stream: streams may not overlap the other suite's subjects.
+    const env = { NATS_URL: nats.url, JWT_SECRET: TEST_SECRET, SUBJECT_PREFIX: "bigrec", HISTORY_STREAM: "RECOVERY_BIG" };
+    const gw = await startGateway({ ...env, NATS_NAME: uniqueName("gw-big"), SLOW_CONSUMER_BYTES: String(64 * 1024) });
+    t.after(() => gw.stop());
+
+    // 600 × 16 KiB = 9.6 MB of history, more than uWS buffers for one socket
+    // (8 MiB): sent in one go, the tail would be dropped without a trace.
+    const COUNT = 600;
+    const nc = await natsConnect({ servers: nats.url, name: "big-backlog-publisher" });
+    t.after(() => nc.close());
+    const js = nc.jetstream();
+    const pad = "x".repeat(16 * 1024);
+    for (let i = 0; i < COUNT; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, k) => js.publish("bigrec.ch.big", new TextEncoder().encode(JSON.stringify({ i: i + k, pad })))),
+      );
+    }
+
+    const c = await connect(gw.wsUrl, { token: await hsToken({ sub: "slow-reader", channels: ["big"] }) });
+    t.after(() => c.terminate());
+    c.send({ type: "subscribe", channel: "big", id: 1, since: 0 });
+    c.pauseSocket();
+    await waitFor(async () => ((await scrape(gw.url)).get("herald_slow_consumer_closes_total") ?? 0) >= 1, {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+      message: "the gateway closes the recovering socket as a slow consumer",
+    });
+    c.resumeSocket();
+    const closed = await withTimeout(c.closed, 20_000, "close of the slow recovering socket");
+    assert.equal(closed.code, 4009, `close ${closed.code} ${closed.reason}`);
+    const got = c.all(isMessage("big"));
+    assert.ok(got.length > 0 && got.length < COUNT, `a prefix of the backlog (${got.length} of ${COUNT})`);
+    let prev = 0;
+    for (const f of got) {
+      assert.equal(f.prev, prev, "no gap in what was delivered");
+      prev = f.seq as number;
+    }
+    assert.ok(gw.alive);
   });
 });
 

@@ -10,7 +10,8 @@ export interface ConnectOptions {
   via?: "header" | "protocol" | "query";
   /** Sent as the Origin header (none when omitted). */
   origin?: string;
-  headers?: Record<string, string>;
+  /** Extra request headers; an array value sends one header line per element. */
+  headers?: Record<string, string | string[]>;
   /** Source address, e.g. "127.0.0.5" to appear as another client IP. */
   localAddress?: string;
   /** Extra subprotocols (the protocol transport always offers herald.v1 first). */
@@ -63,7 +64,7 @@ interface Waiter {
 }
 
 function buildRequest(url: string, opts: ConnectOptions): { url: string; protocols: string[]; options: WebSocket.ClientOptions } {
-  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  const headers: Record<string, string | string[]> = { ...(opts.headers ?? {}) };
   const protocols = [...(opts.protocols ?? [])];
   let target = url;
   if (opts.token !== undefined) {

@@ -42,11 +42,17 @@ export interface BrokerHistory {
   /** Position of the newest stored message on `subject`, 0 when there is none. */
   lastSeq(subject: string): Promise<number>;
   /**
-   * Stored messages on `subject` after position `after`, oldest first.
-   * `complete` is false when the window no longer reaches back to `after`
-   * (messages may have been dropped in between).
+   * True while the window still reaches back to position `after` on
+   * `subject`, so nothing after it has been dropped. For `after` = 0: nothing
+   * on the subject has been dropped yet.
    */
-  since(subject: string, after: number): Promise<{ messages: StoredMessage[]; complete: boolean }>;
+  reaches(subject: string, after: number): Promise<boolean>;
+  /**
+   * Up to `limit` stored messages on `subject` after position `after`, oldest
+   * first. Callers page through a backlog with it, so no recovery is ever
+   * read, held or sent all at once.
+   */
+  read(subject: string, after: number, limit: number): Promise<StoredMessage[]>;
 }
 
 export type BrokerStatus = "connected" | "disconnected" | "closed";

@@ -73,11 +73,30 @@ class MemoryHistory implements BrokerHistory {
     return list && list.length > 0 ? list[list.length - 1]!.seq : 0;
   }
 
-  async since(subject: string, after: number): Promise<{ messages: StoredMessage[]; complete: boolean }> {
+  async reaches(subject: string, after: number): Promise<boolean> {
     const list = this.trim(subject) ?? [];
-    const messages = list.filter((m) => m.seq > after);
-    const complete = after === 0 ? list.length < this.config.maxPerChannel : list.some((m) => m.seq === after);
-    return { messages, complete };
+    return after === 0 ? list.length < this.config.maxPerChannel : list.some((m) => m.seq === after);
+  }
+
+  async read(subject: string, after: number, limit: number): Promise<StoredMessage[]> {
+    const list = this.trim(subject) ?? [];
+    const out: StoredMessage[] = [];
+    for (const m of list) {
+      if (m.seq <= after) continue;
+      out.push(m);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /**
+   * Drops expired messages on every subject, and subjects left empty:
+   * without it a channel written once and never again would be kept forever.
+   */
+  sweep(): void {
+    for (const [subject, list] of this.bySubject) {
+      if ((this.trim(subject) ?? list).length === 0) this.bySubject.delete(subject);
+    }
   }
 }
 
@@ -87,12 +106,16 @@ export class MemoryBroker implements Broker {
   private readonly subjects = new Map<string, Set<MessageHandler>>();
   private readonly listeners = new Set<(status: BrokerStatus) => void>();
   private open = true;
+  private readonly sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: MemoryBrokerOptions = {}) {
-    this.history =
-      options.history?.enabled && options.historyPrefix
-        ? new MemoryHistory(options.history, options.historyPrefix)
-        : undefined;
+    const history = options.history?.enabled && options.historyPrefix ? new MemoryHistory(options.history, options.historyPrefix) : undefined;
+    this.history = history;
+    if (history) {
+      const everyMs = Math.min(60_000, Math.max(1000, (options.history!.maxAgeSeconds * 1000) / 4));
+      this.sweeper = setInterval(() => history.sweep(), everyMs);
+      this.sweeper.unref();
+    }
   }
 
   get connected(): boolean {
@@ -140,6 +163,7 @@ export class MemoryBroker implements Broker {
   async close(): Promise<void> {
     if (!this.open) return;
     this.open = false;
+    clearInterval(this.sweeper);
     this.subjects.clear();
     for (const l of this.listeners) l("closed");
   }

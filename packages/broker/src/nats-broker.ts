@@ -67,6 +67,7 @@ export class NatsBroker implements Broker {
   private readonly opts: NatsBrokerOptions & { [K in keyof typeof NATS_DEFAULTS]: number };
   private js: JetStreamClient | undefined;
   history: NatsHistory | undefined;
+  private modeSettled = false;
   private attempt = 0;
 
   constructor(options: NatsBrokerOptions) {
@@ -106,6 +107,9 @@ export class NatsBroker implements Broker {
           servers: this.opts.servers,
           name: this.opts.name,
           maxReconnectAttempts: -1,
+          // nats.js otherwise gives up for good after the same auth error
+          // twice (e.g. while credentials rotate); Herald keeps trying.
+          ignoreAuthErrorAbort: true,
           reconnectDelayHandler: () => this.backoff(),
           pingInterval: 10_000,
           maxPingOut: 3,
@@ -125,7 +129,11 @@ export class NatsBroker implements Broker {
     }
     this.attempt = 0;
     logger.info({ server: nc.getServer() }, "NATS connected");
-    await this.setUpHistory(nc);
+    // The mode (history or core NATS) is settled by the first connection and
+    // kept for the process's life; a later fresh connection re-checks the
+    // stream only when history is on.
+    if (!this.modeSettled || this.history) await this.setUpHistory(nc);
+    this.modeSettled = true;
     for (const entry of this.entries) this.attach(entry);
     this.setStatus("connected");
     void this.watch(nc);
@@ -149,9 +157,12 @@ export class NatsBroker implements Broker {
         return;
       } catch (err) {
         const message = (err as Error).message;
-        // No responders (503) on the JetStream API means JetStream is off on
-        // this server; a cluster still electing its leader answers with errors.
-        const disabled = (err as { code?: string }).code === "503" || /not enabled/i.test(message);
+        // No responders (503 without a JetStream API error) means JetStream
+        // is off on this server. A cluster still electing its meta leader
+        // answers 503 too, but as an API error ("temporarily unavailable"):
+        // that one is retried until historySetupMs.
+        const e = err as { code?: string; api_error?: unknown };
+        const disabled = (e.code === "503" && e.api_error === undefined) || /not enabled/i.test(message);
         if (disabled || Date.now() > deadline) {
           logger.warn({ err: message }, "JetStream history unavailable: running without recovery (core NATS only)");
           return;
@@ -167,7 +178,18 @@ export class NatsBroker implements Broker {
     const { logger } = this.opts;
     void nc.closed().then((err) => {
       if (err) logger.error({ err: err.message }, "NATS connection closed with error");
-      this.setStatus("closed");
+      if (this.closing) {
+        this.setStatus("closed");
+        return;
+      }
+      // Closed without us asking (nats.js gave up): start over rather than
+      // sit disconnected for the rest of the process's life.
+      logger.warn("NATS connection closed unexpectedly; connecting again");
+      this.setStatus("disconnected");
+      this.nc = undefined;
+      this.js = undefined;
+      for (const entry of this.entries) entry.sub = undefined;
+      void this.connectLoop();
     });
     for await (const s of nc.status()) {
       switch (s.type) {

@@ -80,12 +80,15 @@ export class NatsHistory implements BrokerHistory {
     }
   }
 
-  async since(subject: string, after: number): Promise<{ messages: StoredMessage[]; complete: boolean }> {
-    const complete = after === 0 ? (await this.count(subject)) < this.config.maxPerChannel : await this.holds(subject, after);
+  async reaches(subject: string, after: number): Promise<boolean> {
+    return after === 0 ? (await this.count(subject)) < this.config.maxPerChannel : this.holds(subject, after);
+  }
+
+  async read(subject: string, after: number, limit: number): Promise<StoredMessage[]> {
     const messages: StoredMessage[] = [];
     let next = after + 1;
-    // Bounded by the per-channel window, so a recovery is never unbounded work.
-    for (let i = 0; i < this.config.maxPerChannel; i++) {
+    // One Direct Get per message: batched Direct Get needs nats-server 2.11.
+    while (messages.length < limit) {
       let m: StoredMsg;
       try {
         m = await this.jsm.direct.getMessage(this.config.stream, { seq: next, next_by_subj: subject });
@@ -96,7 +99,7 @@ export class NatsHistory implements BrokerHistory {
       messages.push(new Stored(m));
       next = m.seq + 1;
     }
-    return { messages, complete };
+    return messages;
   }
 
   /** True while the message at `seq` on `subject` is still in the window. */

@@ -12,6 +12,8 @@ import {
   closeCodeLabel,
   createGatewayMetrics,
   newRegistry,
+  PEEK_ID_MAX_BYTES,
+  peekRequestId,
   redactQuery,
   userMessageHead,
   userToken,
@@ -26,7 +28,7 @@ import {
 } from "@herald/core";
 import type { Broker } from "@herald/broker";
 import type { Registry } from "prom-client";
-import { addressText } from "./client-ip.js";
+import { addressText, forwardedFor } from "./client-ip.js";
 import { ClientMessages } from "./client-messages.js";
 import type { GatewayConfig } from "./config.js";
 import { Fanout } from "./fanout.js";
@@ -105,6 +107,8 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     metrics,
     logger,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
+    slowConsumerBytes: config.slowConsumerBytes,
+    historyMaxPerChannel: config.history.maxPerChannel,
   });
 
   metrics.brokerConnected.set(broker.connected ? 1 : 0);
@@ -144,9 +148,10 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       const origin = req.getHeader("origin");
       const authorization = req.getHeader("authorization");
       const accessToken = req.getQuery("access_token") ?? "";
-      const forwardedFor = req.getHeader("x-forwarded-for");
       const peer = addressText(res.getRemoteAddress());
-      const ip = config.trustedProxies.clientIp(peer, forwardedFor);
+      // Only a trusted proxy's X-Forwarded-For counts, and then every line of
+      // it: a proxy that appends its own line keeps the client's first one.
+      const ip = config.trustedProxies.trusts(peer) ? config.trustedProxies.clientIp(peer, forwardedFor(req)) : peer;
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -230,7 +235,9 @@ export function buildGateway(opts: GatewayOptions): Gateway {
           metrics.errors.inc({ code: "rate_limited" });
           ws.end(CloseCode.RateLimited, "rate limited");
         } else {
-          messages.error(ws, "rate_limited", "too many messages, slow down", undefined);
+          // The id lets the client retry exactly the request that was refused.
+          const id = isBinary || message.byteLength > PEEK_ID_MAX_BYTES ? undefined : peekRequestId(Buffer.from(message).toString("utf8"));
+          messages.error(ws, "rate_limited", "too many messages, slow down", id);
         }
         return;
       }
@@ -239,7 +246,14 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         return;
       }
       // Buffer.from(ArrayBuffer) is a view; toString copies before uWS neuters it.
-      messages.handle(ws, Buffer.from(message).toString("utf8"));
+      const text = Buffer.from(message).toString("utf8");
+      try {
+        messages.handle(ws, text);
+      } catch (err) {
+        // Backstop: nothing one client sends may take the process down.
+        logger.error({ err, connection: ws.getUserData().id }, "client frame handler failed");
+        messages.error(ws, "bad_request", "the frame could not be handled", undefined);
+      }
     },
 
     close: (ws, code, message) => {
@@ -273,11 +287,14 @@ export function buildGateway(opts: GatewayOptions): Gateway {
 
   // Expired tokens (4001) and slow consumers (4009). One periodic pass over
   // the sockets costs far less than a timer per socket or a check per send.
+  // The same clock tolerance as at the upgrade: a token accepted a moment
+  // after its exp must not be closed with 4001 on the next sweep.
+  const expiryGraceMs = config.auth.clockToleranceSeconds * 1000;
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const ws of sockets) {
       const s = ws.getUserData();
-      if (now >= s.identity.expiresAt) {
+      if (now >= s.identity.expiresAt + expiryGraceMs) {
         ws.end(CloseCode.TokenExpired, "token expired");
       } else if (ws.getBufferedAmount() > config.slowConsumerBytes) {
         metrics.slowConsumerCloses.inc();

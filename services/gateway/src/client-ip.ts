@@ -52,6 +52,19 @@ export class TrustedProxies {
   }
 }
 
+/**
+ * Every X-Forwarded-For line of a request, joined in order. A request may
+ * carry several (HAProxy's `option forwardfor` appends a line of its own and
+ * keeps the client's), and reading only the first would believe the client.
+ */
+export function forwardedFor(req: { forEach(cb: (key: string, value: string) => void): void }): string {
+  let joined = "";
+  req.forEach((key, value) => {
+    if (key === "x-forwarded-for") joined = joined === "" ? value : `${joined}, ${value}`;
+  });
+  return joined;
+}
+
 /** Text form of a uWS binary remote address (4 or 16 bytes), IPv4-mapped IPv6 as IPv4. */
 export function addressText(raw: ArrayBuffer): string {
   const b = new Uint8Array(raw);

@@ -4,8 +4,10 @@
  * publish against the `publish` claim, ping.
  */
 import { randomUUID } from "node:crypto";
+import pLimit from "p-limit";
 import {
   BrokerUnavailableError,
+  CloseCode,
   FrameError,
   Header,
   ackFrame,
@@ -37,9 +39,24 @@ export interface ClientMessageContext {
   metrics: GatewayMetrics;
   logger: Logger;
   maxChannelsPerConnection: number;
+  /** A recovering socket holding more unsent bytes than this is closed with 4009. */
+  slowConsumerBytes: number;
+  /** HISTORY_MAX_PER_CHANNEL: bounds how much one recovery may read. */
+  historyMaxPerChannel: number;
 }
 
+/** Messages read from the history per round trip while recovering. */
+const RECOVERY_PAGE = 100;
+/**
+ * Recoveries running at once in one process; more wait their turn. A burst
+ * of resumes (a neighbour pod drained, NATS came back) then costs the
+ * history a bounded number of requests in flight, not one per client.
+ */
+const RECOVERY_CONCURRENCY = 32;
+
 export class ClientMessages {
+  private readonly recoveries = pLimit(RECOVERY_CONCURRENCY);
+
   constructor(private readonly ctx: ClientMessageContext) {}
 
   handle(ws: WebSocket<Session>, text: string): void {
@@ -59,7 +76,7 @@ export class ClientMessages {
       case "unsubscribe":
         return this.unsubscribe(ws, frame.channel, frame.id);
       case "publish":
-        return this.publish(ws, frame.channel, frame.data, frame.id);
+        return this.publish(ws, frame.channel, frame.payload, frame.id);
       case "ping":
         ws.send(pongFrame(frame.id), false);
         return;
@@ -114,9 +131,9 @@ export class ClientMessages {
 
   /**
    * Subscribe with positions. Live frames are collected while the backlog
-   * after `since` is read from the history window; then the socket gets
-   * `subscribed`, the backlog and the collected frames in order without
-   * duplicates, and only then joins the uWS topic for the live stream.
+   * after `since` is read from the history window; the socket gets
+   * `subscribed`, then the backlog page by page, then the collected frames in
+   * order without duplicates, and only then joins the uWS topic.
    */
   private recover(
     ws: WebSocket<Session>,
@@ -148,35 +165,60 @@ export class ClientMessages {
     (s.recovering ??= new Map()).set(channel, buffer);
     this.ctx.fanout.watch(topic, buffer);
     const stillWanted = () => !s.closed && s.recovering?.get(channel) === buffer;
+    const { slowConsumerBytes, metrics } = this.ctx;
     const run = async () => {
       await ready;
-      // Read the position only after the live subscription is registered, so
-      // every message after it is either in the backlog or in the buffer.
-      const start = r.since ?? (await history.lastSeq(r.subject));
-      const { messages, complete } = r.since === undefined ? { messages: [], complete: true } : await history.since(r.subject, start);
       if (!stillWanted()) return;
-      if (r.since !== undefined) {
-        this.ctx.metrics.recoveries.inc({ result: complete ? "recovered" : "window_exceeded" });
+      // Read the position only after the live subscription is registered, so
+      // every message after it is either in the history or in the buffer.
+      const start = r.since ?? (await history.lastSeq(r.subject));
+      const complete = r.since === undefined || (await history.reaches(r.subject, start));
+      if (!stillWanted()) return;
+      if (r.since !== undefined) metrics.recoveries.inc({ result: complete ? "recovered" : "window_exceeded" });
+      ws.send(subscribedWithPosition(channel, id, start, complete), false);
+      let last = start;
+      let backlog = r.since !== undefined;
+      // The window holds at most historyMaxPerChannel messages; twice that
+      // leaves room for what is published while reading.
+      const maxPages = Math.ceil((2 * this.ctx.historyMaxPerChannel) / RECOVERY_PAGE) + 1;
+      for (let page = 0; page < maxPages; page++) {
+        // Stop reading once the live stream continues from what was sent. A
+        // first live frame whose `prev` is ahead means the stream missed
+        // messages (interest reached a clustered stream late): read those too.
+        const live = buffer.frames.find((f) => f.seq > last);
+        if (live ? live.prev <= last : !backlog) break;
+        const messages = await history.read(r.subject, last, RECOVERY_PAGE);
+        if (!stillWanted()) return;
+        if (messages.length === 0) break; // nothing more stored: what is missing has left the window
+        ws.cork(() => {
+          for (const m of messages) {
+            if (m.seq <= last) continue;
+            ws.send(messageFrame(head, m.data, m.seq, last), false);
+            last = m.seq;
+          }
+        });
+        backlog = messages.length === RECOVERY_PAGE;
+        // A client that cannot take its backlog is a slow consumer: close it
+        // (it resumes from what it got) long before uWS would drop frames.
+        if (ws.getBufferedAmount() > slowConsumerBytes) {
+          metrics.slowConsumerCloses.inc();
+          ws.end(CloseCode.SlowConsumer, "slow consumer");
+          return;
+        }
       }
       ws.cork(() => {
-        ws.send(subscribedWithPosition(channel, id, start, complete), false);
-        let last = start;
-        for (const m of messages) {
-          if (m.seq <= last) continue;
-          ws.send(messageFrame(head, m.data, m.seq, last), false);
-          last = m.seq;
-        }
         for (const f of buffer.frames) {
           if (f.seq <= last) continue;
           ws.send(f.frame, false);
           last = f.seq;
         }
+        this.ctx.fanout.joined(topic, last);
         ws.subscribe(topic);
       });
       this.ctx.fanout.unwatch(topic, buffer);
       s.recovering?.delete(channel);
     };
-    run().catch((err: unknown) => {
+    this.recoveries(run).catch((err: unknown) => {
       this.ctx.logger.warn({ err, channel }, "recovery failed");
       if (!stillWanted()) return;
       this.leave(ws, s, channel);
@@ -206,14 +248,14 @@ export class ClientMessages {
     ws.send(replyFrame("unsubscribed", channel, id), false);
   }
 
-  private publish(ws: WebSocket<Session>, channel: string, data: unknown, id: RequestId | undefined): void {
+  private publish(ws: WebSocket<Session>, channel: string, json: string, id: RequestId | undefined): void {
     const s = ws.getUserData();
     const problem = channelProblem(channel);
     if (problem) return this.error(ws, "invalid_channel", problem, id);
     if (!s.identity.publish.matches(channel)) {
       return this.error(ws, "forbidden", `token does not allow publishing to ${channel}`, id);
     }
-    const payload = Buffer.from(JSON.stringify(data ?? null));
+    const payload = Buffer.from(json);
     const headers = {
       [Header.Id]: randomUUID(),
       [Header.PublishedAt]: String(Date.now()),

@@ -44,8 +44,20 @@ export interface Destination {
  * so nothing published meanwhile is lost or sent out of order.
  */
 export interface RecoveryBuffer {
-  frames: Array<{ seq: number; frame: Buffer }>;
+  frames: PositionedFrame[];
 }
+
+export interface PositionedFrame {
+  seq: number;
+  /** Position of the previous message on the channel: shows whether a frame follows on from another. */
+  prev: number;
+  frame: Buffer;
+}
+
+/** Messages read from the history per round trip while catching up. */
+const CATCH_UP_PAGE = 100;
+/** Bound of one catch-up (the history window is far smaller by default). */
+const CATCH_UP_MAX_PAGES = 100;
 
 interface Entry {
   readonly topic: string;
@@ -58,7 +70,7 @@ interface Entry {
   /** Position of the last message delivered on this topic (0 = none yet). */
   lastSeq: number;
   /** Set while missed messages are read back; live frames wait here. */
-  catchingUp: Array<{ seq: number; frame: Buffer }> | undefined;
+  catchingUp: PositionedFrame[] | undefined;
 }
 
 export class Fanout {
@@ -133,6 +145,16 @@ export class Fanout {
     return entry && entry.lastSeq > 0 && !entry.catchingUp ? entry.lastSeq : undefined;
   }
 
+  /**
+   * A recovered socket joins `topic` having been sent everything up to
+   * `last`. On a topic that has delivered nothing yet, that becomes its
+   * position, so a gap before its first live message is caught up as well.
+   */
+  joined(topic: string, last: number): void {
+    const entry = this.entries.get(topic);
+    if (entry && entry.lastSeq === 0 && !entry.catchingUp && this.app.numSubscribers(topic) === 0) entry.lastSeq = last;
+  }
+
   /** Starts collecting live frames of `topic` for a socket in recovery. */
   watch(topic: string, buffer: RecoveryBuffer): void {
     const entry = this.entries.get(topic);
@@ -151,7 +173,7 @@ export class Fanout {
     const recipients = this.app.numSubscribers(entry.topic);
     if (!entry.historySubject) {
       if (recipients === 0) return;
-      this.emit(entry, undefined, messageFrame(entry.head, msg.data), msg, recipients);
+      this.emit(entry, undefined, 0, messageFrame(entry.head, msg.data), msg, recipients);
       return;
     }
     const seqText = msg.header(Header.Sequence);
@@ -165,47 +187,57 @@ export class Fanout {
     }
     const frame = messageFrame(entry.head, msg.data, seq, prev);
     if (entry.catchingUp) {
-      entry.catchingUp.push({ seq, frame });
+      entry.catchingUp.push({ seq, prev, frame });
       return;
     }
     if (entry.lastSeq > 0 && prev > entry.lastSeq) {
-      this.catchUp(entry, [{ seq, frame }]);
+      this.catchUp(entry, [{ seq, prev, frame }]);
       return;
     }
     entry.lastSeq = seq;
-    this.emit(entry, seq, frame, msg, recipients);
+    this.emit(entry, seq, prev, frame, msg, recipients);
   }
 
   /** Reads what this process missed after entry.lastSeq and delivers it in order. */
-  private catchUp(entry: Entry, waiting: Array<{ seq: number; frame: Buffer }>): void {
+  private catchUp(entry: Entry, waiting: PositionedFrame[]): void {
     const history = this.broker.history;
     const subject = entry.historySubject;
     if (!history || !subject) return;
     entry.catchingUp = waiting;
     const from = entry.lastSeq;
-    history
-      .since(subject, from)
-      .then(({ messages }) => {
-        let last = entry.lastSeq;
+    // Released (and perhaps re-created for new sockets) meanwhile: this entry
+    // must not publish into the topic any more.
+    const current = () => this.entries.get(entry.topic) === entry;
+    const run = async () => {
+      let count = 0;
+      for (let page = 0; page < CATCH_UP_MAX_PAGES; page++) {
+        const messages = await history.read(subject, entry.lastSeq, CATCH_UP_PAGE);
+        if (!current()) return;
         for (const m of messages) {
-          if (m.seq <= last) continue;
-          this.emit(entry, m.seq, messageFrame(entry.head, m.data, m.seq, last), undefined);
-          last = m.seq;
+          if (m.seq <= entry.lastSeq) continue;
+          this.emit(entry, m.seq, entry.lastSeq, messageFrame(entry.head, m.data, m.seq, entry.lastSeq), undefined);
+          entry.lastSeq = m.seq;
+          count++;
         }
-        entry.lastSeq = last;
-        if (messages.length > 0) this.logger.info({ topic: entry.topic, from, to: last, count: messages.length }, "caught up missed messages");
-      })
+        // Caught up once the oldest waiting live frame follows on.
+        const next = entry.catchingUp?.reduce<PositionedFrame | undefined>((a, b) => (a && a.seq < b.seq ? a : b), undefined);
+        if (messages.length < CATCH_UP_PAGE || (next && next.prev <= entry.lastSeq)) break;
+      }
+      if (count > 0) this.logger.info({ topic: entry.topic, from, to: entry.lastSeq, count }, "caught up missed messages");
+    };
+    run()
       .catch((err: unknown) => {
         this.logger.warn({ err, topic: entry.topic }, "catch-up from history failed; clients will see a gap");
       })
       .finally(() => {
         const pending = entry.catchingUp ?? [];
         entry.catchingUp = undefined;
+        if (!current()) return;
         pending.sort((a, b) => a.seq - b.seq);
         for (const p of pending) {
           if (p.seq <= entry.lastSeq) continue;
           entry.lastSeq = p.seq;
-          this.emit(entry, p.seq, p.frame, undefined);
+          this.emit(entry, p.seq, p.prev, p.frame, undefined);
         }
       });
   }
@@ -217,13 +249,15 @@ export class Fanout {
   private emit(
     entry: Entry,
     seq: number | undefined,
+    prev: number,
     frame: Buffer,
     msg: BrokerMessage | undefined,
     recipients = this.app.numSubscribers(entry.topic),
   ): void {
     const { app, metrics, tracing } = this;
     if (seq !== undefined && entry.recovering) {
-      for (const buffer of entry.recovering) buffer.frames.push({ seq, frame });
+      const positioned = { seq, prev, frame };
+      for (const buffer of entry.recovering) buffer.frames.push(positioned);
     }
     if (recipients === 0) return;
     if (tracing.enabled && msg) {
