@@ -329,6 +329,19 @@ describe("publisher (real process, real NATS)", { skip }, () => {
     assert.match(msg.headers?.get("traceparent") ?? "", TRACEPARENT);
   });
 
+  test("Idempotency-Key becomes the message id (Herald-Id); a malformed key is 400", async () => {
+    const key = `order-42:${Date.now()}`;
+    const reply = await call(channelUrl("news"), { body: '{"once":true}', auth: `Bearer ${API_KEY}`, headers: { "idempotency-key": key } });
+    assert.equal(reply.status, 202, reply.text);
+    assert.equal(reply.json?.id, key);
+    assert.equal((await news.next()).headers?.get("Herald-Id"), key);
+    for (const bad of ["", "has space", "x".repeat(129), "naïve"]) {
+      const r = await call(channelUrl("news"), { body: "{}", auth: `Bearer ${API_KEY}`, headers: { "idempotency-key": bad } });
+      assertError(r, 400, "bad_request");
+    }
+    await assertNothingLeakedToNews();
+  });
+
   test("wildcard publish claim covers chat.42; a bytes body without Content-Type is accepted", async () => {
     const token = await mint({ publish: ["news", "chat.*"] });
     const reply = await call(channelUrl("chat.42"), { body: "[1,2]", auth: `Bearer ${token}`, contentType: null });

@@ -123,6 +123,29 @@ describe("recovery with JetStream history", { skip: missingBuild(GATEWAY_MAIN) }
     assert.equal((await scrape(gw2.url)).get("herald_recoveries_total", { result: "window_exceeded" }), 1);
   });
 
+  test("a publish retried with the same Idempotency-Key is stored and delivered once", async () => {
+    const c = await connect(gw1.wsUrl, { token });
+    clients.push(c);
+    await c.request({ type: "subscribe", channel: "news", id: 1 });
+    const key = `retry-${Date.now()}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const res = await fetch(`${publisher.url}/v1/channels/news/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify({ attempt }),
+      });
+      const text = await res.text();
+      assert.equal(res.status, 202, text);
+      assert.equal((JSON.parse(text) as { id: string }).id, key);
+    }
+    await publish(publisher, "news", { after: true });
+    const first = await c.next(isMessage("news"));
+    assert.deepEqual(first.data, { attempt: 0 });
+    const second = await c.next(isMessage("news"));
+    assert.deepEqual(second.data, { after: true }, "the retry was dropped as a duplicate by the stream");
+    assert.equal(second.prev, first.seq);
+  });
+
   test("bad positions are refused with bad_request", async () => {
     const c = await connect(gw1.wsUrl, { token });
     clients.push(c);

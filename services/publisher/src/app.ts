@@ -143,12 +143,16 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
       subject = subjects.user(sub);
     }
 
+    const idempotencyKey = header(req, "idempotency-key");
+    if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
+      throw new HttpError(400, "bad_request", "Idempotency-Key must be 1 to 128 characters of A-Z a-z 0-9 . _ : -");
+    }
     // Fail fast before reading the body; publish() re-checks (the link can drop meanwhile).
     if (!broker.connected) throw unavailable();
     const body = await readJsonBody(req, config.maxBodyBytes);
     let id: string;
     try {
-      id = await messages.publish({ subject, route: match.route, body, incoming: (name) => header(req, name) });
+      id = await messages.publish({ subject, route: match.route, body, incoming: (name) => header(req, name), id: idempotencyKey });
     } catch (err) {
       if (err instanceof BrokerUnavailableError) {
         log.error = err.message;
@@ -357,6 +361,9 @@ function lingerThenClose(req: IncomingMessage): void {
 }
 
 /** One request header as a string (repeated headers: the first value). */
+/** What an Idempotency-Key may hold: it becomes the Herald-Id header and the JetStream dedupe id. */
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+
 function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value[0] : value;

@@ -33,6 +33,8 @@ export interface PublishRequest {
   body: Uint8Array;
   /** Reads an incoming HTTP request header (lower-case name). */
   incoming: HeaderLookup;
+  /** The caller's Idempotency-Key, used as the message id; a fresh UUID otherwise. */
+  id?: string | undefined;
 }
 
 export class MessagePublisher {
@@ -43,7 +45,9 @@ export class MessagePublisher {
 
   /** Resolves with the message id once the broker accepted it; rejects with BrokerUnavailableError. */
   async publish(req: PublishRequest): Promise<string> {
-    const id = randomUUID();
+    // With JetStream history the id is also the stream's dedupe id (Nats-Msg-Id),
+    // so a retried request with the same Idempotency-Key is stored once.
+    const id = req.id ?? randomUUID();
     const headers: Record<string, string> = {
       [Header.Id]: id,
       [Header.PublishedAt]: String(Date.now()),
