@@ -30,9 +30,14 @@ function headerReader(headers: Readonly<Record<string, string>> | undefined) {
   return (name: string) => headers?.[name];
 }
 
+/** Like the JetStream stream's duplicate_window: a Herald-Id seen this recently is stored once. */
+const DUPLICATE_WINDOW_MS = 120_000;
+
 class MemoryHistory implements BrokerHistory {
   private seq = 0;
   private readonly bySubject = new Map<string, Stored[]>();
+  /** Herald-Id -> when it was stored (insertion order = time order). */
+  private readonly recentIds = new Map<string, number>();
 
   constructor(
     private readonly config: HistoryConfig,
@@ -45,6 +50,20 @@ class MemoryHistory implements BrokerHistory {
 
   covers(subject: string): boolean {
     return subject.startsWith(this.prefix);
+  }
+
+  /** True when a message with this Herald-Id was stored within the duplicate window. */
+  isDuplicate(headers: Readonly<Record<string, string>> | undefined): boolean {
+    const id = headers?.[Header.Id];
+    if (id === undefined) return false;
+    const now = Date.now();
+    for (const [old, at] of this.recentIds) {
+      if (at > now - DUPLICATE_WINDOW_MS) break;
+      this.recentIds.delete(old);
+    }
+    if (this.recentIds.has(id)) return true;
+    this.recentIds.set(id, now);
+    return false;
   }
 
   /** Stores a message and returns the position headers to deliver with it. */
@@ -147,7 +166,9 @@ export class MemoryBroker implements Broker {
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void> {
     if (!this.open) throw new BrokerUnavailableError("memory broker is closed");
     const copy = new Uint8Array(data); // the publisher may reuse its buffer
-    const stamped = this.history?.covers(subject) ? this.history.append(subject, copy, headers) : headers;
+    const stored = this.history?.covers(subject) ? this.history : undefined;
+    if (stored?.isDuplicate(headers)) return; // accepted, stored once already (as JetStream does)
+    const stamped = stored ? stored.append(subject, copy, headers) : headers;
     const handlers = this.subjects.get(subject);
     if (!handlers) return;
     const msg: BrokerMessage = { subject, data: copy, header: headerReader(stamped) };
