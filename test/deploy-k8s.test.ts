@@ -8,9 +8,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { findBinary, readText, repoPath, run } from "./deploy/util.js";
+import { findBinary, freePort, readText, repoPath, run, start, tail, waitFor } from "./deploy/util.js";
 import {
   byKind,
   find,
@@ -282,6 +283,107 @@ test("k8s: gateway and publisher get only settings their code reads", () => {
   }
 });
 
+/** Memory quantity in MiB ("128Mi", "1Gi", "512M", bytes). */
+function mebibytes(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|k|M|G|T)?$/.exec(q);
+  assert.ok(m, `memory quantity ${q}`);
+  const factor: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, K: 1e3, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+  return (Number(m[1]) * (m[2] ? factor[m[2]]! : 1)) / 2 ** 20;
+}
+
+interface SpreadConstraint {
+  topologyKey: string;
+  whenUnsatisfiable: string;
+  nodeTaintsPolicy?: string;
+  nodeAffinityPolicy?: string;
+}
+
+test("k8s: the gateway's topology spread never keeps HPA-added pods Pending", () => {
+  for (const t of allTargets()) {
+    const { pod } = gatewayOf(t.objects);
+    const spread = (pod.topologySpreadConstraints ?? []) as SpreadConstraint[];
+    assert.ok(spread.some((c) => c.topologyKey === "kubernetes.io/hostname"), `${t.label}: spread over nodes`);
+    for (const c of spread) {
+      const where = `${t.label}: ${c.topologyKey}`;
+      // With the default Ignore, tainted nodes the pod cannot use count as
+      // domains with zero pods, so a hard maxSkew 1 allows one gateway per node.
+      assert.equal(c.nodeTaintsPolicy, "Honor", `${where}: nodeTaintsPolicy Honor`);
+      assert.equal(c.nodeAffinityPolicy, "Honor", `${where}: nodeAffinityPolicy Honor`);
+      // A hard spread also stalls on one full node; the HPA's pods must run
+      // wherever there is room.
+      assert.equal(c.whenUnsatisfiable, "ScheduleAnyway", `${where}: a preference, not a hard rule`);
+    }
+  }
+});
+
+/** About what an idle gateway process holds (RSS ~80 MiB: Node, uWS, OpenTelemetry SDK, prom-client). */
+const IDLE_GATEWAY_MIB = 80;
+
+test("k8s: an HPA memory target sits well above an idle gateway's footprint", () => {
+  for (const t of allTargets()) {
+    const hpa = find(t.objects, "HorizontalPodAutoscaler", "herald-gateway")!;
+    const { c } = gatewayOf(t.objects);
+    const metrics = (hpa["spec"] as { metrics: { type: string; resource?: { name: string; target: { type: string; averageUtilization?: number } } }[] }).metrics;
+    assert.ok(metrics.some((m) => m.resource?.name === "cpu"), `${t.label}: scales on CPU`);
+    for (const m of metrics) {
+      if (m.type !== "Resource" || m.resource?.name !== "memory") continue;
+      const util = m.resource.target.averageUtilization;
+      assert.ok(util !== undefined, `${t.label}: memory target is a utilization`);
+      const request = mebibytes(c.resources?.requests?.["memory"] ?? "0");
+      // Utilization = usage / request: below ~2x the idle footprint the HPA
+      // scales to maxReplicas with no traffic.
+      assert.ok(
+        (request * util) / 100 >= 2 * IDLE_GATEWAY_MIB,
+        `${t.label}: memory target ${util}% of ${request} Mi = ${(request * util) / 100} Mi, under 2 x the ~${IDLE_GATEWAY_MIB} Mi of an idle gateway`,
+      );
+    }
+  }
+});
+
+test("k8s: only the ingress controller's and Prometheus' namespaces reach the gateway port", () => {
+  for (const t of allTargets()) {
+    const np = find(t.objects, "NetworkPolicy", "herald-gateway");
+    assert.ok(np, `${t.label}: NetworkPolicy herald-gateway`);
+    const { c } = gatewayOf(t.objects);
+    const gatewayPort = Number(envValue(t.objects, c, "GATEWAY_PORT"));
+    type Peer = { namespaceSelector?: { matchLabels?: Record<string, string> }; podSelector?: unknown; ipBlock?: unknown };
+    const rules = (np["spec"] as { ingress: { from?: Peer[]; ports?: { port: number }[] }[] }).ingress;
+    const namespaces = new Set<string>();
+    for (const r of rules) {
+      // A rule without `from` admits every pod (and address): any of them
+      // could then forge X-Forwarded-For.
+      assert.ok(r.from && r.from.length > 0, `${t.label}: a gateway ingress rule open to every source`);
+      for (const peer of r.from) {
+        assert.equal(peer.ipBlock, undefined, `${t.label}: no ipBlock peers`);
+        const ns = peer.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"];
+        assert.ok(ns, `${t.label}: peers are namespaces selected by name`);
+        namespaces.add(ns);
+      }
+      assert.deepEqual(r.ports?.map((p) => p.port), [gatewayPort], `${t.label}: only the gateway port`);
+    }
+    assert.deepEqual([...namespaces].sort(), ["ingress-nginx", "monitoring"], t.label);
+  }
+  const doc = readText(repoPath(K8S, "base/networkpolicy.yaml"));
+  assert.match(doc, /CHANGE the two namespace names/, "the policy says what to adapt");
+});
+
+test("k8s: TRUSTED_PROXIES is narrow: the ingress controller's addresses, never the whole pod network", () => {
+  for (const t of allTargets()) {
+    const { c } = gatewayOf(t.objects);
+    const value = envValue(t.objects, c, "TRUSTED_PROXIES") ?? "";
+    const entries = value.split(",").map((e) => e.trim()).filter(Boolean);
+    if (t.label.endsWith("/production")) assert.ok(entries.length > 0, `${t.label}: TRUSTED_PROXIES set (client IPs come through the ingress)`);
+    for (const e of entries) {
+      const [addr = "", bits] = e.split("/");
+      const family = isIP(addr);
+      assert.ok(family !== 0, `${t.label}: ${e} is an address or CIDR (no placeholder: the gateway refuses to start on one)`);
+      const prefix = bits === undefined ? (family === 4 ? 32 : 128) : Number(bits);
+      assert.ok(Number.isInteger(prefix), `${t.label}: ${e}`);
+      assert.ok(prefix >= (family === 4 ? 16 : 48), `${t.label}: ${e} is as wide as a cluster network; every pod in it could forge X-Forwarded-For`);
+    }
+  }
+});
+
 test("k8s: NATS is a 3-node JetStream cluster (StatefulSet, headless Service, PDB, storage)", (t) => {
   const objs = render(`${K8S}/base`);
   const sts = find(objs, "StatefulSet", "nats");
@@ -315,11 +417,65 @@ test("k8s: NATS is a 3-node JetStream cluster (StatefulSet, headless Service, PD
   }
 });
 
+test("k8s: NATS probes follow the Helm chart: ready only with a JetStream meta leader, alive without one (real nats-server)", async (t) => {
+  const expected = { startup: "/healthz", readiness: "/healthz?js-server-only=true", liveness: "/healthz?js-enabled-only=true" };
+  let conf = "";
+  for (const target of allTargets()) {
+    const sts = find(target.objects, "StatefulSet", "nats")!;
+    const c = podTemplate(sts)!.spec.containers.find((x) => x.name === "nats")!;
+    const probes = { startup: c.startupProbe?.httpGet?.path ?? "", readiness: c.readinessProbe?.httpGet?.path ?? "", liveness: c.livenessProbe?.httpGet?.path ?? "" };
+    assert.deepEqual(probes, expected, target.label);
+    for (const p of [c.startupProbe, c.readinessProbe, c.livenessProbe]) assert.equal(p?.httpGet?.port, "monitor", target.label);
+    if (target.label === `${K8S}/base`) {
+      const cm = byKind(target.objects, "ConfigMap").find((x) => x.metadata.name.startsWith("nats-config"))!;
+      conf = (cm["data"] as Record<string, string>)["nats.conf"]!;
+    }
+  }
+  const natsServer = findBinary("nats-server");
+  if (!natsServer) {
+    t.diagnostic("nats-server not installed: probe semantics not checked against a real server");
+    return;
+  }
+  // The base's nats.conf on local ports: a cluster member whose peers
+  // (nats-1/2.nats-headless) do not exist, like a pod waiting for the rest of
+  // its StatefulSet, or one that lost the quorum. It has no meta leader.
+  const dir = mkdtempSync(path.join(tmpdir(), "herald-nats-probes-"));
+  const [client, cluster, monitor] = [await freePort(), await freePort(), await freePort()];
+  const swap = (from: RegExp, to: string) => {
+    assert.match(conf, from);
+    conf = conf.replace(from, to);
+  };
+  swap(/^listen: 0\.0\.0\.0:4222$/m, `listen: 127.0.0.1:${client}`);
+  swap(/^http: 0\.0\.0\.0:8222$/m, `http: 127.0.0.1:${monitor}`);
+  swap(/^(\s*)listen: 0\.0\.0\.0:6222$/m, `$1listen: 127.0.0.1:${cluster}`);
+  swap(/store_dir: \/data/, `store_dir: ${JSON.stringify(path.join(dir, "js"))}`);
+  swap(/pid_file: \S+/, `pid_file: ${JSON.stringify(path.join(dir, "nats.pid"))}`);
+  const file = path.join(dir, "nats.conf");
+  writeFileSync(file, conf);
+  const proc = start("nats-server", natsServer, ["-c", file], { ...process.env, SERVER_NAME: "nats-0" });
+  t.after(async () => {
+    await proc.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const status = async (p: string) => (await fetch(`http://127.0.0.1:${monitor}${p}`)).status;
+  await waitFor(async () => (await status("/varz")) === 200, { timeoutMs: 10_000, what: `NATS monitoring\n${tail(proc)}` });
+  assert.equal(await status(expected.readiness), 503, "not ready without a JetStream meta leader (js-enabled-only would say 200 here)");
+  assert.equal(await status(expected.startup), 503, "startup waits for the meta leader too");
+  assert.equal(await status(expected.liveness), 200, "alive: restarting it would not bring the quorum back");
+});
+
 test("k8s: ingress example keeps WebSockets open and exposes only /ws", () => {
   const objs = renderWithComponent(`${K8S}/base`, `${K8S}/components/ingress-nginx`);
   const ing = byKind(objs, "Ingress")[0];
   assert.ok(ing);
   const ann = ing.metadata.annotations ?? {};
+  // The controller-wide log format decides whether ?access_token=<jwt> is
+  // logged; the component must tell the operator what to set.
+  const doc = readText(repoPath(K8S, "components/ingress-nginx/ingress.yaml"));
+  assert.match(doc, /log-format-upstream/);
+  assert.match(doc, /\$uri/);
+  assert.match(doc, /Sec-WebSocket-Protocol/);
+  assert.match(readText(repoPath("deploy/README.md")), /log-format-upstream[\s\S]*\$uri/, "deploy/README.md documents the access-log setting");
   assert.ok(Number(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600);
   assert.ok(Number(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600);
   const rules = (ing["spec"] as { rules: { http: { paths: { path: string; backend: { service: { name: string; port: { name: string } } } }[] } }[] }).rules;

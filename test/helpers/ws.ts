@@ -84,7 +84,9 @@ function buildRequest(url: string, opts: ConnectOptions): { url: string; protoco
     }
   }
   const options: WebSocket.ClientOptions & { localAddress?: string } = {
-    headers,
+    // ws hands headers to http.request, which sends an array value as one
+    // line per element; its types only admit strings.
+    headers: headers as Record<string, string>,
     handshakeTimeout: opts.timeoutMs ?? 5000,
     perMessageDeflate: false,
   };
