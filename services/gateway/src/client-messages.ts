@@ -171,8 +171,18 @@ export class ClientMessages {
       if (!stillWanted()) return;
       // Read the position only after the live subscription is registered, so
       // every message after it is either in the history or in the buffer.
-      const start = r.since ?? (await history.lastSeq(r.subject));
-      const complete = r.since === undefined || (await history.reaches(r.subject, start));
+      const newest = await history.lastSeq(r.subject);
+      let start = newest;
+      let complete = true;
+      if (r.since !== undefined && r.since > newest) {
+        // A position this history never reached: it was reset (the embedded
+        // broker restarted, the stream was recreated) or everything on the
+        // channel has expired. Say so and continue from the current position.
+        complete = false;
+      } else if (r.since !== undefined) {
+        start = r.since;
+        complete = await history.reaches(r.subject, start);
+      }
       if (!stillWanted()) return;
       if (r.since !== undefined) metrics.recoveries.inc({ result: complete ? "recovered" : "window_exceeded" });
       ws.send(subscribedWithPosition(channel, id, start, complete), false);
