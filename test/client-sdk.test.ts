@@ -107,7 +107,8 @@ describe("@herald/client against a real gateway", { skip }, () => {
   };
 
   const gateway = async (env: Env = {}) => {
-    const gw = await startGateway({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0.3", ...env });
+    // Tolerance 0: the 4001 tests count on the close coming right at exp.
+    const gw = await startGateway({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0.3", JWT_CLOCK_TOLERANCE_SECONDS: "0", ...env });
     gateways.push(gw);
     return gw;
   };
@@ -189,6 +190,60 @@ describe("@herald/client against a real gateway", { skip }, () => {
     assert.equal(writer.queuedPublishes, 0);
     const msgs = await box.waitFor(2);
     assert.deepEqual(msgs.map((m) => (m.data as { n: number }).n), [1, 2], "flushed in order");
+  });
+
+  test("reconnect with 60 subscriptions and a full offline queue: the paced flush stays under the gateway's rate limit (no rate_limited, no 4008)", async () => {
+    const port = await freePort();
+    let gw = await gateway({ GATEWAY_PORT: String(port) }); // default RATE_LIMIT_PER_SECOND 50, RATE_LIMIT_BURST 100
+    const channel = uniqueName("paced");
+    const a = client(gw.wsUrl, await allChannels());
+    const errors: HeraldError[] = [];
+    a.on("error", (e) => errors.push(e));
+    await a.connect();
+    const box = inbox(a, channel);
+    await a.subscribe(channel);
+    for (let i = 1; i < 60; i++) await a.subscribe(`${channel}.${i}`);
+
+    gw.kill("SIGKILL");
+    await gw.exited;
+    await nextEvent(a, "state", (s) => s.state === "reconnecting");
+    const pubs = Array.from({ length: 100 }, (_, n) => a.publish(channel, { n }));
+    assert.equal(a.queuedPublishes, 100);
+    const states: StateChange[] = [];
+    a.on("state", (s) => states.push(s));
+    const resubscribed = nextEvent(a, "subscribed", (s) => s.channel === `${channel}.59` && s.resubscribed, 20_000);
+    gw = await gateway({ GATEWAY_PORT: String(port) });
+    // 60 re-subscribes then 100 publishes, i.e. 160 frames at once without pacing: 60 over the burst.
+    await resubscribed;
+    await Promise.all(pubs);
+    const msgs = await box.waitFor(100);
+    assert.deepEqual(msgs.map((m) => (m.data as { n: number }).n), Array.from({ length: 100 }, (_, n) => n), "in order");
+    assert.deepEqual(errors.map((e) => e.code), [], "no rate_limited error frames");
+    const afterWelcome = states.slice(states.findIndex((s) => s.state === "connected") + 1);
+    assert.deepEqual(afterWelcome.map((s) => [s.state, s.error?.closeCode]), [], "no 4008, no reconnect after the welcome");
+    const metrics = await scrape(gw.url);
+    assert.equal(metrics.get("herald_errors_total", { code: "rate_limited" }) ?? 0, 0, "the gateway refused nothing");
+    assert.equal(a.channels.length, 60);
+  });
+
+  test("a publish refused with rate_limited (the gateway echoes its id) is retried after a delay and acked", async () => {
+    const gw = await gateway({ RATE_LIMIT_PER_SECOND: "10", RATE_LIMIT_BURST: "4" });
+    const channel = uniqueName("retry");
+    const reader = client(gw.wsUrl, await allChannels());
+    await reader.connect();
+    const box = inbox(reader, channel);
+    await reader.subscribe(channel);
+    const writer = client(gw.wsUrl, await allChannels(), { backoff: { baseMs: 50, maxMs: 100 } });
+    const errors: HeraldError[] = [];
+    writer.on("error", (e) => errors.push(e));
+    await writer.connect();
+    // Five at once against a burst of 4: the fifth is refused, then retried once tokens are back.
+    await Promise.all(Array.from({ length: 5 }, (_, n) => writer.publish(channel, { n })));
+    const msgs = await box.waitFor(5);
+    assert.deepEqual(msgs.map((m) => (m.data as { n: number }).n).sort(), [0, 1, 2, 3, 4]);
+    assert.ok(((await scrape(gw.url)).get("herald_errors_total", { code: "rate_limited" }) ?? 0) >= 1, "the gateway did refuse a publish");
+    assert.deepEqual(errors, []);
+    assert.equal(writer.state, "connected");
   });
 
   test("gateway killed (1006) and drained (1001): reconnects with backoff, resubscribes, queued publishes go out, messages flow again", async () => {

@@ -12,7 +12,10 @@
  * - refreshes provider tokens shortly before `exp` by opening a second
  *   connection with the new token, re-subscribing there and only then closing
  *   the old one (make before break), and after a 4001;
- * - queues publishes while disconnected (bounded) and flushes them on connect;
+ * - queues publishes while disconnected (bounded) and flushes them on connect,
+ *   paced (flushPacing) so the re-subscribes and the queue stay under the
+ *   gateway's inbound rate limit; a publish refused with `rate_limited` (never
+ *   applied) is retried a few times after a backoff delay;
  * - gives up with a terminal HeraldError on codes that a retry cannot fix.
  */
 import { backoffDelay, drainDelay, type BackoffOptions } from "./backoff.js";
@@ -71,6 +74,12 @@ export interface HeraldClientOptions {
   maxReconnectAttempts?: number;
   /** An attempt that has not received the welcome frame after this long is abandoned. Default 10000. */
   connectTimeoutMs?: number;
+  /**
+   * The token provider must answer within this long; otherwise the attempt (or refresh) fails with
+   * `token_provider_failed` and is retried with backoff like any other provider failure. 0 = wait forever.
+   * Default 10000.
+   */
+  tokenTimeoutMs?: number;
   /** subscribe/unsubscribe/publish/ping reject with `timeout` after this long without an answer. Default 10000. */
   requestTimeoutMs?: number;
   /** Send a ping this often to detect dead connections (0 = never). Default 25000. */
@@ -81,9 +90,26 @@ export interface HeraldClientOptions {
   refreshLeadMs?: number;
   /** Publishes kept while disconnected; more reject with `queue_full`. 0 disables queueing. Default 100. */
   offlineQueueLimit?: number;
+  /**
+   * Pacing of what a new connection sends after the welcome (every re-subscribe, then the offline queue):
+   * `burst` frames at once, the rest at `perSecond`, so a client with many subscriptions and a full queue
+   * stays under the gateway's inbound rate limit (default 50/s, burst 100). Default { burst: 40, perSecond: 25 }.
+   */
+  flushPacing?: Partial<FlushPacing>;
   /** Random source in [0, 1) for jitter (tests). Default Math.random. */
   random?: () => number;
 }
+
+/** See HeraldClientOptions.flushPacing. */
+export interface FlushPacing {
+  /** Frames sent at once right after the welcome (at least 1). */
+  burst: number;
+  /** Rate of the frames beyond `burst`, per second (Infinity: no pacing). */
+  perSecond: number;
+}
+
+/** Half the gateway's default RATE_LIMIT_PER_SECOND (50), and well under its RATE_LIMIT_BURST (100). */
+export const DEFAULT_FLUSH_PACING: Readonly<FlushPacing> = { burst: 40, perSecond: 25 };
 
 export interface Welcome {
   /** The user id (`sub` claim). */
@@ -241,9 +267,14 @@ interface Pending {
 interface Queued {
   channel: string;
   data: unknown;
+  /** Times the server refused this publish with `rate_limited` so far. */
+  retries: number;
   resolve: () => void;
   reject: (err: HeraldError) => void;
 }
+
+/** A frame waiting in a connection's outbox (paced flush after a welcome). */
+type Outgoing = { kind: "subscribe"; sub: SubState; resub: boolean } | { kind: "publish"; q: Queued };
 
 let connSerial = 0;
 
@@ -263,12 +294,27 @@ class Conn {
   welcome: Welcome | undefined;
   timers: Array<ReturnType<typeof setTimeout>> = [];
   pingTimer: ReturnType<typeof setInterval> | undefined;
-  constructor(readonly token: string) {}
+  /** Frames waiting for their turn (flushPacing), in order; while non-empty, new frames queue behind them. */
+  outbox: Outgoing[] = [];
+  /** Token bucket of the outbox: frames that may go out now, refilled at flushPacing.perSecond. */
+  credit: number;
+  creditAt = 0;
+  pacer: ReturnType<typeof setTimeout> | undefined;
+  constructor(
+    readonly token: string,
+    burst: number,
+  ) {
+    this.credit = burst;
+  }
   clearTimers(): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers = [];
     if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
     this.pingTimer = undefined;
+  }
+  stopPacer(): void {
+    if (this.pacer !== undefined) clearTimeout(this.pacer);
+    this.pacer = undefined;
   }
 }
 
@@ -276,6 +322,12 @@ class Conn {
 const STABLE_AFTER_MS = 5_000;
 /** Gap recoveries in a row (without an in-order message) before the client accepts the loss. */
 const MAX_GAP_RECOVERIES = 3;
+/** A publish refused with `rate_limited` (it was not applied) is sent again up to this many times. */
+const MAX_PUBLISH_RETRIES = 3;
+/** Minimum wait before re-sending a request the server refused as transient (plus backoff). */
+const RETRY_FLOOR_MS = 250;
+/** Longest delay setTimeout honours (2^31 - 1 ms, ~24.8 days); longer ones fire after ~1 ms. */
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 /** Close codes a reconnect cannot fix. 4001 is terminal only without a token provider. */
 const TERMINAL_CLOSE_CODES = new Set<number>([
   CloseCodes.ProtocolError,
@@ -287,7 +339,10 @@ const TERMINAL_CLOSE_CODES = new Set<number>([
 ]);
 
 export class HeraldClient extends Emitter<HeraldEvents> {
-  private readonly opts: Required<Omit<HeraldClientOptions, "WebSocket" | "backoff" | "token">> & { backoff: Partial<BackoffOptions> };
+  private readonly opts: Required<Omit<HeraldClientOptions, "WebSocket" | "backoff" | "token" | "flushPacing">> & {
+    backoff: Partial<BackoffOptions>;
+    flushPacing: FlushPacing;
+  };
   private readonly WS: WebSocketConstructor;
   private readonly tokenSource: string | TokenProvider;
 
@@ -313,6 +368,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private readonly pending = new Map<number, Pending>();
   private readonly subs = new Map<string, SubState>();
   private queue: Queued[] = [];
+  /** Publishes refused with `rate_limited`, waiting for their retry. */
+  private readonly publishRetries = new Map<Queued, ReturnType<typeof setTimeout>>();
   private connectWaiters: Deferred[] = [];
 
   constructor(options: HeraldClientOptions) {
@@ -339,11 +396,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       rateLimitedDelayMs: options.rateLimitedDelayMs ?? 5_000,
       maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      tokenTimeoutMs: options.tokenTimeoutMs ?? 10_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       pingIntervalMs: options.pingIntervalMs ?? 25_000,
       pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
       refreshLeadMs: options.refreshLeadMs ?? 30_000,
       offlineQueueLimit: options.offlineQueueLimit ?? 100,
+      flushPacing: {
+        burst: Math.max(1, Math.floor(options.flushPacing?.burst ?? DEFAULT_FLUSH_PACING.burst)),
+        perSecond: options.flushPacing?.perSecond !== undefined && options.flushPacing.perSecond > 0 ? options.flushPacing.perSecond : DEFAULT_FLUSH_PACING.perSecond,
+      },
       random: options.random ?? Math.random,
     };
     if (typeof this.tokenSource === "string") this.token = this.tokenSource;
@@ -391,11 +453,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   /** Closes the connection (1000) and stops reconnecting. Pending requests and queued publishes reject with `closed`. */
   close(): void {
-    if (this._state === "closed" || this._state === "idle") {
+    if (this._state === "closed") return;
+    const err = new HeraldError("closed", "the client was closed");
+    if (this._state === "idle") {
+      // Never connected, but publish()/subscribe() may already be waiting for a connection.
+      this.shutdown(err);
       this._state = "closed";
       return;
     }
-    const err = new HeraldError("closed", "the client was closed");
     this.shutdown(err);
     this._lastError = undefined;
     this.setState("closed");
@@ -438,7 +503,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       s.waiters.push({ resolve: () => resolve(handle), reject });
     });
     if (isNew) {
-      for (const c of this.liveConns()) this.sendSubscribe(c, s);
+      for (const c of this.liveConns()) this.send(c, { kind: "subscribe", sub: s, resub: false });
     }
     if (this._state === "closed") this.rejectWaiters(s, new HeraldError("closed", "the client is closed; call connect()"));
     return p;
@@ -477,8 +542,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     }
     if (data === undefined) return Promise.reject(new HeraldError("invalid_argument", "data must be a JSON value, not undefined"));
     const conn = this.conn;
-    if (this._state === "connected" && conn?.welcomed) {
-      return this.request(conn, { type: "publish", channel, data }).then(() => undefined);
+    if (this._state === "connected" && conn?.welcomed && !conn.ended) {
+      return new Promise<void>((resolve, reject) => this.send(conn, { kind: "publish", q: { channel, data, retries: 0, resolve, reject } }));
     }
     if (this._state === "closed") {
       return Promise.reject(this._lastError ?? new HeraldError("closed", "the client is closed; call connect()"));
@@ -488,7 +553,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         new HeraldError("queue_full", `offline queue full (${this.opts.offlineQueueLimit} publishes waiting for a connection)`, { channel }),
       );
     }
-    return new Promise<void>((resolve, reject) => this.queue.push({ channel, data, resolve, reject }));
+    return new Promise<void>((resolve, reject) => this.queue.push({ channel, data, retries: 0, resolve, reject }));
   }
 
   /** Round trip to the server in ms. Rejects with `disconnected` when not connected. */
@@ -527,11 +592,21 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       const { expiresAt } = tokenTimes(this.token);
       if (expiresAt === undefined || expiresAt - Date.now() > 1_000) return this.token;
     }
+    const timeoutMs = this.opts.tokenTimeoutMs;
+    const timedOut = new HeraldError("token_provider_failed", `the token provider did not answer within ${timeoutMs} ms (tokenTimeoutMs)`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     let value: unknown;
     try {
-      value = await this.tokenSource();
+      const answer = Promise.resolve(this.tokenSource());
+      // A provider that never settles must not hang the client: race it (a late answer is ignored).
+      value = await (timeoutMs > 0
+        ? Promise.race([answer, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(timedOut), Math.min(timeoutMs, MAX_TIMER_DELAY_MS))))])
+        : answer);
     } catch (cause) {
+      if (cause === timedOut) throw timedOut;
       throw new HeraldError("token_provider_failed", `the token provider failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
     }
     if (typeof value !== "string" || value === "") {
       throw new HeraldError("token_provider_failed", "the token provider did not return a non-empty string");
@@ -557,7 +632,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       return;
     }
     if (gen !== this.generation || this._state === "closed") return;
-    const conn = new Conn(token);
+    const conn = new Conn(token, this.opts.flushPacing.burst);
     this.conn = conn;
     if (!this.openSocket(conn, gen)) return;
     conn.timers.push(
@@ -609,6 +684,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private detach(conn: Conn): void {
     conn.ended = true;
     conn.clearTimers();
+    conn.stopPacer();
     const ws = conn.ws;
     if (ws) {
       // No-op handlers rather than null: the `ws` package throws on an
@@ -692,10 +768,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.refreshFailures = 0;
     this.setState("connected");
     this.emit("welcome", { sub, connection });
-    for (const s of this.subs.values()) this.sendSubscribe(conn, s);
-    const queued = this.queue;
-    this.queue = [];
-    for (const q of queued) this.request(conn, { type: "publish", channel: q.channel, data: q.data }).then(() => q.resolve(), q.reject);
+    // Every re-subscribe, then the offline queue in order: paced, so that many
+    // subscriptions plus a full queue do not trip the gateway's rate limit.
+    const flush: Outgoing[] = [...this.subs.values()].map((s) => ({ kind: "subscribe", sub: s, resub: false }));
+    for (const q of this.queue.splice(0)) flush.push({ kind: "publish", q });
+    this.flush(conn, flush);
     this.startPing(conn);
     this.scheduleRefresh(conn);
     const waiters = this.connectWaiters;
@@ -706,6 +783,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private onClose(conn: Conn, code: number, reason: string): void {
     if (conn.ended) return;
     this.detach(conn);
+    // Publishes still in the outbox were never sent: they go out again (current connection or offline queue).
+    this.resend(this.takeOutbox(conn));
     const lostErr = (c: HeraldErrorCode, msg: string) => new HeraldError(c, msg, { closeCode: code, closeReason: reason });
     // In-flight requests of this connection: publishes/pings fail (the outcome is unknown),
     // subscribes are re-sent on the next connection, unsubscribes are moot.
@@ -827,8 +906,15 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.generation++;
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
-    this.stopRefresh();
-    for (const c of [this.conn, this.next, ...this.retiring]) if (c) this.closeSocket(c, CloseCodes.Normal, "client closed");
+    // Not stopRefresh(): the refresh connection is closed below with the others, and its requests rejected.
+    if (this.refreshTimer !== undefined) clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    const unsent: Queued[] = [];
+    for (const c of [this.conn, this.next, ...this.retiring]) {
+      if (!c) continue;
+      unsent.push(...this.takeOutbox(c));
+      this.closeSocket(c, CloseCodes.Normal, "client closed");
+    }
     this.conn = this.next = undefined;
     this.retiring.clear();
     for (const p of this.pending.values()) {
@@ -837,7 +923,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       else if (p.kind !== "subscribe") p.reject(err);
     }
     this.pending.clear();
-    const queued = this.queue;
+    const retrying = [...this.publishRetries];
+    this.publishRetries.clear();
+    for (const [, t] of retrying) clearTimeout(t);
+    const queued = [...unsent, ...this.queue, ...retrying.map(([q]) => q)];
     this.queue = [];
     for (const q of queued) q.reject(err);
     for (const s of this.subs.values()) {
@@ -882,19 +971,30 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const now = Date.now();
     const lifetime = expiresAt - (issuedAt ?? now);
     const lead = Math.min(this.opts.refreshLeadMs, Math.max(500, lifetime * 0.2));
-    const delay = Math.max(0, expiresAt - lead - now);
-    this.refreshTimer = setTimeout(() => {
-      this.refreshTimer = undefined;
-      void this.refresh(conn);
-    }, delay);
+    const dueAt = expiresAt - lead;
+    // Long-lived tokens (> ~24.8 days) exceed what setTimeout can wait: wait
+    // in steps of at most MAX_TIMER_DELAY_MS and refresh only once actually due.
+    const arm = (): void => {
+      this.refreshTimer = setTimeout(
+        () => {
+          this.refreshTimer = undefined;
+          if (Date.now() < dueAt) return arm();
+          void this.refresh(conn);
+        },
+        Math.min(MAX_TIMER_DELAY_MS, Math.max(0, dueAt - Date.now())),
+      );
+    };
+    arm();
   }
 
   private stopRefresh(): void {
     if (this.refreshTimer !== undefined) clearTimeout(this.refreshTimer);
     this.refreshTimer = undefined;
-    if (this.next) {
-      this.closeSocket(this.next, CloseCodes.Normal, "refresh cancelled");
+    const next = this.next;
+    if (next) {
       this.next = undefined;
+      this.closeSocket(next, CloseCodes.Normal, "refresh cancelled");
+      this.settleRetired(next, "the token refresh connection was cancelled");
     }
   }
 
@@ -914,7 +1014,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (newExp !== undefined && oldExp !== undefined && newExp <= oldExp) {
       return this.refreshFailed(new HeraldError("token_provider_failed", "the token provider returned a token that does not expire later than the current one"));
     }
-    const next = new Conn(token);
+    const next = new Conn(token, this.opts.flushPacing.burst);
     this.next = next;
     if (!this.openSocket(next, gen)) return;
     next.timers.push(setTimeout(() => this.abandon(next, CloseCodes.Abnormal, "no welcome within connectTimeoutMs"), this.opts.connectTimeoutMs));
@@ -934,10 +1034,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   }
 
   private onRefreshWelcome(next: Conn): void {
+    // Paced like a reconnect: the refresh connection has its own, fresh rate limit at the gateway.
+    const flush: Outgoing[] = [];
     for (const s of this.subs.values()) {
       next.resubsPending++;
-      this.sendSubscribe(next, s, true);
+      flush.push({ kind: "subscribe", sub: s, resub: true });
     }
+    this.flush(next, flush);
     next.timers.push(setTimeout(() => this.handover(next), this.opts.requestTimeoutMs));
     if (next.resubsPending === 0) this.handover(next);
   }
@@ -951,16 +1054,23 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.conn = next;
     this.refreshFailures = 0;
     this.attempt = 0;
+    // Publishes the old connection had not sent yet (and any queued meanwhile) go out on the new one.
+    this.resend([...(old ? this.takeOutbox(old) : []), ...this.queue.splice(0)]);
     if (old) {
       if (old.pingTimer !== undefined) clearInterval(old.pingTimer);
       old.pingTimer = undefined;
       old.clearTimers();
+      old.stopPacer();
       this.retiring.add(old);
+      // Everything but publishes moves to the new connection now (pings, subscribes)
+      // or is moot (unsubscribes: closing the old connection drops its subscriptions).
+      this.settleRetired(old, "the connection was retired after a token refresh", false);
       // Let in-flight publishes on the old connection get their acks first.
       const finish = () => {
         if (old.ended) return;
         this.retiring.delete(old);
         this.closeSocket(old, CloseCodes.Normal, "token refreshed");
+        this.settleRetired(old, "the connection was retired after a token refresh");
       };
       const hasPending = () => [...this.pending.values()].some((p) => p.conn === old && p.kind === "publish");
       if (!hasPending()) finish();
@@ -980,6 +1090,134 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       this._session = next.welcome;
       this.emit("welcome", next.welcome);
     }
+  }
+
+  // ---- outbox: paced sends after a welcome ------------------------------------
+
+  /** Sends `item` on `conn` now, or behind the frames still waiting in its outbox (keeps order and pacing). */
+  private send(conn: Conn, item: Outgoing): void {
+    if (conn.outbox.length > 0) conn.outbox.push(item);
+    else this.sendNow(conn, item);
+  }
+
+  /** Sends `items` on `conn` through its token bucket: flushPacing.burst at once, then flushPacing.perSecond. */
+  private flush(conn: Conn, items: Outgoing[]): void {
+    if (items.length === 0) return;
+    conn.outbox.push(...items);
+    this.pump(conn);
+  }
+
+  private pump(conn: Conn): void {
+    conn.pacer = undefined;
+    if (conn.ended) return;
+    const { burst, perSecond } = this.opts.flushPacing;
+    const now = Date.now();
+    conn.credit = Number.isFinite(perSecond) ? Math.min(burst, conn.credit + (Math.max(0, now - conn.creditAt) * perSecond) / 1000) : burst;
+    conn.creditAt = now;
+    while (conn.outbox.length > 0 && (conn.credit >= 1 || !Number.isFinite(perSecond))) {
+      conn.credit--;
+      this.sendNow(conn, conn.outbox.shift() as Outgoing);
+      if (conn.ended) return;
+    }
+    if (conn.outbox.length > 0) {
+      conn.pacer = setTimeout(() => this.pump(conn), Math.ceil(((1 - conn.credit) * 1000) / perSecond));
+    }
+  }
+
+  private sendNow(conn: Conn, item: Outgoing): void {
+    if (item.kind === "publish") return this.sendPublish(conn, item.q);
+    const sub = item.sub;
+    if (this.subs.get(sub.channel) !== sub) {
+      // Unsubscribed while waiting in the outbox.
+      if (item.resub && conn === this.next) this.resubDone(conn);
+      return;
+    }
+    this.sendSubscribe(conn, sub, item.resub);
+  }
+
+  /** Takes the publishes out of a connection's outbox (never sent: safe to send again). */
+  private takeOutbox(conn: Conn): Queued[] {
+    conn.stopPacer();
+    const items = conn.outbox;
+    conn.outbox = [];
+    const out: Queued[] = [];
+    for (const item of items) if (item.kind === "publish") out.push(item.q);
+    return out;
+  }
+
+  /** Unsent publishes of a connection going away: on the current connection if there is one, else first in the offline queue. */
+  private resend(unsent: Queued[]): void {
+    if (unsent.length === 0) return;
+    const conn = this.conn;
+    if (this._state === "connected" && conn?.welcomed && !conn.ended) {
+      for (const q of unsent) this.send(conn, { kind: "publish", q });
+    } else if (this._state === "closed") {
+      const err = this._lastError ?? new HeraldError("closed", "the client was closed");
+      for (const q of unsent) q.reject(err);
+    } else {
+      this.queue.unshift(...unsent);
+    }
+  }
+
+  /** Publishes `q` now, or queues it when there is no connection (retries bypass offlineQueueLimit). */
+  private dispatchPublish(q: Queued): void {
+    const conn = this.conn;
+    if (this._state === "connected" && conn?.welcomed && !conn.ended) return this.send(conn, { kind: "publish", q });
+    if (this._state === "closed") return q.reject(this._lastError ?? new HeraldError("closed", "the client was closed", { channel: q.channel }));
+    this.queue.push(q);
+  }
+
+  private sendPublish(conn: Conn, q: Queued): void {
+    this.request(conn, { type: "publish", channel: q.channel, data: q.data }).then(
+      () => q.resolve(),
+      (err: HeraldError) => {
+        // `rate_limited` with our id: the gateway refused the frame before handling it, so it
+        // was definitely not published: send it again after a delay, a few times.
+        if (err.code !== "rate_limited" || q.retries >= MAX_PUBLISH_RETRIES || this._state === "closed") return q.reject(err);
+        const delay = RETRY_FLOOR_MS + backoffDelay(q.retries++, this.opts.backoff, this.opts.random);
+        this.publishRetries.set(
+          q,
+          setTimeout(() => {
+            if (!this.publishRetries.delete(q)) return;
+            this.dispatchPublish(q);
+          }, delay),
+        );
+      },
+    );
+  }
+
+  /**
+   * Settles the in-flight requests of a connection closed on purpose (retired
+   * after a token refresh, or a cancelled refresh connection), which onClose
+   * never sees: pings and needed subscribes are sent again on the current
+   * connection, unsubscribes resolve (the server drops the connection's
+   * subscriptions with it), publishes reject with `disconnected` (unknown
+   * outcome) unless `publishes` is false (the caller still waits for their acks).
+   */
+  private settleRetired(conn: Conn, why: string, publishes = true): void {
+    const cur = this.conn !== conn && this.conn?.welcomed && !this.conn.ended ? this.conn : undefined;
+    const lost = () => new HeraldError("disconnected", `${why} before the server answered; the request may or may not have been applied`);
+    for (const [id, p] of this.pending) {
+      if (p.conn !== conn || (p.kind === "publish" && !publishes)) continue;
+      this.pending.delete(id);
+      const timeoutMs = p.timer === undefined ? 0 : this.opts.requestTimeoutMs;
+      if (p.timer !== undefined) clearTimeout(p.timer);
+      if (p.kind === "unsubscribe") p.resolve({ type: "unsubscribed", channel: p.channel ?? "" });
+      else if (p.kind === "ping") {
+        if (cur) this.request(cur, { type: "ping" }, timeoutMs).then(p.resolve, p.reject);
+        else p.reject(lost());
+      } else if (p.kind === "subscribe") {
+        const sub = p.channel === undefined ? undefined : this.subs.get(p.channel);
+        if (sub && cur && (sub.recovering || !cur.confirmed.has(sub.channel)) && !this.subscribePending(cur, sub.channel)) {
+          this.send(cur, { kind: "subscribe", sub, resub: false });
+        }
+      } else p.reject(lost());
+    }
+  }
+
+  private subscribePending(conn: Conn, channel: string): boolean {
+    for (const p of this.pending.values()) if (p.conn === conn && p.kind === "subscribe" && p.channel === channel) return true;
+    return conn.outbox.some((o) => o.kind === "subscribe" && o.sub.channel === channel);
   }
 
   // ---- requests ----------------------------------------------------------------
@@ -1079,12 +1317,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     // Transient refusals: try again later instead of dropping the subscription.
     if (err.code === "rate_limited" || err.code === "unavailable" || err.code === "timeout") {
       if (sub.retryTimer !== undefined) return;
-      const delay = 250 + backoffDelay(Math.min(sub.retries++, 6), this.opts.backoff, this.opts.random);
+      const delay = RETRY_FLOOR_MS + backoffDelay(Math.min(sub.retries++, 6), this.opts.backoff, this.opts.random);
       sub.retryTimer = setTimeout(() => {
         sub.retryTimer = undefined;
         if (this.subs.get(channel) !== sub) return;
-        const conn = this.conn;
-        if (conn?.welcomed && !conn.ended) this.sendSubscribe(conn, sub);
+        // The connection that refused it, if still in use (e.g. the refresh connection), else the current one.
+        const conn = (p.conn === this.conn || p.conn === this.next) && !p.conn.ended ? p.conn : this.conn;
+        if (conn?.welcomed && !conn.ended) this.send(conn, { kind: "subscribe", sub, resub: false });
       }, delay);
       return;
     }

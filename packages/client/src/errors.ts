@@ -19,7 +19,7 @@ export type ClientErrorCode =
   | "rate_limited_close"
   /** The server closed the connection with 4009 (this client read too slowly). */
   | "slow_consumer"
-  /** The token provider threw or returned something that is not a string. */
+  /** The token provider threw, returned something that is not a string, or did not answer within tokenTimeoutMs. */
   | "token_provider_failed"
   /** The offline publish queue is full. */
   | "queue_full"

@@ -13,7 +13,9 @@
 export {
   HeraldClient,
   Subscription,
+  DEFAULT_FLUSH_PACING,
   type ConnectionState,
+  type FlushPacing,
   type GapInfo,
   type HeraldClientOptions,
   type HeraldEvents,
