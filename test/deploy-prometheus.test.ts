@@ -227,7 +227,9 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   errs.ws.send(JSON.stringify({ type: "subscribe", channel: "bad*channel", id: 1 }));
   errs.ws.send(JSON.stringify({ type: "subscribe", channel: "not.allowed", id: 2 }));
   errs.ws.send(JSON.stringify({ type: "ping", id: 3 }));
-  await waitFor(() => errs.frames.filter((f) => f["type"] === "error").length >= 3, { what: "error frames", timeoutMs: 5_000 });
+  await waitFor(() => errs.frames.filter((f) => f["type"] === "error").length >= 3, { what: "error frames", timeoutMs: 5_000 }).catch((err: Error) => {
+    throw new Error(`${err.message}; frames: ${JSON.stringify(errs.frames)}\n${explain()}`);
+  });
   // A client publish through the gateway.
   subscribed[0]!.ws.send(JSON.stringify({ type: "publish", channel: CHANNEL, data: { from: "client" }, id: 99 }));
 
