@@ -126,7 +126,7 @@ export function markdown(r: RunResult, charts: { latency?: string; memory?: stri
     `Machine: ${m["cpus"]} × ${m["cpuModel"]}, ${m["memoryGiB"]} GiB, ${m["os"]} (kernel ${m["kernel"]}), Node ${m["node"]}, ${m["natsServer"]}, open files ${m["openFilesLimit"]}. ` +
       "Server(s), NATS and the load generator share these cores: absolute numbers are lower bounds for a dedicated server; the ratios are the comparison.",
     "",
-    "Targets: **herald** (1 gateway process + nats-server), **herald-xN** (N gateway processes sharing one nats-server), **nats-ws** (nats-server's own WebSocket listener, NATS protocol over WebSocket, token auth), " +
+    "Targets: **herald** (1 gateway process + nats-server), **herald-history** (Herald in recovery mode: JetStream stores every message and republishes it with its position), **herald-batched** (Herald with WRITE_DELAY_MS=10: broadcast frames held up to 10 ms and written with one send() per socket), **herald-xN** (N gateway processes sharing one nats-server), **nats-ws** (nats-server's own WebSocket listener, NATS protocol over WebSocket, token auth), " +
       "**ws-baseline** (`ws` + `nats` + `jose`, Herald's JSON protocol, per-socket send loop: bench/peers/ws-gateway.ts), **uws-ceiling** (trivial uWS broadcaster: the generator's ceiling). " +
       "Latency = publisher send timestamp → frame parsed by a probe socket (1–5% of sockets), HDR histogram merged across generator workers. Server CPU/RSS from /proc (sum of the WebSocket server processes; NATS separately as broker CPU).",
     "",

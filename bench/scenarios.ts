@@ -148,8 +148,8 @@ export const SCENARIOS: Record<string, Scenario> = {
 
   broadcast: {
     title: "Broadcast fan-out",
-    description: "10k sockets on one channel; publish through NATS at 10, 100, 1000 msg/s with 64 B and 1 KB payloads. A load step stops the ladder once it saturates (loss > 1%, p99 > 2 s or slow-consumer closes). herald-history is Herald in recovery mode (JetStream stores and republishes every message).",
-    defaultTargets: ["herald", "herald-history", "herald-multi", "nats-ws", "ws-baseline"],
+    description: "10k sockets on one channel; publish through NATS at 10, 100, 1000 msg/s with 64 B and 1 KB payloads. A load step stops the ladder once it saturates (loss > 1%, p99 > 2 s or slow-consumer closes). herald-history is Herald in recovery mode (JetStream stores and republishes every message); herald-batched is Herald with WRITE_DELAY_MS=10 (frames held up to 10 ms and written together).",
+    defaultTargets: ["herald", "herald-history", "herald-batched", "herald-multi", "nats-ws", "ws-baseline"],
     async run(cfg, name, notes) {
       const count = n(cfg, 10_000);
       const rows: Row[] = [];

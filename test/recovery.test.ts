@@ -157,6 +157,39 @@ describe("recovery with JetStream history", { skip: missingBuild(GATEWAY_MAIN) }
   });
 });
 
+describe("WRITE_DELAY_MS (frames held and written together)", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  test("held frames arrive in order, and a socket joining while frames are held never gets them twice", async (t) => {
+    const nats = await startNats({ jetstream: true });
+    t.after(() => nats.stop());
+    const env = { NATS_URL: nats.url, JWT_SECRET: TEST_SECRET, SUBJECT_PREFIX: "batched", HISTORY_STREAM: "BATCHED" };
+    const gw = await startGateway({ ...env, NATS_NAME: uniqueName("gw-batched"), WRITE_DELAY_MS: "200" });
+    t.after(() => gw.stop());
+    const pub = await startPublisher({ ...env, PUBLISHER_API_KEY: API_KEY });
+    t.after(() => pub.stop());
+    const tok = await hsToken({ sub: "batch-reader", channels: ["room"] });
+    const a = await connect(gw.wsUrl, { token: tok });
+    t.after(() => a.terminate());
+    assert.equal((await a.request({ type: "subscribe", channel: "room", id: 1 })).type, "subscribed");
+
+    await publish(pub, "room", { n: 1 });
+    // Joins while message 1 is (most likely) still held: it must get only what follows its position.
+    const b = await connect(gw.wsUrl, { token: tok });
+    t.after(() => b.terminate());
+    const joined = await b.request({ type: "subscribe", channel: "room", id: 1 });
+    await publish(pub, "room", { n: 2 });
+    await publish(pub, "room", { n: 3 });
+    const fromA = [await a.next(isMessage("room")), await a.next(isMessage("room")), await a.next(isMessage("room"))];
+    assert.deepEqual(fromA.map((f) => (f.data as { n: number }).n), [1, 2, 3]);
+    await b.next((f) => isMessage("room")(f) && (f.data as { n: number }).n === 3);
+    // A ping round trip after the last message flushes anything else pending.
+    assert.equal((await b.request({ type: "ping", id: 2 })).type, "pong");
+    const fromB = b.all(isMessage("room"));
+    for (const f of fromB) assert.ok((f.seq as number) > (joined.seq as number), `B got seq ${f.seq}, at or before its position ${joined.seq}`);
+    const seqs = fromB.map((f) => f.seq as number);
+    assert.deepEqual(seqs, [...new Set(seqs)].sort((x, y) => x - y), "in order, no duplicates");
+  });
+});
+
 describe("a backlog larger than the client can take", { skip: missingBuild(GATEWAY_MAIN) }, () => {
   test("is sent page by page: a client that stops reading gets a gap-free prefix, then close 4009 (never silent drops)", async (t) => {
     const nats = await startNats({ jetstream: true });

@@ -2,6 +2,7 @@
  * Starts the systems under test on loopback, each with its own NATS:
  *   herald-N     N Herald gateway processes (services/gateway/dist/main.js) + nats-server (core NATS)
  *   herald-history  1 Herald gateway + nats-server with JetStream: recovery mode (positions, history)
+ *   herald-batched  1 Herald gateway with WRITE_DELAY_MS=10: broadcast frames written together
  *   nats-ws      nats-server's own WebSocket listener (clients speak NATS over WebSocket)
  *   ws-N         the `ws` + `nats` baseline gateway (bench/peers/ws-gateway.ts), N processes + nats-server
  *   uws-ceiling  a trivial uWS broadcaster (bench/peers/uws-broadcast.ts) + nats-server: the generator's ceiling
@@ -18,6 +19,8 @@ export const GATEWAY_MAIN = join(ROOT, "services/gateway/dist/main.js");
 const PEERS = fileURLToPath(new URL("../peers/", import.meta.url));
 export const BENCH_SECRET = "herald-bench-secret-0123456789-abcdefghijkl";
 export const NATS_WS_TOKEN = "herald-bench-nats-token";
+/** WRITE_DELAY_MS of the herald-batched target. */
+export const BATCHED_WRITE_DELAY_MS = 10;
 
 export interface RunningTarget {
   spec: TargetSpec;
@@ -177,7 +180,7 @@ export async function startUwsCeiling(): Promise<RunningTarget> {
   };
 }
 
-export type TargetName = "herald" | "herald-history" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";
+export type TargetName = "herald" | "herald-history" | "herald-batched" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";
 
 export function startTarget(name: TargetName, multi: number, opts: TargetOptions = {}): Promise<RunningTarget> {
   switch (name) {
@@ -185,6 +188,11 @@ export function startTarget(name: TargetName, multi: number, opts: TargetOptions
       return startHerald(1, opts);
     case "herald-history":
       return startHerald(1, opts, true);
+    case "herald-batched":
+      return startHerald(1, { ...opts, env: { ...opts.env, WRITE_DELAY_MS: String(BATCHED_WRITE_DELAY_MS) } }).then((t) => {
+        t.spec.name = "herald-batched";
+        return t;
+      });
     case "herald-multi":
       return startHerald(multi, opts);
     case "ws-baseline":

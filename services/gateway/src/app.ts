@@ -99,7 +99,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   let listenSockets: us_listen_socket[] = [];
 
   const app: TemplatedApp = uws.App();
-  const fanout = new Fanout(app, broker, metrics, tracing, logger);
+  const fanout = new Fanout(app, broker, metrics, tracing, logger, config.writeDelayMs);
   const messages = new ClientMessages({
     broker,
     fanout,

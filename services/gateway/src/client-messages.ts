@@ -157,6 +157,7 @@ export class ClientMessages {
     const position = this.ctx.fanout.position(topic);
     if (position !== undefined && (r.since === undefined || r.since === position)) {
       if (r.since !== undefined) this.ctx.metrics.recoveries.inc({ result: "recovered" });
+      this.ctx.fanout.flushWrites();
       ws.send(subscribedWithPosition(channel, id, position, true), false);
       ws.subscribe(topic);
       return;
@@ -222,6 +223,7 @@ export class ClientMessages {
           ws.send(f.frame, false);
           last = f.seq;
         }
+        this.ctx.fanout.flushWrites();
         this.ctx.fanout.joined(topic, last);
         ws.subscribe(topic);
       });

@@ -31,6 +31,7 @@ export const GATEWAY_DEFAULTS = {
   slowConsumerBytes: 1024 * 1024,
   idleTimeoutSeconds: 60,
   drainSeconds: 10,
+  writeDelayMs: 0,
   logLevel: "info" as LogLevel,
 } as const;
 
@@ -57,6 +58,11 @@ export interface GatewayConfig {
   slowConsumerBytes: number;
   idleTimeoutSeconds: number;
   drainSeconds: number;
+  /**
+   * Broadcast frames are held up to this long and written together: one
+   * send() per socket for all of them instead of one per frame. 0 = at once.
+   */
+  writeDelayMs: number;
   /** When set, the fd soft limit must be at least this (checked at start). */
   minOpenFiles: number | undefined;
   logLevel: LogLevel;
@@ -101,6 +107,7 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     slowConsumerBytes: read.int(env, "SLOW_CONSUMER_BYTES", d.slowConsumerBytes, 16 * 1024, 1024 * 1024 * 1024),
     idleTimeoutSeconds,
     drainSeconds: read.num(env, "DRAIN_SECONDS", d.drainSeconds, 0, 3600),
+    writeDelayMs: read.int(env, "WRITE_DELAY_MS", d.writeDelayMs, 0, 1000),
     minOpenFiles,
     logLevel: read.oneOf(env, "LOG_LEVEL", d.logLevel, LOG_LEVELS),
   };

@@ -73,9 +73,18 @@ interface Entry {
   catchingUp: PositionedFrame[] | undefined;
 }
 
+interface PendingWrite {
+  topic: string;
+  frame: Buffer;
+  publishedAt: string | undefined;
+}
+
 export class Fanout {
   private readonly entries = new Map<string, Entry>();
   private readonly offStatus: () => void;
+  /** Frames held for WRITE_DELAY_MS, in order. */
+  private pendingWrites: PendingWrite[] = [];
+  private writeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly app: TemplatedApp,
@@ -83,6 +92,7 @@ export class Fanout {
     private readonly metrics: GatewayMetrics,
     private readonly tracing: Tracing,
     private readonly logger: Logger,
+    private readonly writeDelayMs = 0,
   ) {
     // After a reconnect the last messages may be missing with nothing newer
     // to reveal it, so every positioned topic checks the history once.
@@ -96,6 +106,22 @@ export class Fanout {
 
   stop(): void {
     this.offStatus();
+    this.flushWrites();
+  }
+
+  /**
+   * Writes every held frame now. Called before a socket joins a channel
+   * topic: frames it already got from its recovery (or that precede the
+   * position it was told) must not reach it a second time.
+   */
+  flushWrites(): void {
+    if (this.writeTimer !== undefined) clearTimeout(this.writeTimer);
+    this.writeTimer = undefined;
+    const writes = this.pendingWrites;
+    if (writes.length === 0) return;
+    this.pendingWrites = [];
+    // uWS merges everything published in one tick into one write per socket.
+    for (const w of writes) this.write(w.topic, w.frame, w.publishedAt);
   }
 
   /**
@@ -260,6 +286,11 @@ export class Fanout {
       for (const buffer of entry.recovering) buffer.frames.push(positioned);
     }
     if (recipients === 0) return;
+    const publishedAt = msg?.header(Header.PublishedAt);
+    if (this.writeDelayMs > 0) {
+      this.pendingWrites.push({ topic: entry.topic, frame, publishedAt });
+      this.writeTimer ??= setTimeout(() => this.flushWrites(), this.writeDelayMs);
+    }
     if (tracing.enabled && msg) {
       const parent = extractTraceContext((name) => msg.header(name));
       const span = tracing.tracer.startSpan(
@@ -275,16 +306,20 @@ export class Fanout {
         },
         parent,
       );
-      context.with(parent, () => app.publish(entry.topic, frame, false, false));
+      if (this.writeDelayMs === 0) context.with(parent, () => this.write(entry.topic, frame, publishedAt));
       span.end();
-    } else {
-      app.publish(entry.topic, frame, false, false);
+    } else if (this.writeDelayMs === 0) {
+      this.write(entry.topic, frame, publishedAt);
     }
     metrics.deliveries.inc(recipients);
-    const publishedAt = msg?.header(Header.PublishedAt);
+  }
+
+  /** Hands one frame to uWS pub/sub and records its broker-to-socket latency. */
+  private write(topic: string, frame: Buffer, publishedAt: string | undefined): void {
+    this.app.publish(topic, frame, false, false);
     if (publishedAt !== undefined) {
       const ms = Date.now() - Number(publishedAt);
-      if (ms >= 0 && ms < 3_600_000) metrics.deliveryLatency.observe(ms / 1000);
+      if (ms >= 0 && ms < 3_600_000) this.metrics.deliveryLatency.observe(ms / 1000);
     }
   }
 }
