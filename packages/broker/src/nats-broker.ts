@@ -129,27 +129,35 @@ export class NatsBroker implements Broker {
     }
     this.attempt = 0;
     logger.info({ server: nc.getServer() }, "NATS connected");
+    // Installed first: if nats.js gives up while the stream is being set up,
+    // the broker still starts over.
+    this.watchClose(nc);
     // The mode (history or core NATS) is settled by the first connection and
-    // kept for the process's life; a later fresh connection re-checks the
-    // stream only when history is on.
-    if (!this.modeSettled || this.history) await this.setUpHistory(nc);
+    // kept for the process's life. Once history is on, a fresh connection must
+    // set it up again (on this connection) before the broker reports ready.
+    const historyRequired = this.modeSettled && this.history !== undefined;
+    if (!this.modeSettled || historyRequired) await this.setUpHistory(nc, historyRequired);
+    if (this.closing || nc.isClosed() || this.nc !== nc) return;
     this.modeSettled = true;
     for (const entry of this.entries) this.attach(entry);
     this.setStatus("connected");
-    void this.watch(nc);
+    void this.watchStatus(nc);
   }
 
   /**
    * Creates the history stream before reporting ready, retrying while a
-   * fresh cluster elects its JetStream leader. A server without JetStream
-   * leaves Herald in core-NATS mode (no positions, no recovery).
+   * fresh cluster elects its JetStream leader. On the first connection a
+   * server without JetStream (or one that stays unavailable for
+   * historySetupMs) leaves Herald in core-NATS mode (no positions, no
+   * recovery); once history is on (`required`) it retries for as long as it
+   * takes, since the process's subscriptions and clients rely on it.
    */
-  private async setUpHistory(nc: NatsConnection): Promise<void> {
+  private async setUpHistory(nc: NatsConnection, required: boolean): Promise<void> {
     const { history, subjects, logger } = this.opts;
     if (!history?.enabled || !subjects) return;
     const deadline = Date.now() + this.opts.historySetupMs;
     let delay = 250;
-    while (!this.closing) {
+    while (!this.closing && !nc.isClosed()) {
       try {
         const jsm = await nc.jetstreamManager({ timeout: 5000 });
         this.history = await NatsHistory.ensure(jsm, history, subjects, logger);
@@ -163,18 +171,18 @@ export class NatsBroker implements Broker {
         // that one is retried until historySetupMs.
         const e = err as { code?: string; api_error?: unknown };
         const disabled = (e.code === "503" && e.api_error === undefined) || /not enabled/i.test(message);
-        if (disabled || Date.now() > deadline) {
+        if (!required && (disabled || Date.now() > deadline)) {
           logger.warn({ err: message }, "JetStream history unavailable: running without recovery (core NATS only)");
           return;
         }
-        logger.info({ err: message, retryInMs: delay }, "history stream not ready yet; retrying");
+        (required ? logger.warn : logger.info).call(logger, { err: message, retryInMs: delay }, "history stream not ready yet; retrying");
         await new Promise((r) => setTimeout(r, delay).unref());
         delay = Math.min(delay * 2, 2000);
       }
     }
   }
 
-  private async watch(nc: NatsConnection): Promise<void> {
+  private watchClose(nc: NatsConnection): void {
     const { logger } = this.opts;
     void nc.closed().then((err) => {
       if (err) logger.error({ err: err.message }, "NATS connection closed with error");
@@ -191,6 +199,10 @@ export class NatsBroker implements Broker {
       for (const entry of this.entries) entry.sub = undefined;
       void this.connectLoop();
     });
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    const { logger } = this.opts;
     for await (const s of nc.status()) {
       switch (s.type) {
         case "disconnect":
@@ -212,7 +224,7 @@ export class NatsBroker implements Broker {
   }
 
   private attach(entry: Entry): void {
-    if (!this.nc || !entry.active || entry.sub) return;
+    if (!this.nc || this.nc.isClosed() || this.nc.isDraining() || !entry.active || entry.sub) return;
     const handler = entry.handler;
     const { logger } = this.opts;
     entry.sub = this.nc.subscribe(entry.subject, {

@@ -28,7 +28,7 @@ import {
   type Subjects,
 } from "@herald/core";
 import type { Broker, BrokerHistory } from "@herald/broker";
-import type { Fanout, RecoveryBuffer } from "./fanout.js";
+import { RecoveryBuffer, type Fanout } from "./fanout.js";
 import { channelTopic, type Session } from "./session.js";
 import type { WebSocket } from "./uws.js";
 
@@ -47,6 +47,8 @@ export interface ClientMessageContext {
 
 /** Messages read from the history per round trip while recovering. */
 const RECOVERY_PAGE = 100;
+/** Rounds of "read the history, wait for the fan-out" before a recovering socket joins anyway. */
+const SETTLE_ROUNDS = 4;
 /**
  * Recoveries running at once in one process; more wait their turn. A burst
  * of resumes (a neighbour pod drained, NATS came back) then costs the
@@ -119,10 +121,14 @@ export class ClientMessages {
     s.channels.add(channel);
     const history = this.ctx.broker.history;
     if (!history) {
-      ws.subscribe(topic);
       const ready = this.ctx.fanout.acquire({ topic, subject, head });
+      // Join the topic only with the reply: nothing arrives before `subscribed`.
       void ready.then(() => {
-        if (!s.closed && s.channels.has(channel)) ws.cork(() => ws.send(replyFrame("subscribed", channel, id), false));
+        if (s.closed || !s.channels.has(channel)) return;
+        ws.cork(() => {
+          ws.send(replyFrame("subscribed", channel, id), false);
+          ws.subscribe(topic);
+        });
       });
       return;
     }
@@ -162,16 +168,28 @@ export class ClientMessages {
       ws.subscribe(topic);
       return;
     }
-    const buffer: RecoveryBuffer = { frames: [] };
+    const buffer = new RecoveryBuffer();
     (s.recovering ??= new Map()).set(channel, buffer);
-    this.ctx.fanout.watch(topic, buffer);
     const stillWanted = () => !s.closed && s.recovering?.get(channel) === buffer;
-    const { slowConsumerBytes, metrics } = this.ctx;
+    const { slowConsumerBytes, metrics, fanout } = this.ctx;
+    // The backlog on the socket, or the live frames held for it, past what a
+    // slow consumer may hold: close it (it resumes from what it got) long
+    // before uWS would drop frames or the held frames grow without bound.
+    const tooSlow = () => {
+      if (ws.getBufferedAmount() <= slowConsumerBytes && buffer.bytes <= slowConsumerBytes) return false;
+      metrics.slowConsumerCloses.inc();
+      ws.end(CloseCode.SlowConsumer, "slow consumer");
+      return true;
+    };
     const run = async () => {
+      if (!stillWanted()) return;
+      // From here on every live frame of the topic is kept for this socket;
+      // only now, with a recovery slot, so queued recoveries hold nothing.
+      fanout.watch(topic, buffer);
       await ready;
       if (!stillWanted()) return;
-      // Read the position only after the live subscription is registered, so
-      // every message after it is either in the history or in the buffer.
+      // Read the position only after the live subscription is registered and
+      // watched, so every message after it is in the history or the buffer.
       const newest = await history.lastSeq(r.subject);
       let start = newest;
       let complete = true;
@@ -187,47 +205,67 @@ export class ClientMessages {
       if (!stillWanted()) return;
       if (r.since !== undefined) metrics.recoveries.inc({ result: complete ? "recovered" : "window_exceeded" });
       ws.send(subscribedWithPosition(channel, id, start, complete), false);
+
       let last = start;
-      let backlog = r.since !== undefined;
+      let needRead = r.since !== undefined;
+      // Whether the window still holds `last`: if not, the next message sent
+      // gets a `prev` that shows the client the gap instead of hiding it.
+      let continuous = complete;
+      let checkedAt = start;
       // The window holds at most historyMaxPerChannel messages; twice that
       // leaves room for what is published while reading.
       const maxPages = Math.ceil((2 * this.ctx.historyMaxPerChannel) / RECOVERY_PAGE) + 1;
-      for (let page = 0; page < maxPages; page++) {
-        // Stop reading once the live stream continues from what was sent. A
-        // first live frame whose `prev` is ahead means the stream missed
-        // messages (interest reached a clustered stream late): read those too.
-        const live = buffer.frames.find((f) => f.seq > last);
-        if (live ? live.prev <= last : !backlog) break;
-        const messages = await history.read(r.subject, last, RECOVERY_PAGE);
-        if (!stillWanted()) return;
-        if (messages.length === 0) break; // nothing more stored: what is missing has left the window
-        ws.cork(() => {
-          for (const m of messages) {
-            if (m.seq <= last) continue;
-            ws.send(messageFrame(head, m.data, m.seq, last), false);
-            last = m.seq;
+      let pages = 0;
+      for (let round = 0; round < SETTLE_ROUNDS; round++) {
+        while (pages < maxPages) {
+          // Read until the live stream continues from what was sent. A first
+          // live frame whose `prev` is ahead means the stream skipped
+          // messages (interest reached a clustered stream late): read those too.
+          const live = buffer.firstAfter(last);
+          if (live ? live.prev <= last : !needRead) break;
+          if (last !== checkedAt) {
+            continuous = await history.reaches(r.subject, last);
+            checkedAt = last;
           }
-        });
-        backlog = messages.length === RECOVERY_PAGE;
-        // A client that cannot take its backlog is a slow consumer: close it
-        // (it resumes from what it got) long before uWS would drop frames.
-        if (ws.getBufferedAmount() > slowConsumerBytes) {
-          metrics.slowConsumerCloses.inc();
-          ws.end(CloseCode.SlowConsumer, "slow consumer");
-          return;
+          const messages = await history.read(r.subject, last, RECOVERY_PAGE);
+          pages++;
+          if (!stillWanted()) return;
+          if (messages.length === 0) break; // nothing more stored: what is missing has left the window
+          ws.cork(() => {
+            for (const m of messages) {
+              if (m.seq <= last) continue;
+              const prev = continuous ? last : m.seq - 1;
+              continuous = true;
+              ws.send(messageFrame(head, m.data, m.seq, prev), false);
+              last = m.seq;
+            }
+          });
+          checkedAt = last;
+          needRead = messages.length === RECOVERY_PAGE;
+          buffer.dropThrough(last);
+          if (tooSlow()) return;
         }
+        // This process's delivery of the topic must have reached `last` before
+        // the socket joins it, or frames it already has would come again.
+        await fanout.settle(topic, last);
+        if (!stillWanted()) return;
+        const live = buffer.firstAfter(last);
+        if (!live || live.prev <= last) break;
+        needRead = true; // the live stream is ahead of the history read: fill the gap
       }
+      buffer.dropThrough(last);
+      if (tooSlow()) return;
+      // Held frames and the join in one go: nothing can slip in between.
       ws.cork(() => {
-        for (const f of buffer.frames) {
+        for (const f of [...buffer.frames].sort((a, b) => a.seq - b.seq)) {
           if (f.seq <= last) continue;
           ws.send(f.frame, false);
           last = f.seq;
         }
-        this.ctx.fanout.flushWrites();
-        this.ctx.fanout.joined(topic, last);
+        fanout.flushWrites();
         ws.subscribe(topic);
       });
-      this.ctx.fanout.unwatch(topic, buffer);
+      fanout.unwatch(topic, buffer);
       s.recovering?.delete(channel);
     };
     this.recoveries(run).catch((err: unknown) => {

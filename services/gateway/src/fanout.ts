@@ -43,8 +43,29 @@ export interface Destination {
  * Live frames collected for one socket while its recovery backlog is read,
  * so nothing published meanwhile is lost or sent out of order.
  */
-export interface RecoveryBuffer {
-  frames: PositionedFrame[];
+export class RecoveryBuffer {
+  frames: PositionedFrame[] = [];
+  /** Bytes held in `frames`: a recovery that falls this far behind is a slow consumer. */
+  bytes = 0;
+
+  push(f: PositionedFrame): void {
+    this.frames.push(f);
+    this.bytes += f.frame.length;
+  }
+
+  /** The first held frame after position `last`. */
+  firstAfter(last: number): PositionedFrame | undefined {
+    let first: PositionedFrame | undefined;
+    for (const f of this.frames) if (f.seq > last && (!first || f.seq < first.seq)) first = f;
+    return first;
+  }
+
+  /** Forgets frames at or before `last` (already sent from the history). */
+  dropThrough(last: number): void {
+    if (!this.frames.some((f) => f.seq <= last)) return;
+    this.frames = this.frames.filter((f) => f.seq > last);
+    this.bytes = this.frames.reduce((n, f) => n + f.frame.length, 0);
+  }
 }
 
 export interface PositionedFrame {
@@ -71,6 +92,8 @@ interface Entry {
   lastSeq: number;
   /** Set while missed messages are read back; live frames wait here. */
   catchingUp: PositionedFrame[] | undefined;
+  /** Settles when the running catch-up has finished. */
+  caughtUp: Promise<void> | undefined;
 }
 
 interface PendingWrite {
@@ -143,6 +166,7 @@ export class Fanout {
       recovering: undefined,
       lastSeq: 0,
       catchingUp: undefined,
+      caughtUp: undefined,
     };
     entry.sub = this.broker.subscribe(dest.subject, (msg) => this.deliver(entry, msg));
     this.entries.set(dest.topic, entry);
@@ -172,13 +196,29 @@ export class Fanout {
   }
 
   /**
-   * A recovered socket joins `topic` having been sent everything up to
-   * `last`. On a topic that has delivered nothing yet, that becomes its
-   * position, so a gap before its first live message is caught up as well.
+   * Resolves once this process has delivered `topic` at least up to `last`,
+   * the position a recovering socket has been sent up to: only then may it
+   * join the topic, or frames it already has would reach it again (a
+   * catch-up still running, live copies still in flight behind the history
+   * read). A topic behind `last` is caught up from the history now; one that
+   * has delivered nothing, with nobody on it and no other recovery in
+   * flight, simply takes `last` as its position.
    */
-  joined(topic: string, last: number): void {
+  async settle(topic: string, last: number): Promise<void> {
     const entry = this.entries.get(topic);
-    if (entry && entry.lastSeq === 0 && !entry.catchingUp && this.app.numSubscribers(topic) === 0) entry.lastSeq = last;
+    if (!entry?.historySubject) return;
+    for (let round = 0; round < 3 && this.entries.get(topic) === entry; round++) {
+      if (entry.catchingUp) {
+        await entry.caughtUp;
+        continue;
+      }
+      if (entry.lastSeq >= last) return;
+      if (entry.lastSeq === 0 && this.app.numSubscribers(topic) === 0 && (entry.recovering?.size ?? 0) <= 1) {
+        entry.lastSeq = last;
+        return;
+      }
+      this.catchUp(entry, []);
+    }
   }
 
   /** Starts collecting live frames of `topic` for a socket in recovery. */
@@ -230,6 +270,8 @@ export class Fanout {
     const subject = entry.historySubject;
     if (!history || !subject) return;
     entry.catchingUp = waiting;
+    let caughtUp!: () => void;
+    entry.caughtUp = new Promise<void>((resolve) => (caughtUp = resolve));
     const from = entry.lastSeq;
     // Released (and perhaps re-created for new sockets) meanwhile: this entry
     // must not publish into the topic any more.
@@ -237,11 +279,18 @@ export class Fanout {
     const run = async () => {
       let count = 0;
       for (let page = 0; page < CATCH_UP_MAX_PAGES; page++) {
+        // When the window no longer holds the last delivered message, what
+        // follows may not follow on: its `prev` must not claim it does, or
+        // clients would never notice the gap.
+        const continuous = entry.lastSeq === 0 || (await history.reaches(subject, entry.lastSeq));
         const messages = await history.read(subject, entry.lastSeq, CATCH_UP_PAGE);
         if (!current()) return;
+        let first = true;
         for (const m of messages) {
           if (m.seq <= entry.lastSeq) continue;
-          this.emit(entry, m.seq, entry.lastSeq, messageFrame(entry.head, m.data, m.seq, entry.lastSeq), undefined);
+          const prev = continuous || !first ? entry.lastSeq : m.seq - 1;
+          first = false;
+          this.emit(entry, m.seq, prev, messageFrame(entry.head, m.data, m.seq, prev), undefined);
           entry.lastSeq = m.seq;
           count++;
         }
@@ -258,13 +307,16 @@ export class Fanout {
       .finally(() => {
         const pending = entry.catchingUp ?? [];
         entry.catchingUp = undefined;
-        if (!current()) return;
-        pending.sort((a, b) => a.seq - b.seq);
-        for (const p of pending) {
-          if (p.seq <= entry.lastSeq) continue;
-          entry.lastSeq = p.seq;
-          this.emit(entry, p.seq, p.prev, p.frame, undefined);
+        entry.caughtUp = undefined;
+        if (current()) {
+          pending.sort((a, b) => a.seq - b.seq);
+          for (const p of pending) {
+            if (p.seq <= entry.lastSeq) continue;
+            entry.lastSeq = p.seq;
+            this.emit(entry, p.seq, p.prev, p.frame, undefined);
+          }
         }
+        caughtUp();
       });
   }
 
@@ -283,7 +335,7 @@ export class Fanout {
     const { app, metrics, tracing } = this;
     if (seq !== undefined && entry.recovering) {
       const positioned = { seq, prev, frame };
-      for (const buffer of entry.recovering) buffer.frames.push(positioned);
+      for (const buffer of entry.recovering) buffer.push(positioned);
     }
     if (recipients === 0) return;
     const publishedAt = msg?.header(Header.PublishedAt);
