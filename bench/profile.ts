@@ -56,7 +56,7 @@ export function summarise(profile: CpuProfile, fromUs = -Infinity, toUs = Infini
     const us = self.get(n.id) ?? 0;
     if (us === 0) continue;
     total += us;
-    const url = n.callFrame.url.replace(/^file:\/\//, "").replace(ROOT + "/", "");
+    const url = n.callFrame.url.replace(/^file:\/\//, "").replace(ROOT, "");
     const where = url ? `${url}:${n.callFrame.lineNumber + 1}` : "";
     const name = n.callFrame.functionName || "(anonymous)";
     const key = `${name}@${where}`;
