@@ -123,6 +123,17 @@ describe("gateway resilience", { skip }, () => {
     assert.ok(c.isOpen);
   });
 
+  test("a second gateway on a port already in use exits 1 instead of silently sharing it (no SO_REUSEPORT)", async () => {
+    const first = await startGateway({ JWT_SECRET: TEST_SECRET });
+    gateways.push(first);
+    const second = await startGateway({ JWT_SECRET: TEST_SECRET, GATEWAY_PORT: String(first.port) }, { waitFor: "none" });
+    gateways.push(second);
+    const exit = await withTimeout(second.exited, 10_000, "second gateway exit");
+    assert.equal(exit.code, 1);
+    assert.ok(second.logs.some((l) => l.includes(`cannot listen on 127.0.0.1:${first.port}`)), second.logs.join("\n"));
+    assert.equal((await httpGet(`${first.url}/healthz`)).status, 200, "the first one keeps its port");
+  });
+
   test("SIGTERM drains: readyz 503 / listener closed, clients get 1001, exit 0 within DRAIN_SECONDS + margin", async () => {
     const nats = await startNats();
     servers.push(nats);

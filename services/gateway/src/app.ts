@@ -37,7 +37,7 @@ import { IpLimiter } from "./ip-limiter.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { channelTopic, userTopicOf, type Session } from "./session.js";
 import { findToken } from "./token.js";
-import { uws, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket } from "./uws.js";
+import { LISTEN_EXCLUSIVE_PORT, uws, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket } from "./uws.js";
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -70,6 +70,9 @@ export function hardFrameCap(maxPayloadBytes: number): number {
 export function backpressureCap(slowConsumerBytes: number): number {
   return Math.max(slowConsumerBytes * 8, 8 * 1024 * 1024);
 }
+
+/** uWS.js takes (host, port, options, cb) too; its types only list (port, options, cb). */
+type ListenWithHost = (host: string, port: number, options: number, cb: (ls: us_listen_socket | false) => void) => TemplatedApp;
 
 /** How often expired tokens and slow consumers are looked for. */
 const SWEEP_INTERVAL_MS = 250;
@@ -307,9 +310,13 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const listenOn = (a: TemplatedApp, port: number): Promise<us_listen_socket> =>
     new Promise((resolve, reject) => {
       const done = (ls: us_listen_socket | false) =>
-        ls ? resolve(ls) : reject(new Error(`cannot listen on ${config.host ?? "*"}:${port}`));
-      if (config.host) a.listen(config.host, port, done);
-      else a.listen(port, done);
+        ls ? resolve(ls) : reject(new Error(`cannot listen on ${config.host ?? "*"}:${port} (in use by another process, or not permitted)`));
+      // Exclusive: uWS otherwise sets SO_REUSEPORT, and a second gateway on
+      // the same port would silently share it (the kernel splitting new
+      // connections between the two) instead of failing to start.
+      const exclusive = LISTEN_EXCLUSIVE_PORT;
+      if (config.host) (a.listen as unknown as ListenWithHost)(config.host, port, exclusive, done);
+      else a.listen(port, exclusive, done);
     });
 
   const closeListeners = () => {

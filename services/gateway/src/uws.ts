@@ -53,3 +53,13 @@ function loadNative(): typeof UwsTypes {
 }
 
 export const uws = loadNative();
+
+/**
+ * Listen option that turns SO_REUSEPORT off. The native module exports it at
+ * its top level; the bundled types only describe it as the ListenOptions enum.
+ */
+export const LISTEN_EXCLUSIVE_PORT: UwsTypes.ListenOptions = (() => {
+  const value = (uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT?: UwsTypes.ListenOptions }).LIBUS_LISTEN_EXCLUSIVE_PORT;
+  if (value === undefined) throw new UwsLoadError("the native uWebSockets.js build has no LIBUS_LISTEN_EXCLUSIVE_PORT");
+  return value;
+})();
