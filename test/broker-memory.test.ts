@@ -36,8 +36,10 @@ describe("memory broker history", () => {
     const h = broker.history!;
     assert.deepEqual((await h.read("herald.ch.a", 0, 2)).map(text), ["a2", "a3"], "the window keeps 3: a1 is gone; pages of 2");
     assert.deepEqual((await h.read("herald.ch.a", seqs[2]!, 10)).map(text), ["a4"]);
-    assert.equal(await h.reaches("herald.ch.a", seqs[0]!), false, "a1 has left the window");
+    assert.equal(await h.reaches("herald.ch.a", 0), false, "a1 has left the window: a client at 0 missed it");
+    assert.equal(await h.reaches("herald.ch.a", seqs[0]!), true, "a client that saw a1 missed nothing that was dropped");
     assert.equal(await h.reaches("herald.ch.a", seqs[1]!), true);
+    assert.equal(await h.reaches("herald.ch.b", 0), true, "nothing dropped on b");
     assert.equal(await h.lastSeq("herald.ch.a"), seqs[3]);
     await broker.close();
   });

@@ -157,6 +157,38 @@ describe("recovery with JetStream history", { skip: missingBuild(GATEWAY_MAIN) }
   });
 });
 
+describe("positions whose messages expired by age", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  test("a client at position 0 whose channel's messages have expired is told recovered: false", async (t) => {
+    const nats = await startNats({ jetstream: true });
+    t.after(() => nats.stop());
+    const env = { NATS_URL: nats.url, JWT_SECRET: TEST_SECRET, SUBJECT_PREFIX: "aged", HISTORY_STREAM: "AGED", HISTORY_MAX_AGE_SECONDS: "1" };
+    const gw = await startGateway({ ...env, NATS_NAME: uniqueName("gw-aged") });
+    t.after(() => gw.stop());
+    const tok = await hsToken({ sub: "away", channels: ["quiet"] });
+    const a = await connect(gw.wsUrl, { token: tok });
+    t.after(() => a.terminate());
+    const first = await a.request({ type: "subscribe", channel: "quiet", id: 1 });
+    assert.equal(first.seq, 0, "an empty channel starts at 0");
+    await a.close();
+
+    // Published and expired while the client was away.
+    const nc = await natsConnect({ servers: nats.url, name: "aged-publisher" });
+    t.after(() => nc.close());
+    await nc.jetstream().publish("aged.ch.quiet", new TextEncoder().encode('{"missed":true}'));
+    const jsm = await nc.jetstreamManager();
+    await waitFor(async () => (await jsm.streams.info("AGED")).state.messages === 0, {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      message: "the message expired from the stream",
+    });
+
+    const b = await connect(gw.wsUrl, { token: tok });
+    t.after(() => b.terminate());
+    const resumed = await b.request({ type: "subscribe", channel: "quiet", id: 2, since: 0 });
+    assert.equal(resumed.recovered, false, "the window no longer reaches back to 0: the client must be told");
+  });
+});
+
 describe("WRITE_DELAY_MS (frames held and written together)", { skip: missingBuild(GATEWAY_MAIN) }, () => {
   test("held frames arrive in order, and a socket joining while frames are held never gets them twice", async (t) => {
     const nats = await startNats({ jetstream: true });

@@ -36,6 +36,10 @@ const DUPLICATE_WINDOW_MS = 120_000;
 class MemoryHistory implements BrokerHistory {
   private seq = 0;
   private readonly bySubject = new Map<string, Stored[]>();
+  /** Highest position dropped from each subject's window (by age or count). */
+  private readonly dropped = new Map<string, number>();
+  /** The same for subjects the sweep has forgotten (empty windows): one bound for all of them. */
+  private forgottenDropped = 0;
   /** Herald-Id -> when it was stored (insertion order = time order). */
   private readonly recentIds = new Map<string, number>();
 
@@ -73,7 +77,7 @@ class MemoryHistory implements BrokerHistory {
     const seq = ++this.seq;
     const stamped = { ...headers, [Header.Sequence]: String(seq), [Header.LastSequence]: String(last) };
     list.push({ seq, data, at: Date.now(), header: headerReader(stamped) });
-    if (list.length > this.config.maxPerChannel) list.shift();
+    if (list.length > this.config.maxPerChannel) this.dropped.set(subject, list.shift()!.seq);
     this.bySubject.set(subject, list);
     return stamped;
   }
@@ -83,7 +87,7 @@ class MemoryHistory implements BrokerHistory {
     const list = this.bySubject.get(subject);
     if (!list) return undefined;
     const oldest = Date.now() - this.config.maxAgeSeconds * 1000;
-    while (list.length > 0 && list[0]!.at < oldest) list.shift();
+    while (list.length > 0 && list[0]!.at < oldest) this.dropped.set(subject, list.shift()!.seq);
     return list;
   }
 
@@ -93,8 +97,8 @@ class MemoryHistory implements BrokerHistory {
   }
 
   async reaches(subject: string, after: number): Promise<boolean> {
-    const list = this.trim(subject) ?? [];
-    return after === 0 ? list.length < this.config.maxPerChannel : list.some((m) => m.seq === after);
+    this.trim(subject);
+    return (this.dropped.get(subject) ?? this.forgottenDropped) <= after;
   }
 
   async read(subject: string, after: number, limit: number): Promise<StoredMessage[]> {
@@ -114,7 +118,10 @@ class MemoryHistory implements BrokerHistory {
    */
   sweep(): void {
     for (const [subject, list] of this.bySubject) {
-      if ((this.trim(subject) ?? list).length === 0) this.bySubject.delete(subject);
+      if ((this.trim(subject) ?? list).length > 0) continue;
+      this.bySubject.delete(subject);
+      this.forgottenDropped = Math.max(this.forgottenDropped, this.dropped.get(subject) ?? 0);
+      this.dropped.delete(subject);
     }
   }
 }

@@ -16,6 +16,8 @@ type DirectJetStreamManager = JetStreamManager & {
 import type { BrokerHistory, StoredMessage } from "./broker.js";
 
 const NANOS_PER_SECOND = 1_000_000_000;
+/** How long a Herald-Id (Idempotency-Key) is remembered for deduplication. */
+const DUPLICATE_WINDOW_SECONDS = 120;
 
 class Stored implements StoredMessage {
   constructor(private readonly m: StoredMsg) {}
@@ -51,7 +53,8 @@ export class NatsHistory implements BrokerHistory {
       max_msgs_per_subject: config.maxPerChannel,
       num_replicas: config.replicas,
       allow_direct: true,
-      duplicate_window: 120 * NANOS_PER_SECOND,
+      // JetStream refuses a duplicate window longer than max_age.
+      duplicate_window: Math.min(DUPLICATE_WINDOW_SECONDS, config.maxAgeSeconds) * NANOS_PER_SECOND,
       republish: { src: subjects.allChannels(), dest: subjects.allLive() },
     };
     try {
@@ -80,8 +83,20 @@ export class NatsHistory implements BrokerHistory {
     }
   }
 
+  /**
+   * Both ways JetStream drops messages are first-in first-out: by age across
+   * the stream (lowest sequences first) and by count within one subject. So
+   * the window still reaches back to `after` when the message at `after` is
+   * still stored, or when nothing at or after `after` has been dropped by
+   * age (the stream's first sequence is not past it) and the subject is
+   * below its count limit (so no count drop ever hit a message the age
+   * limit kept).
+   */
   async reaches(subject: string, after: number): Promise<boolean> {
-    return after === 0 ? (await this.count(subject)) < this.config.maxPerChannel : this.holds(subject, after);
+    if (after > 0 && (await this.holds(subject, after))) return true;
+    const info = await this.jsm.streams.info(this.config.stream, { subjects_filter: subject });
+    const count = info.state.subjects?.[subject] ?? 0;
+    return info.state.first_seq <= after + 1 && count < this.config.maxPerChannel;
   }
 
   async read(subject: string, after: number, limit: number): Promise<StoredMessage[]> {
@@ -110,10 +125,5 @@ export class NatsHistory implements BrokerHistory {
       if (isNotFound(err)) return false;
       throw err;
     }
-  }
-
-  private async count(subject: string): Promise<number> {
-    const info = await this.jsm.streams.info(this.config.stream, { subjects_filter: subject });
-    return info.state.subjects?.[subject] ?? 0;
   }
 }
