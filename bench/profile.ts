@@ -10,7 +10,11 @@
  *   is installed (Debian: linux-perf). JavaScript shows up there as
  *   "[JIT] tid"; V8's view above breaks that part down.
  *
- *   node --import tsx bench/profile.ts [--connections 10000] [--rate 100] [--size 64] [--seconds 10] [--out bench/results]
+ * With perf it also counts the gateway's send syscalls (sendto/write/
+ * writev tracepoints) over the window: frames delivered per syscall shows
+ * what WRITE_DELAY_MS (`--write-delay`) saves.
+ *
+ *   node --import tsx bench/profile.ts [--connections 10000] [--rate 100] [--size 64] [--seconds 10] [--write-delay 0] [--out bench/results]
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -90,6 +94,19 @@ function perfReport(file: string, key: "dso" | "sym", top: number): Array<{ pct:
   return rows;
 }
 
+/** Tracepoints of the syscalls uWS writes sockets with. */
+const SEND_SYSCALLS = ["syscalls:sys_enter_sendto", "syscalls:sys_enter_write", "syscalls:sys_enter_writev"];
+
+/** Sum of the counts in a `perf stat -x ,` file (tracepoints that could not be counted are skipped). */
+function sendSyscalls(file: string): number {
+  let total = 0;
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    const [count, , event] = line.split(",");
+    if (event && SEND_SYSCALLS.includes(event) && /^\d+$/.test(count ?? "")) total += Number(count);
+  }
+  return total;
+}
+
 async function stopPerf(perf: ChildProcess): Promise<void> {
   if (perf.exitCode !== null) return;
   const done = new Promise((r) => perf.once("exit", r));
@@ -104,14 +121,20 @@ async function main(): Promise<void> {
       rate: { type: "string", default: "100" },
       size: { type: "string", default: "64" },
       seconds: { type: "string", default: "10" },
+      "write-delay": { type: "string", default: "0" },
       out: { type: "string", default: join(ROOT, "bench/results") },
     },
   });
+  const writeDelay = Number(values["write-delay"]);
   const dir = mkdtempSync(join(tmpdir(), "herald-prof-"));
-  const t = await startHerald(1, { nodeArgs: ["--cpu-prof", "--cpu-prof-dir", dir, "--perf-basic-prof-only-functions"] });
+  const t = await startHerald(1, {
+    nodeArgs: ["--cpu-prof", "--cpu-prof-dir", dir, "--perf-basic-prof-only-functions"],
+    env: { WRITE_DELAY_MS: String(writeDelay) },
+  });
   const gatewayPid = t.spec.serverPids[0]!;
   const lg = new LoadGen(t.spec, 2);
   const perfFile = join(dir, "perf.data");
+  const statFile = join(dir, "syscalls.csv");
   const usePerf = perfAvailable();
   let phase;
   let fromUs = 0;
@@ -123,10 +146,14 @@ async function main(): Promise<void> {
     const perf = usePerf
       ? spawn("perf", ["record", "-e", "cpu-clock", "-F", "499", "-g", "-p", String(gatewayPid), "-o", perfFile], { stdio: "ignore" })
       : undefined;
+    const counter = usePerf
+      ? spawn("perf", ["stat", "-x", ",", "-o", statFile, "-e", SEND_SYSCALLS.join(","), "-p", String(gatewayPid)], { stdio: "ignore" })
+      : undefined;
     fromUs = monotonicMicros();
     phase = await lg.phase({ rate: Number(values.rate), size: Number(values.size), seconds: Number(values.seconds) });
     toUs = monotonicMicros();
     if (perf) await stopPerf(perf);
+    if (counter) await stopPerf(counter);
   } finally {
     await lg.stop();
     await t.stop();
@@ -144,9 +171,18 @@ async function main(): Promise<void> {
       `${phase.deliveriesPerSecond.toLocaleString("en-US")} deliveries/s, p99 ${phase.latencyMs.p99} ms, gateway CPU ${phase.serverCpuPercent}% of one core. ` +
       `Only the fan-out window (${windowSeconds.toFixed(1)} s) is counted; connection setup is left out.`,
     "",
-    `Command: \`node --import tsx bench/profile.ts --connections ${values.connections} --rate ${values.rate} --size ${values.size} --seconds ${values.seconds}\``,
+    `Command: \`node --import tsx bench/profile.ts --connections ${values.connections} --rate ${values.rate} --size ${values.size} --seconds ${values.seconds}${writeDelay > 0 ? ` --write-delay ${writeDelay}` : ""}\``,
     "",
   ];
+  const sends = existsSync(statFile) ? sendSyscalls(statFile) : undefined;
+  if (sends !== undefined && sends > 0) {
+    const frames = phase.deliveriesPerSecond * windowSeconds;
+    md.push(
+      `Send syscalls (sendto + write + writev) in the window: ${Math.round(sends / windowSeconds).toLocaleString("en-US")}/s, ` +
+        `${(frames / sends).toFixed(2)} frames delivered per syscall (WRITE_DELAY_MS=${writeDelay}).`,
+      "",
+    );
+  }
   if (usePerf && existsSync(perfFile)) {
     const dsos = perfReport(perfFile, "dso", 8);
     const syms = perfReport(perfFile, "sym", 20);
@@ -183,7 +219,8 @@ async function main(): Promise<void> {
   );
   const text = md.join("\n");
   mkdirSync(values.out, { recursive: true });
-  const outFile = join(values.out, `profile-broadcast-${values.size}B-${values.rate}.md`);
+  const conns = values.connections === "10000" ? "" : `-c${values.connections}`;
+  const outFile = join(values.out, `profile-broadcast-${values.size}B-${values.rate}${conns}${writeDelay > 0 ? `-delay${writeDelay}` : ""}.md`);
   writeFileSync(outFile, text);
   process.stdout.write(text + `\nwrote ${outFile}\n`);
 }
