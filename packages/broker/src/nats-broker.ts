@@ -175,7 +175,7 @@ export class NatsBroker implements Broker {
           logger.warn({ err: message }, "JetStream history unavailable: running without recovery (core NATS only)");
           return;
         }
-        (required ? logger.warn : logger.info).call(logger, { err: message, retryInMs: delay }, "history stream not ready yet; retrying");
+        logger[required ? "warn" : "info"]({ err: message, retryInMs: delay }, "history stream not ready yet; retrying");
         await new Promise((r) => setTimeout(r, delay).unref());
         delay = Math.min(delay * 2, 2000);
       }

@@ -11,7 +11,7 @@ export type RequestId = string | number;
 export type ClientFrame =
   | { type: "subscribe"; channel: string; id?: RequestId; since?: number }
   | { type: "unsubscribe"; channel: string; id?: RequestId }
-  | { type: "publish"; channel: string; data: unknown; id?: RequestId; /** `data` as JSON text, encoded once while parsing. */ payload: string }
+  | { type: "publish"; channel: string; id?: RequestId; /** The frame's `data`, as JSON text. */ payload: string }
   | { type: "ping"; id?: RequestId };
 
 export type ClientFrameType = ClientFrame["type"];
@@ -64,17 +64,16 @@ export function parseClientFrame(text: string): ClientFrame {
       const channel = frame["channel"];
       if (typeof channel !== "string") throw new FrameError("bad_request", "channel must be a string", id);
       if (!("data" in frame)) throw new FrameError("bad_request", "publish needs data", id);
-      const data = frame["data"];
       // JSON.parse copes with any nesting depth, JSON.stringify recurses and
       // throws RangeError on a few thousand levels: catch it here, as a bad
       // frame, instead of letting it escape a socket handler.
       let payload: string;
       try {
-        payload = JSON.stringify(data ?? null);
+        payload = JSON.stringify(frame["data"] ?? null);
       } catch {
         throw new FrameError("bad_request", "data is nested too deeply", id);
       }
-      return id === undefined ? { type, channel, data, payload } : { type, channel, data, payload, id };
+      return id === undefined ? { type, channel, payload } : { type, channel, payload, id };
     }
     case "ping":
       return id === undefined ? { type } : { type, id };
@@ -84,17 +83,17 @@ export function parseClientFrame(text: string): ClientFrame {
 }
 
 /** Frames up to this size have their id read back when they are refused unparsed. */
-export const PEEK_ID_MAX_BYTES = 4096;
+const PEEK_ID_MAX_BYTES = 4096;
 
 /**
  * The request id of a frame that is refused before it is handled (rate
  * limited), so the client can tell which request failed and retry it.
  * Large or malformed frames get none: refusing must stay cheap.
  */
-export function peekRequestId(text: string): RequestId | undefined {
-  if (text.length > PEEK_ID_MAX_BYTES) return undefined;
+export function peekRequestId(frame: ArrayBuffer): RequestId | undefined {
+  if (frame.byteLength > PEEK_ID_MAX_BYTES) return undefined;
   try {
-    const id = (JSON.parse(text) as { id?: unknown } | null)?.id;
+    const id = (JSON.parse(Buffer.from(frame).toString("utf8")) as { id?: unknown } | null)?.id;
     return validId(id) ? id : undefined;
   } catch {
     return undefined;

@@ -12,7 +12,6 @@ import {
   closeCodeLabel,
   createGatewayMetrics,
   newRegistry,
-  PEEK_ID_MAX_BYTES,
   peekRequestId,
   redactQuery,
   userMessageHead,
@@ -154,7 +153,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       const peer = addressText(res.getRemoteAddress());
       // Only a trusted proxy's X-Forwarded-For counts, and then every line of
       // it: a proxy that appends its own line keeps the client's first one.
-      const ip = config.trustedProxies.trusts(peer) ? config.trustedProxies.clientIp(peer, forwardedFor(req)) : peer;
+      const ip = config.trustedProxies.clientIp(peer, () => forwardedFor(req));
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -239,7 +238,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
           ws.end(CloseCode.RateLimited, "rate limited");
         } else {
           // The id lets the client retry exactly the request that was refused.
-          const id = isBinary || message.byteLength > PEEK_ID_MAX_BYTES ? undefined : peekRequestId(Buffer.from(message).toString("utf8"));
+          const id = isBinary ? undefined : peekRequestId(message);
           messages.error(ws, "rate_limited", "too many messages, slow down", id);
         }
         return;
@@ -314,9 +313,8 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       // Exclusive: uWS otherwise sets SO_REUSEPORT, and a second gateway on
       // the same port would silently share it (the kernel splitting new
       // connections between the two) instead of failing to start.
-      const exclusive = LISTEN_EXCLUSIVE_PORT;
-      if (config.host) (a.listen as unknown as ListenWithHost)(config.host, port, exclusive, done);
-      else a.listen(port, exclusive, done);
+      if (config.host) (a.listen as unknown as ListenWithHost)(config.host, port, LISTEN_EXCLUSIVE_PORT, done);
+      else a.listen(port, LISTEN_EXCLUSIVE_PORT, done);
     });
 
   const closeListeners = () => {

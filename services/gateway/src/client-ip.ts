@@ -39,9 +39,14 @@ export class TrustedProxies {
     return family !== 0 && this.list.check(ip, family === 4 ? "ipv4" : "ipv6");
   }
 
-  /** Client address from the peer address and the X-Forwarded-For header value. */
-  clientIp(peer: string, forwardedFor: string): string {
-    if (!this.trusts(peer) || forwardedFor === "") return peer;
+  /**
+   * Client address from the peer address and the X-Forwarded-For header,
+   * which is only read (`readForwardedFor`) when the peer is trusted.
+   */
+  clientIp(peer: string, readForwardedFor: () => string): string {
+    if (!this.trusts(peer)) return peer;
+    const forwardedFor = readForwardedFor();
+    if (forwardedFor === "") return peer;
     const hops = forwardedFor.split(",").map((s) => s.trim());
     for (let i = hops.length - 1; i >= 0; i--) {
       const hop = hops[i]!;

@@ -211,7 +211,6 @@ export class ClientMessages {
       // Whether the window still holds `last`: if not, the next message sent
       // gets a `prev` that shows the client the gap instead of hiding it.
       let continuous = complete;
-      let checkedAt = start;
       // The window holds at most historyMaxPerChannel messages; twice that
       // leaves room for what is published while reading.
       const maxPages = Math.ceil((2 * this.ctx.historyMaxPerChannel) / RECOVERY_PAGE) + 1;
@@ -223,10 +222,7 @@ export class ClientMessages {
           // messages (interest reached a clustered stream late): read those too.
           const live = buffer.firstAfter(last);
           if (live ? live.prev <= last : !needRead) break;
-          if (last !== checkedAt) {
-            continuous = await history.reaches(r.subject, last);
-            checkedAt = last;
-          }
+          if (last !== start) continuous = await history.reaches(r.subject, last);
           const messages = await history.read(r.subject, last, RECOVERY_PAGE);
           pages++;
           if (!stillWanted()) return;
@@ -240,7 +236,6 @@ export class ClientMessages {
               last = m.seq;
             }
           });
-          checkedAt = last;
           needRead = messages.length === RECOVERY_PAGE;
           buffer.dropThrough(last);
           if (tooSlow()) return;

@@ -55,9 +55,7 @@ export class RecoveryBuffer {
 
   /** The first held frame after position `last`. */
   firstAfter(last: number): PositionedFrame | undefined {
-    let first: PositionedFrame | undefined;
-    for (const f of this.frames) if (f.seq > last && (!first || f.seq < first.seq)) first = f;
-    return first;
+    return firstAfter(this.frames, last);
   }
 
   /** Forgets frames at or before `last` (already sent from the history). */
@@ -66,6 +64,13 @@ export class RecoveryBuffer {
     this.frames = this.frames.filter((f) => f.seq > last);
     this.bytes = this.frames.reduce((n, f) => n + f.frame.length, 0);
   }
+}
+
+/** The frame with the lowest position after `last`. */
+function firstAfter(frames: readonly PositionedFrame[], last: number): PositionedFrame | undefined {
+  let first: PositionedFrame | undefined;
+  for (const f of frames) if (f.seq > last && (!first || f.seq < first.seq)) first = f;
+  return first;
 }
 
 export interface PositionedFrame {
@@ -295,7 +300,7 @@ export class Fanout {
           count++;
         }
         // Caught up once the oldest waiting live frame follows on.
-        const next = entry.catchingUp?.reduce<PositionedFrame | undefined>((a, b) => (a && a.seq < b.seq ? a : b), undefined);
+        const next = firstAfter(entry.catchingUp ?? [], entry.lastSeq);
         if (messages.length < CATCH_UP_PAGE || (next && next.prev <= entry.lastSeq)) break;
       }
       if (count > 0) this.logger.info({ topic: entry.topic, from, to: entry.lastSeq, count }, "caught up missed messages");
@@ -332,17 +337,13 @@ export class Fanout {
     msg: BrokerMessage | undefined,
     recipients = this.app.numSubscribers(entry.topic),
   ): void {
-    const { app, metrics, tracing } = this;
+    const { metrics, tracing } = this;
     if (seq !== undefined && entry.recovering) {
       const positioned = { seq, prev, frame };
       for (const buffer of entry.recovering) buffer.push(positioned);
     }
     if (recipients === 0) return;
     const publishedAt = msg?.header(Header.PublishedAt);
-    if (this.writeDelayMs > 0) {
-      this.pendingWrites.push({ topic: entry.topic, frame, publishedAt });
-      this.writeTimer ??= setTimeout(() => this.flushWrites(), this.writeDelayMs);
-    }
     if (tracing.enabled && msg) {
       const parent = extractTraceContext((name) => msg.header(name));
       const span = tracing.tracer.startSpan(
@@ -358,12 +359,19 @@ export class Fanout {
         },
         parent,
       );
-      if (this.writeDelayMs === 0) context.with(parent, () => this.write(entry.topic, frame, publishedAt));
+      context.with(parent, () => this.send(entry.topic, frame, publishedAt));
       span.end();
-    } else if (this.writeDelayMs === 0) {
-      this.write(entry.topic, frame, publishedAt);
+    } else {
+      this.send(entry.topic, frame, publishedAt);
     }
     metrics.deliveries.inc(recipients);
+  }
+
+  /** Writes one frame now, or holds it for WRITE_DELAY_MS. */
+  private send(topic: string, frame: Buffer, publishedAt: string | undefined): void {
+    if (this.writeDelayMs === 0) return this.write(topic, frame, publishedAt);
+    this.pendingWrites.push({ topic, frame, publishedAt });
+    this.writeTimer ??= setTimeout(() => this.flushWrites(), this.writeDelayMs);
   }
 
   /** Hands one frame to uWS pub/sub and records its broker-to-socket latency. */
