@@ -146,7 +146,7 @@ export function errorFrame(code: ProtocolErrorCode, message: string, id: Request
 
 // ---- message frames: built once per broker message ----------------------
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const DATA = Buffer.from('"data":');
 const SUFFIX = Buffer.from("}");
 const BASE64_OPEN = Buffer.from('"data":"');
@@ -168,15 +168,17 @@ export function userMessageHead(sub: string): Buffer {
 
 /**
  * Builds the complete frame: the payload is embedded as-is when it is valid
- * UTF-8 JSON (no re-serialisation), otherwise it is sent base64-encoded with
- * `"encoding":"base64"`, so binary payloads survive and text frames stay valid
- * UTF-8. With a position, `"seq":N,"prev":P,` goes before the data.
+ * UTF-8 JSON (no re-serialisation; a leading UTF-8 BOM is dropped), otherwise
+ * it is sent base64-encoded with `"encoding":"base64"`, so binary payloads
+ * survive and every frame stays valid JSON. With a position,
+ * `"seq":N,"prev":P,` goes before the data.
  */
 export function messageFrame(head: Buffer, payload: Uint8Array, seq?: number, prev?: number): Buffer {
   const parts: Uint8Array[] = [head];
   if (seq !== undefined) parts.push(Buffer.from(`"seq":${seq},"prev":${prev ?? 0},`, "latin1"));
-  if (isJson(payload)) {
-    parts.push(DATA, payload, SUFFIX);
+  const json = embeddableJson(payload);
+  if (json) {
+    parts.push(DATA, json, SUFFIX);
   } else {
     const b64 = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString("base64");
     parts.push(BASE64_OPEN, Buffer.from(b64, "latin1"), BASE64_CLOSE);
@@ -184,12 +186,23 @@ export function messageFrame(head: Buffer, payload: Uint8Array, seq?: number, pr
   return Buffer.concat(parts);
 }
 
-function isJson(payload: Uint8Array): boolean {
-  if (payload.length === 0) return false;
+/**
+ * The bytes to embed when `payload` is one UTF-8 JSON value, else undefined.
+ * The check must run on exactly the bytes that are embedded: a decoder that
+ * skips a BOM would approve `\ufeff{...}`, which no JSON parser accepts, so
+ * the BOM is cut off first and the decoder told to keep any other one.
+ */
+function embeddableJson(payload: Uint8Array): Uint8Array | undefined {
+  const body = hasBom(payload) ? payload.subarray(3) : payload;
+  if (body.length === 0) return undefined;
   try {
-    JSON.parse(utf8.decode(payload));
-    return true;
+    JSON.parse(utf8.decode(body));
+    return body;
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+function hasBom(b: Uint8Array): boolean {
+  return b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf;
 }
