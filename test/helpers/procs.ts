@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { GLIBC_TUNABLES_DEFAULT } from "../../services/gateway/src/malloc-tunables.js";
 import { track } from "./cleanup.js";
 import { freePort } from "./ports.js";
 import { waitFor, withTimeout } from "./wait.js";
@@ -59,7 +60,13 @@ export function missingBuild(main: string): string | undefined {
 function baseEnv(): Env {
   // Deliberately minimal: nothing from the test process (NATS_URL, NODE_OPTIONS, ...) leaks in.
   // HERALD_TEST_LOG_LEVEL overrides the default level for debugging.
-  return { PATH: process.env["PATH"], HOME: process.env["HOME"], LOG_LEVEL: process.env["HERALD_TEST_LOG_LEVEL"] ?? "warn" };
+  // GLIBC_TUNABLES as `npm run gateway` and the images set it (services/gateway/src/malloc-tunables.ts).
+  return {
+    PATH: process.env["PATH"],
+    HOME: process.env["HOME"],
+    LOG_LEVEL: process.env["HERALD_TEST_LOG_LEVEL"] ?? "warn",
+    GLIBC_TUNABLES: GLIBC_TUNABLES_DEFAULT,
+  };
 }
 
 async function status(url: string): Promise<number | undefined> {

@@ -328,12 +328,16 @@ const MAX_PUBLISH_RETRIES = 3;
 const RETRY_FLOOR_MS = 250;
 /** Longest delay setTimeout honours (2^31 - 1 ms, ~24.8 days); longer ones fire after ~1 ms. */
 const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
-/** Close codes a reconnect cannot fix. 4001 is terminal only without a token provider. */
+/**
+ * Close codes a reconnect cannot fix. 4001 is terminal only without a token
+ * provider. 1008 is not here: Herald sends it when a frame or the answer to
+ * its ping did not arrive in time (FRAME_TIMEOUT_SECONDS), which is network
+ * trouble a reconnect (with backoff) does fix.
+ */
 const TERMINAL_CLOSE_CODES = new Set<number>([
   CloseCodes.ProtocolError,
   CloseCodes.UnsupportedData,
   CloseCodes.InvalidPayload,
-  CloseCodes.PolicyViolation,
   CloseCodes.MandatoryExtension,
   CloseCodes.Forbidden,
 ]);

@@ -9,7 +9,7 @@ export type ClientErrorCode =
   | "token_expired"
   /** The gateway refused the token at the upgrade (HTTP 401, seen in Node only). Terminal for a static token. */
   | "unauthorized"
-  /** The gateway refused the connection for policy reasons (HTTP 403, close 1008/4003). Terminal. */
+  /** The gateway refused the connection for policy reasons (HTTP 403, close 4003). Terminal. */
   | "policy_violation"
   /** The connection attempt failed (network, HTTP 429/503, or an HTTP error a browser cannot see). */
   | "connect_failed"

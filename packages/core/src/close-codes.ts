@@ -2,6 +2,10 @@
 export const CloseCode = {
   Normal: 1000,
   GoingAway: 1001,
+  /** RFC 6455 §5.1: a client frame that is not masked (seen as raw control characters: see protocol.ts). */
+  ProtocolError: 1002,
+  /** A frame not completed, or a ping not answered, within FRAME_TIMEOUT_SECONDS. */
+  PolicyViolation: 1008,
   TooLarge: 1009,
   TokenExpired: 4001,
   RateLimited: 4008,

@@ -53,6 +53,14 @@ export function createGatewayMetrics(registry: Registry) {
       help: "Sockets closed with 4009 because their send buffer passed SLOW_CONSUMER_BYTES",
       registers,
     }),
+    drops: new Counter({
+      name: "herald_message_drops_total",
+      help:
+        "Times messages were dropped for one or more clients, by where: slow_consumer (socket closed 4009), " +
+        "backpressure (uWS send buffer full), broker_disconnect (NATS connection lost), catch_up_failed (history gap not filled)",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     disconnects: new Counter({
       name: "herald_disconnects_total",
       help: "Closed WebSocket connections by close code",
@@ -81,8 +89,11 @@ export function createGatewayMetrics(registry: Registry) {
 }
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 
+/** Where messages can be dropped (the `reason` label of herald_message_drops_total). */
+export type DropReason = "slow_consumer" | "backpressure" | "broker_disconnect" | "catch_up_failed";
+
 /** Close codes worth their own label value; everything else is "other". */
-const KNOWN_CLOSE_CODES = new Set([1000, 1001, 1005, 1006, 1009, 4001, 4008, 4009]);
+const KNOWN_CLOSE_CODES = new Set([1000, 1001, 1002, 1005, 1006, 1008, 1009, 4001, 4008, 4009]);
 export function closeCodeLabel(code: number): string {
   return KNOWN_CLOSE_CODES.has(code) ? String(code) : "other";
 }

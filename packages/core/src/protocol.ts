@@ -82,6 +82,22 @@ export function parseClientFrame(text: string): ClientFrame {
   }
 }
 
+/**
+ * True when `text` holds a character U+0000-U+001F other than JSON's
+ * whitespace (tab, LF, CR). No JSON text can contain one unescaped, and it is
+ * what an unmasked client frame turns into: uWebSockets.js always reads a
+ * masking key, so the frame's first four bytes are taken as the key and the
+ * rest XORed with them, and ASCII XOR ASCII lands in that range. The native
+ * parser cannot tell us the MASK bit was clear; this is the trace it leaves.
+ */
+export function hasRawControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return true;
+  }
+  return false;
+}
+
 /** Frames up to this size have their id read back when they are refused unparsed. */
 const PEEK_ID_MAX_BYTES = 4096;
 

@@ -60,9 +60,15 @@ export interface Gateway {
   close(): void;
 }
 
-/** Largest frame uWS will buffer: frames between the limit and this get a clean 1009. */
+/**
+ * Largest frame uWS will buffer: frames between the limit and this get a
+ * clean 1009; a frame declared larger is refused at its header (uWS closes
+ * the TCP connection: the client sees 1006). uWS reserves a frame's whole
+ * declared length as soon as part of it arrives, so this, not the limit, is
+ * what one socket can make the gateway hold for an unfinished frame.
+ */
 export function hardFrameCap(maxPayloadBytes: number): number {
-  return Math.max(maxPayloadBytes * 4, 1024 * 1024);
+  return maxPayloadBytes + Math.max(4096, Math.floor(maxPayloadBytes / 4));
 }
 
 /** Hard per-socket send-buffer cap of uWS, well above SLOW_CONSUMER_BYTES. */
@@ -73,8 +79,15 @@ export function backpressureCap(slowConsumerBytes: number): number {
 /** uWS.js takes (host, port, options, cb) too; its types only list (port, options, cb). */
 type ListenWithHost = (host: string, port: number, options: number, cb: (ls: us_listen_socket | false) => void) => TemplatedApp;
 
-/** How often expired tokens and slow consumers are looked for. */
+/** How often expired tokens, slow consumers and stalled frames are looked for. */
 const SWEEP_INTERVAL_MS = 250;
+/**
+ * Between two sweeps a fast channel can fill a stalled socket's buffer far
+ * past SLOW_CONSUMER_BYTES. Send buffers are also checked whenever this
+ * fraction of the bound has been written to topics since the last check: no
+ * socket's buffer can have grown by more than what was written.
+ */
+const SHED_CHECK_FRACTION = 1 / 8;
 /** Time between batches of 1001 closes while draining. */
 const DRAIN_TICK_MS = 100;
 
@@ -101,7 +114,9 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   let listenSockets: us_listen_socket[] = [];
 
   const app: TemplatedApp = uws.App();
-  const fanout = new Fanout(app, broker, metrics, tracing, logger, config.writeDelayMs);
+  // Set below, with the sweep: counts bytes written to topics for the send-buffer checks.
+  let onTopicBytes: (bytes: number) => void = () => {};
+  const fanout = new Fanout(app, broker, metrics, tracing, logger, config.writeDelayMs, (bytes) => onTopicBytes(bytes));
   const messages = new ClientMessages({
     broker,
     fanout,
@@ -116,6 +131,17 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   metrics.brokerConnected.set(broker.connected ? 1 : 0);
   const offStatus = broker.onStatus((status) => {
     metrics.brokerConnected.set(status === "connected" ? 1 : 0);
+    if (status === "disconnected" && !draining && sockets.size > 0) {
+      // Core NATS does not keep what is published while we are away; with
+      // history the fan-out reads the gap back after the reconnect.
+      metrics.drops.inc({ reason: "broker_disconnect" });
+      logger.warn(
+        { connections: sockets.size, history: broker.history !== undefined },
+        broker.history
+          ? "broker disconnected: channel messages published meanwhile are read back from history on reconnect; direct user messages are lost"
+          : "broker disconnected: messages published until the reconnect are lost for this gateway's clients (core NATS keeps nothing)",
+      );
+    }
   });
 
   const reject = (res: HttpResponse, status: number, reason: UpgradeReason, message: string, headers: Record<string, string> = {}) => {
@@ -197,6 +223,8 @@ export function buildGateway(opts: GatewayOptions): Gateway {
             channels: new Set(),
             recovering: undefined,
             closed: false,
+            lastFrameAt: Date.now(),
+            pinged: false,
           };
           res.cork(() => res.upgrade<Session>(session, secKey, protocol, extensions, context));
         },
@@ -226,12 +254,15 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     },
 
     message: (ws, message, isBinary) => {
+      const session = ws.getUserData();
+      session.lastFrameAt = Date.now();
+      session.pinged = false;
       if (message.byteLength > config.maxPayloadBytes) {
         metrics.errors.inc({ code: "too_large" });
         ws.end(CloseCode.TooLarge, "frame too large");
         return;
       }
-      const verdict = ws.getUserData().limiter.take();
+      const verdict = session.limiter.take();
       if (verdict !== "ok") {
         if (verdict === "abusive") {
           metrics.errors.inc({ code: "rate_limited" });
@@ -256,6 +287,12 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         logger.error({ err, connection: ws.getUserData().id }, "client frame handler failed");
         messages.error(ws, "bad_request", "the frame could not be handled", undefined);
       }
+    },
+
+    pong: (ws) => {
+      const s = ws.getUserData();
+      s.lastFrameAt = Date.now();
+      s.pinged = false;
     },
 
     close: (ws, code, message) => {
@@ -287,23 +324,63 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     a.any("/*", (res) => sendJson(res, "404 Not Found", { error: { code: "not_found", message: "no such route" } }));
   }
 
-  // Expired tokens (4001) and slow consumers (4009). One periodic pass over
-  // the sockets costs far less than a timer per socket or a check per send.
-  // The same clock tolerance as at the upgrade: a token accepted a moment
-  // after its exp must not be closed with 4001 on the next sweep.
+  // Expired tokens (4001), slow consumers (4009) and stalled frames (1008).
+  // One periodic pass over the sockets costs far less than a timer per socket
+  // or a check per send. The same clock tolerance as at the upgrade: a token
+  // accepted a moment after its exp must not be closed with 4001 on the next sweep.
   const expiryGraceMs = config.auth.clockToleranceSeconds * 1000;
+  const frameTimeoutMs = config.frameTimeoutSeconds * 1000;
+  const sendBufferCap = backpressureCap(config.slowConsumerBytes);
+  /** Closes a socket whose send buffer passed the bound; true when it did. */
+  const shedIfSlow = (ws: WebSocket<Session>): boolean => {
+    const buffered = ws.getBufferedAmount();
+    if (buffered <= config.slowConsumerBytes) return false;
+    // At the hard cap uWS has already dropped frames for this socket.
+    const reason = buffered >= sendBufferCap ? "backpressure" : "slow_consumer";
+    metrics.slowConsumerCloses.inc();
+    metrics.drops.inc({ reason });
+    if (logger.isLevelEnabled("debug")) logger.debug({ connection: ws.getUserData().id, buffered, reason }, "slow consumer closed");
+    ws.end(CloseCode.SlowConsumer, "slow consumer");
+    return true;
+  };
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const ws of sockets) {
       const s = ws.getUserData();
       if (now >= s.identity.expiresAt + expiryGraceMs) {
         ws.end(CloseCode.TokenExpired, "token expired");
-      } else if (ws.getBufferedAmount() > config.slowConsumerBytes) {
-        metrics.slowConsumerCloses.inc();
-        ws.end(CloseCode.SlowConsumer, "slow consumer");
+      } else if (shedIfSlow(ws)) {
+        // closed
+      } else if (frameTimeoutMs > 0 && now - s.lastFrameAt > frameTimeoutMs) {
+        // A socket in the middle of a frame cannot answer a ping (control
+        // frames may not interrupt a frame), and trickled bytes do not count:
+        // only complete frames do. Quiet for one timeout: ping; for two: close.
+        if (!s.pinged) {
+          s.pinged = true;
+          ws.ping();
+        } else if (now - s.lastFrameAt > 2 * frameTimeoutMs) {
+          metrics.errors.inc({ code: "frame_timeout" });
+          ws.end(CloseCode.PolicyViolation, "frame not completed in time");
+        }
       }
     }
   }, SWEEP_INTERVAL_MS);
+  let writtenSinceCheck = 0;
+  let checkQueued = false;
+  const shedCheckBytes = Math.max(1, Math.floor(config.slowConsumerBytes * SHED_CHECK_FRACTION));
+  const checkSendBuffers = () => {
+    checkQueued = false;
+    writtenSinceCheck = 0;
+    for (const ws of sockets) shedIfSlow(ws);
+  };
+  onTopicBytes = (bytes: number) => {
+    writtenSinceCheck += bytes;
+    if (writtenSinceCheck < shedCheckBytes || checkQueued) return;
+    checkQueued = true;
+    // uWS moves published frames into the sockets' buffers when this loop
+    // iteration ends: look in the next one, or the buffers look empty.
+    setImmediate(() => setImmediate(checkSendBuffers));
+  };
   sweep.unref();
 
   const listenOn = (a: TemplatedApp, port: number): Promise<us_listen_socket> =>

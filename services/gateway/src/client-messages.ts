@@ -14,6 +14,7 @@ import {
   channelMessageHead,
   channelProblem,
   errorFrame,
+  hasRawControlCharacter,
   messageFrame,
   newTraceparent,
   parseClientFrame,
@@ -67,6 +68,13 @@ export class ClientMessages {
       frame = parseClientFrame(text);
     } catch (err) {
       this.ctx.metrics.clientMessages.inc({ type: "invalid" });
+      if (hasRawControlCharacter(text)) {
+        // Not JSON, and not a mistake a JSON encoder makes: an unmasked
+        // frame read as masked (RFC 6455 §5.1: the server must close).
+        this.ctx.metrics.errors.inc({ code: "protocol_error" });
+        ws.end(CloseCode.ProtocolError, "frames must be masked JSON text");
+        return;
+      }
       const e = err as FrameError;
       this.error(ws, e.code ?? "bad_request", e.message, e.id);
       return;
@@ -178,6 +186,7 @@ export class ClientMessages {
     const tooSlow = () => {
       if (ws.getBufferedAmount() <= slowConsumerBytes && buffer.bytes <= slowConsumerBytes) return false;
       metrics.slowConsumerCloses.inc();
+      metrics.drops.inc({ reason: "slow_consumer" });
       ws.end(CloseCode.SlowConsumer, "slow consumer");
       return true;
     };

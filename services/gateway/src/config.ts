@@ -30,6 +30,7 @@ export const GATEWAY_DEFAULTS = {
   rateLimitBurst: 100,
   slowConsumerBytes: 1024 * 1024,
   idleTimeoutSeconds: 60,
+  frameTimeoutSeconds: 15,
   drainSeconds: 10,
   writeDelayMs: 0,
   logLevel: "info" as LogLevel,
@@ -57,6 +58,13 @@ export interface GatewayConfig {
   rateLimitBurst: number;
   slowConsumerBytes: number;
   idleTimeoutSeconds: number;
+  /**
+   * Every connection must complete an inbound frame (a message, or the pong
+   * to a ping the gateway sends after this long of quiet) within this many
+   * seconds, or it is closed with 1008: a stalled or trickled partial frame
+   * cannot pin its buffer. 0 = off.
+   */
+  frameTimeoutSeconds: number;
   drainSeconds: number;
   /**
    * Broadcast frames are held up to this long and written together: one
@@ -106,6 +114,7 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     rateLimitBurst: read.int(env, "RATE_LIMIT_BURST", d.rateLimitBurst, 1, 1_000_000),
     slowConsumerBytes: read.int(env, "SLOW_CONSUMER_BYTES", d.slowConsumerBytes, 16 * 1024, 1024 * 1024 * 1024),
     idleTimeoutSeconds,
+    frameTimeoutSeconds: read.int(env, "FRAME_TIMEOUT_SECONDS", d.frameTimeoutSeconds, 0, 3600),
     drainSeconds: read.num(env, "DRAIN_SECONDS", d.drainSeconds, 0, 3600),
     writeDelayMs: read.int(env, "WRITE_DELAY_MS", d.writeDelayMs, 0, 1000),
     minOpenFiles,

@@ -121,6 +121,8 @@ export class Fanout {
     private readonly tracing: Tracing,
     private readonly logger: Logger,
     private readonly writeDelayMs = 0,
+    /** Told the size of every frame written to a topic (the gateway's send-buffer checks count them). */
+    private readonly onWritten: (bytes: number) => void = () => {},
   ) {
     // After a reconnect the last messages may be missing with nothing newer
     // to reveal it, so every positioned topic checks the history once.
@@ -307,6 +309,7 @@ export class Fanout {
     };
     run()
       .catch((err: unknown) => {
+        this.metrics.drops.inc({ reason: "catch_up_failed" });
         this.logger.warn({ err, topic: entry.topic }, "catch-up from history failed; clients will see a gap");
       })
       .finally(() => {
@@ -377,6 +380,7 @@ export class Fanout {
   /** Hands one frame to uWS pub/sub and records its broker-to-socket latency. */
   private write(topic: string, frame: Buffer, publishedAt: string | undefined): void {
     this.app.publish(topic, frame, false, false);
+    this.onWritten(frame.length);
     if (publishedAt !== undefined) {
       const ms = Date.now() - Number(publishedAt);
       if (ms >= 0 && ms < 3_600_000) this.metrics.deliveryLatency.observe(ms / 1000);

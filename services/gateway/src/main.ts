@@ -8,6 +8,7 @@ import { createBroker } from "@herald/broker";
 import { buildGateway } from "./app.js";
 import { readGatewayConfig, type GatewayConfig } from "./config.js";
 import { readFdLimit } from "./fd-limit.js";
+import { GLIBC_TUNABLES_DEFAULT, mallocTunablesSet } from "./malloc-tunables.js";
 
 const env = processEnv();
 let config: GatewayConfig;
@@ -33,6 +34,12 @@ if (fd) {
     );
     process.exit(1);
   }
+}
+if (!mallocTunablesSet(env)) {
+  logger.warn(
+    { recommended: `GLIBC_TUNABLES=${GLIBC_TUNABLES_DEFAULT}` },
+    "GLIBC_TUNABLES has no malloc threshold: memory held by stalled sockets may stay resident after they close (npm run gateway and the images set it)",
+  );
 }
 if (config.origins.allowAll) logger.warn("ALLOWED_ORIGINS=* accepts WebSocket connections from any web page");
 if (config.natsServers.length === 0) logger.warn("NATS_URL is not set: using the in-process memory broker (single process only)");

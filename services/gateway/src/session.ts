@@ -18,6 +18,10 @@ export interface Session {
   recovering: Map<string, RecoveryBuffer> | undefined;
   /** Set by the close handler; async work checks it before touching the socket. */
   closed: boolean;
+  /** When the last complete inbound frame (message or pong) arrived, epoch ms. */
+  lastFrameAt: number;
+  /** A ping was sent since lastFrameAt and its pong is awaited. */
+  pinged: boolean;
 }
 
 /** uWS topic names are internal; channel and user spaces cannot collide. */
