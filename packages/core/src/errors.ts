@@ -70,20 +70,6 @@ export type TokenRefusalReason =
   | "wrong_audience"
   | "key_unavailable";
 
-export const TOKEN_REFUSAL_REASONS: readonly TokenRefusalReason[] = [
-  "missing",
-  "malformed",
-  "bad_signature",
-  "algorithm_not_allowed",
-  "expired",
-  "not_yet_valid",
-  "missing_claim",
-  "invalid_claim",
-  "wrong_issuer",
-  "wrong_audience",
-  "key_unavailable",
-];
-
 function authFailureCode(reason: TokenRefusalReason): AuthFailureCode {
   if (reason === "missing") return "missing_token";
   if (reason === "expired") return "expired_token";
