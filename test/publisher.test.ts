@@ -181,7 +181,7 @@ interface Reply {
   status: number;
   headers: Headers;
   text: string;
-  json: { id?: string; error?: { code?: string; message?: string }; status?: string } | undefined;
+  json: { id?: string; error?: { code?: string; reason?: string; message?: string }; status?: string } | undefined;
 }
 
 async function call(
@@ -202,6 +202,26 @@ async function call(
     json = undefined;
   }
   return { status: res.status, headers: res.headers, text, json };
+}
+
+/**
+ * A 401 with `error.reason`, the RFC 6750 challenge (realm only without a
+ * credential, else error="invalid_token" and the message as error_description)
+ * and no trace of the credential in the answer.
+ */
+function assertRefused(reply: Reply, reason: string, credential?: string): void {
+  assertError(reply, 401, "unauthorized");
+  assert.equal(reply.json?.error?.reason, reason, reply.text);
+  const challenge = reply.headers.get("www-authenticate") ?? "";
+  if (reason === "missing") assert.equal(challenge, 'Bearer realm="herald"');
+  else assert.equal(challenge, `Bearer realm="herald", error="invalid_token", error_description="${reply.json?.error?.message}"`);
+  assert.match(challenge, /^[\x20-\x7e]+$/);
+  if (credential !== undefined) {
+    const answer = `${JSON.stringify([...reply.headers])}\n${reply.text}`;
+    for (const part of [credential, ...credential.split(".")]) {
+      if (part.length >= 8) assert.ok(!answer.includes(part), "the answer contains the credential");
+    }
+  }
 }
 
 function assertError(reply: Reply, status: number, code: string): void {
@@ -425,6 +445,43 @@ describe("publisher (real process, real NATS)", { skip }, () => {
     await assertNothingLeakedToNews();
   });
 
+  test("401 answers name the reason (error.reason, RFC 6750 error_description), never the credential", async () => {
+    const url = channelUrl("news");
+    assertRefused(await call(url, { body: "{}" }), "missing");
+    assertRefused(await call(url, { body: "{}", auth: "Basic YTpi" }), "missing");
+    assertRefused(await call(url, { body: "{}", auth: "Bearer" }), "missing");
+    const cases: Array<[string, string]> = [
+      [`${API_KEY}x`, "malformed"],
+      ["not.a.jwt", "malformed"],
+      [await mint({ publish: ["news"] }, OTHER_SECRET), "bad_signature"],
+      [await mint({ publish: ["news"], exp: Math.floor(Date.now() / 1000) - 120 }), "expired"],
+      [await mint({ publish: "news" }), "invalid_claim"],
+    ];
+    for (const [credential, reason] of cases) {
+      secrets.push(credential);
+      assertRefused(await call(url, { body: "{}", auth: `Bearer ${credential}` }), reason, credential);
+    }
+    await assertNothingLeakedToNews();
+  });
+
+  test("401 invalid_claim: publish patterns NATS would refuse; user: grants are checked, and keep working", async () => {
+    for (const publish of [["news", "chat.>.x"], ["a*"], ["news", ""], ["user:"], ["news..eu"], [">.news"]]) {
+      const token = await mint({ publish });
+      const reply = await call(channelUrl("news"), { body: "{}", auth: `Bearer ${token}` });
+      assertRefused(reply, "invalid_claim", token);
+      assert.match(reply.json?.error?.message ?? "", /^token claim 'publish' has an (invalid pattern|empty pattern|invalid user grant)/);
+    }
+    const mixed = await mint({ publish: ["chat.*", "user:alice", "user:auth0|42"] });
+    const toChat = await call(channelUrl("chat.42"), { body: '{"mixed":1}', auth: `Bearer ${mixed}` });
+    assert.equal(toChat.status, 202, toChat.text);
+    assert.equal(Buffer.from((await chat.next()).data).toString(), '{"mixed":1}');
+    const toAlice = await call(userUrl("alice"), { body: '{"mixed":2}', auth: `Bearer ${mixed}` });
+    assert.equal(toAlice.status, 202, toAlice.text);
+    assert.equal(Buffer.from((await alice.next()).data).toString(), '{"mixed":2}');
+    assertError(await call(userUrl("bob"), { body: "{}", auth: `Bearer ${mixed}` }), 403, "forbidden");
+    await assertNothingLeakedToNews();
+  });
+
   test("403: token whose publish claim does not cover the channel", async () => {
     const token = await mint({ publish: ["news", "chat.*"] });
     assertError(await call(channelUrl("sports"), { body: "{}", auth: `Bearer ${token}` }), 403, "forbidden");
@@ -553,7 +610,7 @@ describe("publisher without NATS: memory broker, API key only, METRICS_PORT", { 
 
   test("JWTs are refused when no JWT_* setting exists", async () => {
     const token = await mint({ publish: ["news"] });
-    assertError(await call(`${pub.url}/v1/channels/news/messages`, { body: "{}", auth: `Bearer ${token}` }), 401, "unauthorized");
+    assertRefused(await call(`${pub.url}/v1/channels/news/messages`, { body: "{}", auth: `Bearer ${token}` }), "invalid_api_key", token);
   });
 });
 

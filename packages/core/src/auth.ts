@@ -8,8 +8,8 @@
 import { createHash, createPublicKey, webcrypto, type KeyObject } from "node:crypto";
 
 type CryptoKey = webcrypto.CryptoKey;
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
-import { ChannelPatterns } from "./channels.js";
+import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
+import { ChannelPatterns, patternProblem } from "./channels.js";
 import * as read from "./config.js";
 import type { Env } from "./env.js";
 import { AuthError, ConfigError } from "./errors.js";
@@ -140,17 +140,31 @@ export class TokenVerifier {
     this.getKey = async (header, token) => {
       const alg = header.alg ?? "";
       if (isHmac(alg)) {
-        if (!secret) throw new AuthError("invalid_token", "HMAC tokens are not accepted");
+        if (!secret) throw new AuthError("algorithm_not_allowed", "HMAC-signed tokens are not accepted here");
         return hmacKey(alg, secret);
       }
-      if (publicKey) return publicKey;
-      if (jwks) return jwks(header, token);
-      throw new AuthError("invalid_token", "asymmetric tokens are not accepted");
+      if (publicKey) {
+        if (!keyFits(alg, publicKey)) {
+          throw new AuthError("algorithm_not_allowed", `token algorithm ${alg} does not fit the configured public key`);
+        }
+        return publicKey;
+      }
+      if (jwks) {
+        try {
+          return await jwks(header, token);
+        } catch (err) {
+          if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) {
+            throw new AuthError("key_unavailable", "no key of the JWKS matches the token's kid and alg", { cause: err });
+          }
+          throw new AuthError("key_unavailable", "the signing keys (JWKS) could not be fetched; retry later", { cause: err });
+        }
+      }
+      throw new AuthError("algorithm_not_allowed", "asymmetrically signed tokens are not accepted here");
     };
   }
 
   async verify(token: string): Promise<Identity> {
-    if (!token) throw new AuthError("missing_token", "no token");
+    if (!token) throw new AuthError("missing", "no token");
     const now = Date.now();
     // Keyed by a digest: the cache need not keep every token string alive.
     const key = createHash("sha256").update(token).digest("base64");
@@ -159,7 +173,7 @@ export class TokenVerifier {
       if (now < cached.until) {
         if (now >= cached.identity.expiresAt + this.config.clockToleranceSeconds * 1000) {
           this.cache.delete(key);
-          throw new AuthError("expired_token", "token expired");
+          throw new AuthError("expired", "token has expired");
         }
         return cached.identity;
       }
@@ -186,35 +200,154 @@ export class TokenVerifier {
       if (this.config.audience) options.audience = this.config.audience;
       ({ payload } = await jwtVerify(token, this.getKey, options));
     } catch (err) {
-      if (err instanceof AuthError) throw err;
-      if (err instanceof joseErrors.JWTExpired) throw new AuthError("expired_token", "token expired", { cause: err });
-      const code = (err as { code?: string }).code ?? "ERR_UNKNOWN";
-      throw new AuthError("invalid_token", `token rejected (${code})`, { cause: err });
+      throw refusalOf(err, token);
     }
     return identityFrom(payload);
   }
 }
 
+const EC_CURVES: Record<string, string> = { ES256: "prime256v1", ES384: "secp384r1", ES512: "secp521r1" };
+
+/** Whether a PEM public key can check `alg` at all (jose would throw a TypeError otherwise). */
+function keyFits(alg: string, key: KeyObject): boolean {
+  const type = key.asymmetricKeyType;
+  if (alg.startsWith("RS")) return type === "rsa";
+  if (alg.startsWith("PS")) return type === "rsa" || type === "rsa-pss";
+  if (alg.startsWith("ES")) return type === "ec" && key.asymmetricKeyDetails?.namedCurve === EC_CURVES[alg];
+  if (alg === "EdDSA") return type === "ed25519" || type === "ed448";
+  return false;
+}
+
+/**
+ * A value from the token for a message: at most 40 characters, printable
+ * ASCII without quotes or backslashes (each other character becomes '?'), so
+ * it is safe in a WWW-Authenticate quoted-string and a log line.
+ */
+export function quoteClaimValue(value: string): string {
+  const cut = value.length > 40 ? `${value.slice(0, 40)}...` : value;
+  return `'${cut.replace(/[^\x20-\x7e]|['"\\]/g, "?")}'`;
+}
+
+/** The token's header `alg`, for a message (undefined when the header does not decode). */
+function headerAlg(token: string): string | undefined {
+  try {
+    const alg = decodeProtectedHeader(token).alg;
+    return typeof alg === "string" ? alg : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Maps what jose (or our key lookup) threw to a refusal with a reason and a short human sentence. */
+function refusalOf(err: unknown, token: string): AuthError {
+  if (err instanceof AuthError) return err;
+  const cause = { cause: err };
+  if (err instanceof joseErrors.JWTExpired) {
+    return new AuthError("expired", "token has expired", cause);
+  }
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    const claim = err.claim;
+    if (err.reason === "missing") return new AuthError("missing_claim", `token has no '${claim}' claim, which is required`, cause);
+    if (err.reason === "invalid") return new AuthError("invalid_claim", `token claim '${claim}' must be a number (seconds since the epoch)`, cause);
+    if (claim === "nbf") return new AuthError("not_yet_valid", "token is not valid yet ('nbf' is in the future)", cause);
+    if (claim === "iat") return new AuthError("not_yet_valid", "token was issued in the future ('iat')", cause);
+    if (claim === "iss") return new AuthError("wrong_issuer", "token issuer ('iss') is not the one this server accepts", cause);
+    if (claim === "aud") return new AuthError("wrong_audience", "token audience ('aud') does not include this server", cause);
+    return new AuthError("invalid_claim", `token claim '${claim}' is not accepted`, cause);
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) {
+    const alg = headerAlg(token);
+    return new AuthError(
+      "algorithm_not_allowed",
+      alg === undefined ? "token algorithm is not allowed" : `token algorithm ${quoteClaimValue(alg)} is not allowed`,
+      cause,
+    );
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return new AuthError("bad_signature", "token signature does not verify", cause);
+  }
+  if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) {
+    return new AuthError("key_unavailable", "no key of the JWKS matches the token's kid and alg", cause);
+  }
+  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) {
+    return new AuthError("key_unavailable", "the signing keys (JWKS) could not be fetched; retry later", cause);
+  }
+  if (err instanceof joseErrors.JWTInvalid) {
+    return new AuthError("malformed", "token claims are not a JSON object", cause);
+  }
+  // JWSInvalid (not three parts, bad base64url, header not JSON, no alg),
+  // JOSENotSupported (unknown crit header), and anything unforeseen.
+  return new AuthError("malformed", "token is not a well-formed JWT (three base64url parts: JSON header, JSON claims, signature)", cause);
+}
+
+/** RFC 6750 realm of Herald's Bearer challenges. */
+export const AUTH_REALM = "herald";
+
+/** RFC 7230 quoted-string, restricted to printable ASCII (anything else becomes '?'). */
+function quotedString(text: string): string {
+  return `"${text.replace(/[^\x20-\x7e]/g, "?").replace(/["\\]/g, "\\$&")}"`;
+}
+
+/**
+ * The WWW-Authenticate value of a 401 (RFC 6750 section 3): only the realm
+ * when no token was sent, else `error="invalid_token"` and the refusal's
+ * message as `error_description`. Messages never carry the token.
+ */
+export function bearerChallenge(refusal?: { reason: string; message: string }): string {
+  const base = `Bearer realm=${quotedString(AUTH_REALM)}`;
+  if (refusal === undefined || refusal.reason === "missing") return base;
+  return `${base}, error="invalid_token", error_description=${quotedString(refusal.message)}`;
+}
+
+/** A `publish` entry granting direct messages to users (read by the publisher), not a channel pattern. */
+export const USER_GRANT_PREFIX = "user:";
+/** Longest `sub`, and so the longest user in a `user:<sub>` grant. */
+const MAX_SUB_LENGTH = 256;
+
 function identityFrom(payload: JWTPayload): Identity {
   const { sub, exp } = payload;
-  if (typeof sub !== "string" || sub.length === 0 || sub.length > 256) {
-    throw new AuthError("invalid_token", "sub claim must be a non-empty string of at most 256 characters");
+  if (typeof sub !== "string" || sub.length === 0 || sub.length > MAX_SUB_LENGTH) {
+    throw new AuthError("invalid_claim", `token claim 'sub' must be a non-empty string of at most ${MAX_SUB_LENGTH} characters`);
   }
-  if (typeof exp !== "number") throw new AuthError("invalid_token", "exp claim is required");
-  const publishClaim = stringArray(payload["publish"], "publish");
+  if (typeof exp !== "number") throw new AuthError("missing_claim", "token has no 'exp' claim, which is required");
+  const channels = patternList(payload["channels"], "channels", false);
+  const publishClaim = patternList(payload["publish"], "publish", true);
   return {
     sub,
-    channels: ChannelPatterns.of(stringArray(payload["channels"], "channels")),
-    publish: ChannelPatterns.of(publishClaim),
+    channels: ChannelPatterns.of(channels),
+    // `user:` grants are not channels (':' is no channel character) and are left to the publisher.
+    publish: ChannelPatterns.of(publishClaim.filter((p) => !p.startsWith(USER_GRANT_PREFIX))),
     publishClaim,
     expiresAt: exp * 1000,
   };
 }
 
-function stringArray(value: unknown, claim: string): string[] {
+/**
+ * A claim that lists channel patterns: absent, or an array of valid patterns
+ * (patternProblem). In `publish`, `user:*` and `user:<sub>` (1 to 256
+ * characters, matched literally by the publisher) are allowed too. Anything
+ * else refuses the whole token: a grant is never skipped or widened.
+ */
+function patternList(value: unknown, claim: string, userGrants: boolean): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
-    throw new AuthError("invalid_token", `${claim} claim must be an array of strings`);
+    throw new AuthError("invalid_claim", `token claim '${claim}' must be an array of strings`);
+  }
+  for (const entry of value as string[]) {
+    if (userGrants && entry.startsWith(USER_GRANT_PREFIX)) {
+      const user = entry.length - USER_GRANT_PREFIX.length;
+      if (user === 0 || user > MAX_SUB_LENGTH) {
+        throw new AuthError("invalid_claim", `token claim '${claim}' has an invalid user grant: 'user:' must be followed by '*' or a sub of 1 to ${MAX_SUB_LENGTH} characters`);
+      }
+      continue;
+    }
+    const problem = patternProblem(entry);
+    if (problem !== null) {
+      throw new AuthError(
+        "invalid_claim",
+        entry === "" ? `token claim '${claim}' has an empty pattern` : `token claim '${claim}' has an invalid pattern ${quoteClaimValue(entry)}: ${problem}`,
+      );
+    }
   }
   return value as string[];
 }

@@ -6,6 +6,8 @@
  * carry a NATS wildcard, whitespace or an empty token into a subject.
  */
 
+import { HeraldError } from "./errors.js";
+
 export const MAX_CHANNEL_TOKENS = 16;
 export const MAX_CHANNEL_BYTES = 200;
 
@@ -30,8 +32,41 @@ export function channelProblem(channel: unknown): string | null {
 }
 
 /**
+ * Returns null when `pattern` is a valid NATS-style channel pattern, otherwise
+ * the reason. The rules are NATS subject-pattern rules on top of the channel
+ * rules: every token non-empty; `*` (one token) and `>` (one or more trailing
+ * tokens) stand alone in their token, and `>` only as the last token; every
+ * other token is a literal of [A-Za-z0-9_-]; at most 16 tokens and 200 bytes.
+ * A pattern NATS would refuse (`a.>.b`, `a*`) is never read as some other,
+ * wider one.
+ */
+export function patternProblem(pattern: unknown): string | null {
+  if (typeof pattern !== "string") return "must be a string";
+  if (pattern.length === 0) return "must not be empty";
+  if (pattern.length > MAX_CHANNEL_BYTES) return `is longer than ${MAX_CHANNEL_BYTES} bytes`;
+  const tokens = pattern.split(".");
+  if (tokens.length > MAX_CHANNEL_TOKENS) return `has more than ${MAX_CHANNEL_TOKENS} tokens`;
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    if (token.length === 0) return "has an empty token";
+    if (token === "*") continue;
+    if (token === ">") {
+      if (i !== tokens.length - 1) return "'>' must be the last token";
+      continue;
+    }
+    if (TOKEN.test(token)) continue;
+    return token.includes("*") || token.includes(">")
+      ? "'*' and '>' must stand alone in their token"
+      : "tokens may only contain A-Z a-z 0-9 _ - (or be * or >)";
+  }
+  return null;
+}
+
+/**
  * A compiled list of NATS-style patterns (`*` one token, `>` one or more
  * trailing tokens) as found in the `channels` and `publish` token claims.
+ * Every pattern must be valid (patternProblem): an invalid one is an error,
+ * never skipped and never read as a wider grant.
  */
 export class ChannelPatterns {
   /** Shared by every token without such a claim (one per connection adds up). */
@@ -45,7 +80,8 @@ export class ChannelPatterns {
     let exact: Set<string> | undefined;
     let wild: string[][] | undefined;
     for (const p of patterns) {
-      if (typeof p !== "string" || p.length === 0) continue;
+      const problem = patternProblem(p);
+      if (problem !== null) throw new HeraldError("invalid_pattern", `channel pattern ${problem}`);
       if (p.includes("*") || p.includes(">")) (wild ??= []).push(p.split("."));
       else (exact ??= new Set()).add(p);
     }
@@ -53,6 +89,7 @@ export class ChannelPatterns {
     this.wild = wild;
   }
 
+  /** Throws a HeraldError (`invalid_pattern`) when a pattern is invalid; check with patternProblem() first. */
   static of(patterns: readonly string[]): ChannelPatterns {
     return patterns.length === 0 ? ChannelPatterns.NONE : new ChannelPatterns(patterns);
   }

@@ -50,15 +50,45 @@ export class BrokerUnavailableError extends HeraldError {
   }
 }
 
-/** A token was refused. `reason` is a bounded metric label, never the token. */
-export type AuthFailureReason = "missing_token" | "invalid_token" | "expired_token";
+/** A token was refused: the `error.code` of the 401 and the metric label (bounded). */
+export type AuthFailureCode = "missing_token" | "invalid_token" | "expired_token";
 
+/**
+ * Why a token was refused, finer than the code: the `error.reason` of the
+ * 401 body. A bounded set, never derived from the token's text.
+ */
+export type TokenRefusalReason =
+  | "missing"
+  | "malformed"
+  | "bad_signature"
+  | "algorithm_not_allowed"
+  | "expired"
+  | "not_yet_valid"
+  | "missing_claim"
+  | "invalid_claim"
+  | "wrong_issuer"
+  | "wrong_audience"
+  | "key_unavailable";
+
+function authFailureCode(reason: TokenRefusalReason): AuthFailureCode {
+  if (reason === "missing") return "missing_token";
+  if (reason === "expired") return "expired_token";
+  return "invalid_token";
+}
+
+/**
+ * A token was refused. `code` is the coarse, stable code (and metric label),
+ * `reason` the finer cause; the message is a short sentence for the client
+ * that never contains the token or key material.
+ */
 export class AuthError extends HeraldError {
+  declare readonly code: AuthFailureCode;
+
   constructor(
-    readonly reason: AuthFailureReason,
+    readonly reason: TokenRefusalReason,
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(reason, message, options);
+    super(authFailureCode(reason), message, options);
   }
 }

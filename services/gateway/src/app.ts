@@ -9,6 +9,7 @@ import {
   CloseCode,
   Subjects,
   TokenVerifier,
+  bearerChallenge,
   closeCodeLabel,
   createGatewayMetrics,
   newRegistry,
@@ -107,7 +108,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const metrics = createGatewayMetrics(registry);
   const subjects = new Subjects(config.subjectPrefix);
   const verifier = new TokenVerifier(config.auth);
-  const ipLimiter = new IpLimiter(config.maxConnectionsPerIp);
+  const ipLimiter = new IpLimiter(config.maxConnectionsPerIp, config.ipv6LimitPrefix);
   const sockets = new Set<WebSocket<Session>>();
   let pendingUpgrades = 0;
   let draining = false;
@@ -144,10 +145,12 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     }
   });
 
-  const reject = (res: HttpResponse, status: number, reason: UpgradeReason, message: string, headers: Record<string, string> = {}) => {
+  /** A 401 carries the refusal's reason in the body and an RFC 6750 challenge (no refusal = no token). */
+  const reject = (res: HttpResponse, status: number, reason: UpgradeReason, message: string, headers: Record<string, string> = {}, refusal?: AuthError) => {
     metrics.upgrades.inc({ result: "rejected", reason });
-    if (status === 401) headers["WWW-Authenticate"] = "Bearer";
-    sendJson(res, STATUS[status] ?? `${status} Error`, { error: { code: reason, message } }, headers);
+    const error = status === 401 ? { code: reason, reason: refusal?.reason ?? "missing", message } : { code: reason, message };
+    if (status === 401) headers["WWW-Authenticate"] = bearerChallenge(refusal);
+    sendJson(res, STATUS[status] ?? `${status} Error`, { error }, headers);
   };
 
   app.ws<Session>("/ws", {
@@ -231,14 +234,15 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         (err: unknown) => {
           pendingUpgrades--;
           ipLimiter.release(ip);
-          const reason = err instanceof AuthError ? err.reason : "invalid_token";
+          const refusal = err instanceof AuthError ? err : new AuthError("malformed", "token could not be verified", { cause: err });
+          const reason = refusal.code;
           span?.setAttributes({ "herald.upgrade.result": "rejected", "herald.upgrade.reason": reason });
           span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
           span?.end();
           if (aborted) return;
           if (!(err instanceof AuthError)) logger.error({ err }, "token verification failed unexpectedly");
-          logger.debug({ ip, reason, detail: err instanceof Error ? redactQuery(err.message) : "" }, "upgrade refused");
-          reject(res, 401, reason, reason === "expired_token" ? "token expired" : "invalid token");
+          logger.debug({ ip, reason, refusal: refusal.reason, detail: redactQuery(refusal.message) }, "upgrade refused");
+          reject(res, 401, reason, refusal.message, {}, refusal);
         },
       );
     },

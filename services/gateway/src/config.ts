@@ -24,6 +24,8 @@ export const GATEWAY_DEFAULTS = {
   natsName: "herald-gateway",
   maxConnections: 50_000,
   maxConnectionsPerIp: 1000,
+  /** IPv6 clients are counted per network of this many bits (a /64 is usually one host or site). */
+  ipv6LimitPrefix: 64,
   maxPayloadBytes: 64 * 1024,
   maxChannelsPerConnection: 100,
   rateLimitPerSecond: 50,
@@ -35,6 +37,9 @@ export const GATEWAY_DEFAULTS = {
   writeDelayMs: 0,
   logLevel: "info" as LogLevel,
 } as const;
+
+/** Shortest IPV6_LIMIT_PREFIX: a /32 is a whole provider allocation; shorter would lump unrelated clients together. */
+export const IPV6_LIMIT_PREFIX_MIN = 32;
 
 export interface GatewayConfig {
   /** Interface to bind; undefined = every interface, IPv4 and IPv6. */
@@ -52,6 +57,8 @@ export interface GatewayConfig {
   trustedProxies: TrustedProxies;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  /** MAX_CONNECTIONS_PER_IP counts IPv6 clients per network of this many bits (128 = per address). */
+  ipv6LimitPrefix: number;
   maxPayloadBytes: number;
   maxChannelsPerConnection: number;
   rateLimitPerSecond: number;
@@ -108,6 +115,7 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     trustedProxies: TrustedProxies.parse(read.list(env, "TRUSTED_PROXIES"), "TRUSTED_PROXIES"),
     maxConnections: read.int(env, "MAX_CONNECTIONS", d.maxConnections, 1, 10_000_000),
     maxConnectionsPerIp: read.int(env, "MAX_CONNECTIONS_PER_IP", d.maxConnectionsPerIp, 0, 10_000_000),
+    ipv6LimitPrefix: read.int(env, "IPV6_LIMIT_PREFIX", d.ipv6LimitPrefix, IPV6_LIMIT_PREFIX_MIN, 128),
     maxPayloadBytes: read.int(env, "MAX_PAYLOAD_BYTES", d.maxPayloadBytes, 256, 16 * 1024 * 1024),
     maxChannelsPerConnection: read.int(env, "MAX_CHANNELS_PER_CONNECTION", d.maxChannelsPerConnection, 1, 100_000),
     rateLimitPerSecond: read.num(env, "RATE_LIMIT_PER_SECOND", d.rateLimitPerSecond, 0.1, 1_000_000),

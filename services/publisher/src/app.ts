@@ -84,7 +84,7 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
   const registry = opts.registry ?? newRegistry();
   const metrics = createPublisherMetrics(registry);
   const subjects = new Subjects(config.subjectPrefix);
-  const auth = new Authenticator({ apiKey: config.apiKey, auth: config.auth, verifier: opts.verifier });
+  const auth = new Authenticator({ apiKey: config.apiKey, auth: config.auth, verifier: opts.verifier, logger });
   const messages = new MessagePublisher(broker, opts.tracing);
 
   let draining = false;

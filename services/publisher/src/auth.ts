@@ -12,10 +12,26 @@
  *   claim. Channel patterns never grant direct messages, not even `>`:
  *   direct messages bypass channel authorization on the gateway, so they
  *   must be granted on purpose. `:` is not a valid channel character, so a
- *   `user:` entry can never be mistaken for (or match) a channel.
+ *   `user:` entry can never be mistaken for (or match) a channel. The shared
+ *   verifier checks every entry (`user:*`, `user:<sub>` of 1 to 256
+ *   characters, or a valid channel pattern) and refuses the token otherwise.
+ *
+ * Every 401 carries `error.reason` (the TokenRefusalReason, or
+ * `invalid_api_key`) and an RFC 6750 `WWW-Authenticate: Bearer realm="herald"`
+ * challenge, with `error="invalid_token"` and `error_description` once a
+ * credential was sent. Neither ever contains the credential.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { AuthError, TokenVerifier, type AuthConfig, type Identity } from "@herald/core";
+import {
+  AuthError,
+  TokenVerifier,
+  USER_GRANT_PREFIX,
+  bearerChallenge,
+  type AuthConfig,
+  type Identity,
+  type Logger,
+  type TokenRefusalReason,
+} from "@herald/core";
 import { HttpError } from "./http-error.js";
 
 export type Principal =
@@ -28,15 +44,16 @@ export type Principal =
       readonly publishClaim: readonly string[];
     };
 
-export const USER_GRANT_PREFIX = "user:";
+export { USER_GRANT_PREFIX };
 export const ALL_USERS_GRANT = "user:*";
 
-const CHALLENGE = 'Bearer realm="herald"';
+/** Why a credential was refused: a token refusal, or a wrong key where only PUBLISHER_API_KEY is accepted. */
+export type CredentialRefusalReason = TokenRefusalReason | "invalid_api_key";
+
 const BEARER = /^Bearer +([^\s]+) *$/i;
 
-function unauthorized(message: string, error?: "invalid_token"): HttpError {
-  const challenge = error ? `${CHALLENGE}, error="${error}"` : CHALLENGE;
-  return new HttpError(401, "unauthorized", message, { "WWW-Authenticate": challenge });
+function unauthorized(reason: CredentialRefusalReason, message: string): HttpError {
+  return new HttpError(401, "unauthorized", message, { "WWW-Authenticate": bearerChallenge({ reason, message }) }, reason);
 }
 
 function digest(value: string): Buffer {
@@ -47,7 +64,10 @@ export class Authenticator {
   private readonly apiKeyDigest: Buffer | undefined;
   private readonly verifier: TokenVerifier | undefined;
 
-  constructor(opts: { apiKey?: string; auth?: AuthConfig; verifier?: TokenVerifier }) {
+  private readonly logger: Logger | undefined;
+
+  constructor(opts: { apiKey?: string; auth?: AuthConfig; verifier?: TokenVerifier; logger?: Logger }) {
+    this.logger = opts.logger;
     this.apiKeyDigest = opts.apiKey !== undefined ? digest(opts.apiKey) : undefined;
     this.verifier = opts.verifier ?? (opts.auth ? new TokenVerifier(opts.auth) : undefined);
   }
@@ -55,27 +75,31 @@ export class Authenticator {
   /** Resolves the caller or throws a 401 HttpError. Never logs or echoes the credential. */
   async authenticate(authorization: string | undefined): Promise<Principal> {
     if (authorization === undefined || authorization.trim() === "") {
-      throw unauthorized("missing bearer token");
+      throw this.refuse("missing", "missing bearer token: send Authorization: Bearer <API key or JWT>");
     }
     const credential = BEARER.exec(authorization)?.[1];
-    if (credential === undefined) throw unauthorized("Authorization must be 'Bearer <token>'", "invalid_token");
+    // Another scheme (or "Bearer" alone) carries no bearer credential: RFC 6750 answers that without an error code.
+    if (credential === undefined) throw this.refuse("missing", "Authorization must be 'Bearer <API key or JWT>'");
 
     if (this.apiKeyDigest && timingSafeEqual(digest(credential), this.apiKeyDigest)) {
       return { kind: "api-key", sub: "api-key" };
     }
-    if (!this.verifier) throw unauthorized("invalid API key", "invalid_token");
+    if (!this.verifier) throw this.refuse("invalid_api_key", "the credential is not the API key");
 
     let identity: Identity;
     try {
       identity = await this.verifier.verify(credential);
     } catch (err) {
-      if (err instanceof AuthError) {
-        throw unauthorized(err.reason === "expired_token" ? "token expired" : "invalid token", "invalid_token");
-      }
+      if (err instanceof AuthError) throw this.refuse(err.reason, err.message);
       throw err;
     }
     // The signature is verified; decoding again only reads the raw claim.
     return { kind: "token", sub: identity.sub, identity, publishClaim: identity.publishClaim };
+  }
+
+  private refuse(reason: CredentialRefusalReason, message: string): HttpError {
+    this.logger?.debug({ reason, detail: message }, "credential refused");
+    return unauthorized(reason, message);
   }
 
   canPublishToChannel(principal: Principal, channel: string): boolean {

@@ -1,6 +1,6 @@
 /**
  * HTTP errors and JSON replies. Every error body has the same shape,
- * `{"error":{"code","message"}}`, with a stable code callers can test on.
+ * `{"error":{"code","message"}}` (401s add `reason`), with a stable code callers can test on.
  */
 import type { ServerResponse } from "node:http";
 
@@ -22,6 +22,8 @@ export class HttpError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly headers: Readonly<Record<string, string>> = {},
+    /** A finer cause sent beside the code (`error.reason`), e.g. why a token was refused. */
+    readonly reason?: string,
   ) {
     super(message);
     this.name = "HttpError";
@@ -45,5 +47,6 @@ export function sendJson(
 }
 
 export function sendError(res: ServerResponse, err: HttpError): void {
-  sendJson(res, err.status, { error: { code: err.code, message: err.message } }, err.headers);
+  const error = err.reason === undefined ? { code: err.code, message: err.message } : { code: err.code, reason: err.reason, message: err.message };
+  sendJson(res, err.status, { error }, err.headers);
 }
