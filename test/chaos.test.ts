@@ -44,6 +44,7 @@ describe("chaos: gateways and NATS fail while 1,000 clients listen", { skip: mis
     HISTORY_STREAM: "CHAOS",
     DRAIN_SECONDS: "1",
     MAX_CONNECTIONS_PER_IP: "0", // every client comes through the proxy's address
+    MAX_CONNECTIONS_PER_USER: "0", // every client is the same user
     LOG_LEVEL: "warn",
   });
   const live = () => gateways.filter((g) => g.alive);

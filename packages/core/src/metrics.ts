@@ -21,6 +21,7 @@ export type UpgradeReason =
   | "expired_token"
   | "forbidden_origin"
   | "ip_limit"
+  | "user_limit"
   | "capacity"
   | "draining";
 

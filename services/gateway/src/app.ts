@@ -33,7 +33,7 @@ import { ClientMessages } from "./client-messages.js";
 import type { GatewayConfig } from "./config.js";
 import { Fanout } from "./fanout.js";
 import { attachOperationalRoutes, sendJson } from "./http-routes.js";
-import { IpLimiter } from "./ip-limiter.js";
+import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { channelTopic, userTopicOf, type Session } from "./session.js";
 import { findToken } from "./token.js";
@@ -109,6 +109,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const subjects = new Subjects(config.subjectPrefix);
   const verifier = new TokenVerifier(config.auth);
   const ipLimiter = new IpLimiter(config.maxConnectionsPerIp, config.ipv6LimitPrefix);
+  const userLimiter = new KeyedLimiter(config.maxConnectionsPerUser);
   const sockets = new Set<WebSocket<Session>>();
   let pendingUpgrades = 0;
   let draining = false;
@@ -216,6 +217,11 @@ export function buildGateway(opts: GatewayOptions): Gateway {
             ipLimiter.release(ip);
             return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
           }
+          if (!userLimiter.acquire(identity.sub)) {
+            ipLimiter.release(ip);
+            logger.debug({ ip, sub: identity.sub }, "upgrade refused: per-user connection limit");
+            return reject(res, 429, "user_limit", "too many connections for this user", { "Retry-After": "10" });
+          }
           const session: Session = {
             id: randomBytes(12).toString("base64url"),
             sub: identity.sub,
@@ -312,6 +318,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       for (const channel of s.channels) fanout.release(channelTopic(channel));
       fanout.release(s.userTopic);
       ipLimiter.release(s.ip);
+      userLimiter.release(s.sub);
     },
   });
 

@@ -24,6 +24,7 @@ export const GATEWAY_DEFAULTS = {
   natsName: "herald-gateway",
   maxConnections: 50_000,
   maxConnectionsPerIp: 1000,
+  maxConnectionsPerUser: 100,
   /** IPv6 clients are counted per network of this many bits (a /64 is usually one host or site). */
   ipv6LimitPrefix: 64,
   maxPayloadBytes: 64 * 1024,
@@ -57,6 +58,8 @@ export interface GatewayConfig {
   trustedProxies: TrustedProxies;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  /** Per `sub` on this process (0 = off): with the frame cap, bounds what one token holder can make it buffer. */
+  maxConnectionsPerUser: number;
   /** MAX_CONNECTIONS_PER_IP counts IPv6 clients per network of this many bits (128 = per address). */
   ipv6LimitPrefix: number;
   maxPayloadBytes: number;
@@ -115,6 +118,7 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     trustedProxies: TrustedProxies.parse(read.list(env, "TRUSTED_PROXIES"), "TRUSTED_PROXIES"),
     maxConnections: read.int(env, "MAX_CONNECTIONS", d.maxConnections, 1, 10_000_000),
     maxConnectionsPerIp: read.int(env, "MAX_CONNECTIONS_PER_IP", d.maxConnectionsPerIp, 0, 10_000_000),
+    maxConnectionsPerUser: read.int(env, "MAX_CONNECTIONS_PER_USER", d.maxConnectionsPerUser, 0, 10_000_000),
     ipv6LimitPrefix: read.int(env, "IPV6_LIMIT_PREFIX", d.ipv6LimitPrefix, IPV6_LIMIT_PREFIX_MIN, 128),
     maxPayloadBytes: read.int(env, "MAX_PAYLOAD_BYTES", d.maxPayloadBytes, 256, 16 * 1024 * 1024),
     maxChannelsPerConnection: read.int(env, "MAX_CHANNELS_PER_CONNECTION", d.maxChannelsPerConnection, 1, 100_000),
