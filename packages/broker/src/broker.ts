@@ -42,9 +42,14 @@ export interface BrokerHistory {
   /** Position of the newest stored message on `subject`, 0 when there is none. */
   lastSeq(subject: string): Promise<number>;
   /**
-   * True while the window still reaches back to position `after` on
-   * `subject`, so nothing after it has been dropped. For `after` = 0: nothing
-   * on the subject has been dropped yet.
+   * True when the window provably still reaches back to position `after` on
+   * `subject`, so nothing after it has been dropped: the message at `after`
+   * is still stored, or nothing after `after` has left the stream by age
+   * (the stream's first position is at most `after` + 1) and the subject is
+   * below its count limit. False when that cannot be shown — the honest
+   * answer, since a stream keeps no trace of a subject whose messages are
+   * gone. Both brokers answer by this rule, so a resume gets the same
+   * `recovered` on either.
    */
   reaches(subject: string, after: number): Promise<boolean>;
   /**

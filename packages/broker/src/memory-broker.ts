@@ -23,7 +23,10 @@ export interface MemoryBrokerOptions {
 }
 
 interface Stored extends StoredMessage {
+  readonly subject: string;
   readonly at: number;
+  /** Dropped from its subject by the count limit (still in `log` until the log is compacted). */
+  gone: boolean;
 }
 
 function headerReader(headers: Readonly<Record<string, string>> | undefined) {
@@ -33,13 +36,21 @@ function headerReader(headers: Readonly<Record<string, string>> | undefined) {
 /** Like the JetStream stream's duplicate_window: a Herald-Id seen this recently is stored once. */
 const DUPLICATE_WINDOW_MS = 120_000;
 
+/**
+ * One stream for every subject, dropping messages the two ways JetStream
+ * does: by age across the stream (oldest positions first) and by count
+ * within a subject. `reaches()` answers exactly what the JetStream history
+ * can answer (see NatsHistory.reaches), so the same question gets the same
+ * answer on both brokers.
+ */
 class MemoryHistory implements BrokerHistory {
   private seq = 0;
+  /** Stored messages of each subject, oldest first; a subject with none is not kept. */
   private readonly bySubject = new Map<string, Stored[]>();
-  /** Highest position dropped from each subject's window (by age or count). */
-  private readonly dropped = new Map<string, number>();
-  /** The same for subjects the sweep has forgotten (empty windows): one bound for all of them. */
-  private forgottenDropped = 0;
+  /** Every stored message in position order (= time order), plus count-dropped ones not yet compacted away. */
+  private log: Stored[] = [];
+  private head = 0;
+  private goneInLog = 0;
   /** Herald-Id -> when it was stored (insertion order = time order). */
   private readonly recentIds = new Map<string, number>();
 
@@ -72,37 +83,74 @@ class MemoryHistory implements BrokerHistory {
 
   /** Stores a message and returns the position headers to deliver with it. */
   append(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>> | undefined): Record<string, string> {
-    const list = this.trim(subject) ?? [];
+    this.expire();
+    let list = this.bySubject.get(subject);
+    if (!list) this.bySubject.set(subject, (list = []));
     const last = list.length > 0 ? list[list.length - 1]!.seq : 0;
     const seq = ++this.seq;
     const stamped = { ...headers, [Header.Sequence]: String(seq), [Header.LastSequence]: String(last) };
-    list.push({ seq, data, at: Date.now(), header: headerReader(stamped) });
-    if (list.length > this.config.maxPerChannel) this.dropped.set(subject, list.shift()!.seq);
-    this.bySubject.set(subject, list);
+    const stored: Stored = { seq, subject, data, at: Date.now(), gone: false, header: headerReader(stamped) };
+    list.push(stored);
+    this.log.push(stored);
+    if (list.length > this.config.maxPerChannel) {
+      list.shift()!.gone = true;
+      this.goneInLog++;
+      this.compact();
+    }
     return stamped;
   }
 
-  /** Drops messages older than the window; returns what is left. */
-  private trim(subject: string): Stored[] | undefined {
-    const list = this.bySubject.get(subject);
-    if (!list) return undefined;
+  /** Drops messages older than the window, oldest position first, as the stream's max_age does. */
+  private expire(): void {
     const oldest = Date.now() - this.config.maxAgeSeconds * 1000;
-    while (list.length > 0 && list[0]!.at < oldest) this.dropped.set(subject, list.shift()!.seq);
-    return list;
+    while (this.head < this.log.length) {
+      const m = this.log[this.head]!;
+      if (!m.gone) {
+        if (m.at >= oldest) break;
+        // The oldest stored message overall is the oldest of its subject.
+        const list = this.bySubject.get(m.subject)!;
+        list.shift();
+        if (list.length === 0) this.bySubject.delete(m.subject);
+      } else {
+        this.goneInLog--;
+      }
+      this.head++;
+    }
+    this.compact();
+  }
+
+  /** Keeps the log at most about twice the stored messages. */
+  private compact(): void {
+    const dead = this.head + this.goneInLog;
+    if (dead < 1024 || dead * 2 < this.log.length) return;
+    this.log = this.log.slice(this.head).filter((m) => !m.gone);
+    this.head = 0;
+    this.goneInLog = 0;
+  }
+
+  /** The stream's first position: its oldest stored message, or the next position when it holds none. */
+  private firstSeq(): number {
+    for (let i = this.head; i < this.log.length; i++) if (!this.log[i]!.gone) return this.log[i]!.seq;
+    return this.seq + 1;
   }
 
   async lastSeq(subject: string): Promise<number> {
-    const list = this.trim(subject);
+    this.expire();
+    const list = this.bySubject.get(subject);
     return list && list.length > 0 ? list[list.length - 1]!.seq : 0;
   }
 
+  /** The rule of NatsHistory.reaches, on this broker's own state. */
   async reaches(subject: string, after: number): Promise<boolean> {
-    this.trim(subject);
-    return (this.dropped.get(subject) ?? this.forgottenDropped) <= after;
+    this.expire();
+    const list = this.bySubject.get(subject) ?? [];
+    if (after > 0 && list.some((m) => m.seq === after)) return true;
+    return this.firstSeq() <= after + 1 && list.length < this.config.maxPerChannel;
   }
 
   async read(subject: string, after: number, limit: number): Promise<StoredMessage[]> {
-    const list = this.trim(subject) ?? [];
+    this.expire();
+    const list = this.bySubject.get(subject) ?? [];
     const out: StoredMessage[] = [];
     for (const m of list) {
       if (m.seq <= after) continue;
@@ -112,17 +160,9 @@ class MemoryHistory implements BrokerHistory {
     return out;
   }
 
-  /**
-   * Drops expired messages on every subject, and subjects left empty:
-   * without it a channel written once and never again would be kept forever.
-   */
+  /** Drops expired messages even when nothing is read or written (frees the memory of idle channels). */
   sweep(): void {
-    for (const [subject, list] of this.bySubject) {
-      if ((this.trim(subject) ?? list).length > 0) continue;
-      this.bySubject.delete(subject);
-      this.forgottenDropped = Math.max(this.forgottenDropped, this.dropped.get(subject) ?? 0);
-      this.dropped.delete(subject);
-    }
+    this.expire();
   }
 }
 

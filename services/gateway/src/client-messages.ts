@@ -28,8 +28,8 @@ import {
   type RequestId,
   type Subjects,
 } from "@herald/core";
-import type { Broker, BrokerHistory } from "@herald/broker";
-import { RecoveryBuffer, type Fanout } from "./fanout.js";
+import type { Broker, BrokerHistory, StoredMessage } from "@herald/broker";
+import { RecoveryBuffer, type Fanout, type PositionedFrame } from "./fanout.js";
 import { channelTopic, type Session } from "./session.js";
 import type { WebSocket } from "./uws.js";
 
@@ -56,6 +56,16 @@ const SETTLE_ROUNDS = 4;
  * history a bounded number of requests in flight, not one per client.
  */
 const RECOVERY_CONCURRENCY = 32;
+
+/**
+ * The same message frame with another `prev`: messageFrame() puts
+ * `"seq":N,"prev":P,` right after the channel's head.
+ */
+function withPrev(head: Buffer, f: PositionedFrame, prev: number): Buffer {
+  const old = Buffer.from(`"seq":${f.seq},"prev":${f.prev},`, "latin1");
+  if (!f.frame.subarray(head.length, head.length + old.length).equals(old)) return f.frame;
+  return Buffer.concat([head, Buffer.from(`"seq":${f.seq},"prev":${prev},`, "latin1"), f.frame.subarray(head.length + old.length)]);
+}
 
 export class ClientMessages {
   private readonly recoveries = pLimit(RECOVERY_CONCURRENCY);
@@ -202,6 +212,9 @@ export class ClientMessages {
       const newest = await history.lastSeq(r.subject);
       let start = newest;
       let complete = true;
+      // The first page, read before reaches(): when the window still reaches
+      // `since` after the read, nothing the read skipped had been dropped.
+      let firstPage: StoredMessage[] | undefined;
       if (r.since !== undefined && r.since > newest) {
         // A position this history never reached: it was reset (the embedded
         // broker restarted, the stream was recreated) or everything on the
@@ -209,17 +222,20 @@ export class ClientMessages {
         complete = false;
       } else if (r.since !== undefined) {
         start = r.since;
+        firstPage = await history.read(r.subject, start, RECOVERY_PAGE);
         complete = await history.reaches(r.subject, start);
       }
       if (!stillWanted()) return;
       if (r.since !== undefined) metrics.recoveries.inc({ result: complete ? "recovered" : "window_exceeded" });
       ws.send(subscribedWithPosition(channel, id, start, complete), false);
 
+      // `last` is what this socket has been given: `start`, then each message
+      // sent. The first message after `subscribed` always carries prev =
+      // `start` — with recovered: true it follows on from it, with
+      // recovered: false `start` is where the client was told to continue —
+      // so a client applying "prev ≠ last → resume" never resumes in a loop.
       let last = start;
       let needRead = r.since !== undefined;
-      // Whether the window still holds `last`: if not, the next message sent
-      // gets a `prev` that shows the client the gap instead of hiding it.
-      let continuous = complete;
       // The window holds at most historyMaxPerChannel messages; twice that
       // leaves room for what is published while reading.
       const maxPages = Math.ceil((2 * this.ctx.historyMaxPerChannel) / RECOVERY_PAGE) + 1;
@@ -231,8 +247,18 @@ export class ClientMessages {
           // messages (interest reached a clustered stream late): read those too.
           const live = buffer.firstAfter(last);
           if (live ? live.prev <= last : !needRead) break;
-          if (last !== start) continuous = await history.reaches(r.subject, last);
-          const messages = await history.read(r.subject, last, RECOVERY_PAGE);
+          let messages: StoredMessage[];
+          // Whether nothing after `last` had been dropped when the page was
+          // read: if something had, the page's first message gets a `prev`
+          // that shows the client the gap instead of hiding it.
+          let continuous = true;
+          if (firstPage) {
+            messages = firstPage;
+            firstPage = undefined;
+          } else {
+            messages = await history.read(r.subject, last, RECOVERY_PAGE);
+            if (messages.length > 0 && last !== start) continuous = await history.reaches(r.subject, last);
+          }
           pages++;
           if (!stillWanted()) return;
           if (messages.length === 0) break; // nothing more stored: what is missing has left the window
@@ -263,7 +289,10 @@ export class ClientMessages {
       ws.cork(() => {
         for (const f of [...buffer.frames].sort((a, b) => a.seq - b.seq)) {
           if (f.seq <= last) continue;
-          ws.send(f.frame, false);
+          // Nothing sent since a recovered: false (all of it expired while
+          // reading): the first frame continues from the position given.
+          const frame = !complete && last === start && f.prev !== start ? withPrev(head, f, start) : f.frame;
+          ws.send(frame, false);
           last = f.seq;
         }
         fanout.flushWrites();

@@ -286,11 +286,13 @@ export class Fanout {
     const run = async () => {
       let count = 0;
       for (let page = 0; page < CATCH_UP_MAX_PAGES; page++) {
-        // When the window no longer holds the last delivered message, what
-        // follows may not follow on: its `prev` must not claim it does, or
-        // clients would never notice the gap.
-        const continuous = entry.lastSeq === 0 || (await history.reaches(subject, entry.lastSeq));
         const messages = await history.read(subject, entry.lastSeq, CATCH_UP_PAGE);
+        // When the window no longer reaches back to the last delivered
+        // message, what follows may not follow on: its `prev` must not claim
+        // it does, or clients would never notice the gap (they resume with
+        // `since` and are told recovered: false). Asked after the read: if
+        // the window still reaches back now, it did when the page was read.
+        const continuous = messages.length === 0 || (await history.reaches(subject, entry.lastSeq));
         if (!current()) return;
         let first = true;
         for (const m of messages) {
