@@ -6,13 +6,17 @@
  * see a message arrive: URLs, a ready-to-paste token and a curl command.
  *
  * Every setting of both services still applies (GATEWAY_PORT, PUBLISHER_PORT,
- * JWT_SECRET, ...), plus DEMO_PORT for the demo page. Missing secrets are
- * generated for this run only.
+ * JWT_SECRET, ...), plus DEMO_PORT and DEMO_HOST for the demo page. Missing
+ * secrets are generated for this run only. Unlike the services alone, it
+ * listens on 127.0.0.1 unless GATEWAY_HOST / PUBLISHER_HOST / DEMO_HOST say
+ * otherwise: the demo page's /token hands a full-rights token to anyone who
+ * can reach it.
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { listenFailure } from "./lib/listen-failure.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 // tsc -b is incremental: this is a no-op when the build is current.
@@ -32,6 +36,12 @@ if (!demoEnv.JWT_SECRET && !demoEnv.JWT_PUBLIC_KEY && !demoEnv.JWT_JWKS_URL) {
 }
 if (!demoEnv.PUBLISHER_API_KEY) demoEnv.PUBLISHER_API_KEY = generated.PUBLISHER_API_KEY = randomBytes(24).toString("base64url");
 const demoPort = Number(demoEnv.DEMO_PORT || 8082);
+// This machine only, unless a host is set explicitly (an empty value counts as unset, as for every setting).
+const LOOPBACK = "127.0.0.1";
+for (const name of ["GATEWAY_HOST", "PUBLISHER_HOST", "DEMO_HOST"]) {
+  if (!demoEnv[name]?.trim()) demoEnv[name] = LOOPBACK;
+}
+const demoHost = demoEnv.DEMO_HOST.trim();
 // Browsers on this machine (the demo page, your own app on a dev server) may connect.
 demoEnv.ALLOWED_ORIGINS ??= [
   `http://localhost:${demoPort}`, `http://127.0.0.1:${demoPort}`,
@@ -41,7 +51,8 @@ demoEnv.ALLOWED_ORIGINS ??= [
 let gatewayConfig, publisherConfig;
 try {
   gatewayConfig = readGatewayConfig(demoEnv);
-  publisherConfig = readPublisherConfig(demoEnv);
+  // METRICS_PORT is the gateway's here: both services reading it would race for the same port.
+  publisherConfig = readPublisherConfig({ ...demoEnv, METRICS_PORT: undefined });
 } catch (err) {
   if (err instanceof ConfigError) {
     console.error(`herald: config error: ${err.message}`);
@@ -61,8 +72,34 @@ const broker = createBroker({
 });
 const gateway = buildGateway({ config: gatewayConfig, broker, logger: logger.child({ component: "gateway" }), tracing });
 const publisher = buildPublisher({ config: publisherConfig, broker, logger: logger.child({ component: "publisher" }), tracing });
-const { port: gwPort } = await gateway.listen();
-const { port: pubPort } = await publisher.listen();
+
+/**
+ * listen(), or one line naming the port and the variable that moves it, and
+ * exit 1. `where` may depend on the error (a service with two ports).
+ */
+async function listenOrExit(where, listen) {
+  try {
+    return await listen();
+  } catch (err) {
+    console.error(listenFailure(typeof where === "function" ? where(err) : where, err));
+    process.exit(1);
+  }
+}
+// The gateway opens GATEWAY_PORT, then METRICS_PORT when set; its error names the port that failed.
+const { port: gwPort } = await listenOrExit(
+  (err) => ({
+    service: "gateway",
+    host: gatewayConfig.host,
+    ...(gatewayConfig.metricsPort !== undefined && String(err?.message).includes(`:${gatewayConfig.metricsPort} `)
+      ? { variable: "METRICS_PORT", port: gatewayConfig.metricsPort }
+      : { variable: "GATEWAY_PORT", port: gatewayConfig.port }),
+  }),
+  () => gateway.listen(),
+);
+const { port: pubPort } = await listenOrExit(
+  { service: "publisher", variable: "PUBLISHER_PORT", host: publisherConfig.host, port: publisherConfig.port },
+  () => publisher.listen(),
+);
 
 const canSign = Boolean(demoEnv.JWT_SECRET);
 const demoToken = (lifetime) =>
@@ -78,44 +115,16 @@ const token = canSign ? await demoToken("24h") : "";
 // short-lived tokens from the demo server (a token provider, as a real app would).
 const { startDemoServer } = await import("./demo-server.mjs");
 const demo = canSign
-  ? await startDemoServer({
-      port: demoPort,
-      gatewayUrl: `ws://localhost:${gwPort}/ws`,
-      publisherUrl: `http://localhost:${pubPort}`,
-      token: () => demoToken("1h"),
-    })
+  ? await listenOrExit({ service: "demo page", variable: "DEMO_PORT", host: demoHost, port: demoPort }, () =>
+      startDemoServer({
+        port: demoPort,
+        host: demoHost,
+        gatewayUrl: `ws://${shownHost(gatewayConfig.host)}:${gwPort}/ws`,
+        publisherUrl: `http://${shownHost(publisherConfig.host)}:${pubPort}`,
+        token: () => demoToken("1h"),
+      }),
+    )
   : undefined;
-
-const lines = [
-  "",
-  "Herald is running (all-in-one: gateway + publisher in one process, " +
-    (broker.kind === "nats" ? `NATS at ${gatewayConfig.natsServers.join(",")})` : "in-process memory broker)"),
-  "",
-  ...(demo ? [`  demo: http://localhost:${demo.port}/   <- open this in a browser`, ""] : []),
-  `  WebSocket   ws://localhost:${gwPort}/ws`,
-  `  Publish API http://localhost:${pubPort}/v1/channels/{channel}/messages`,
-  `  Health      http://localhost:${gwPort}/readyz   Metrics http://localhost:${gwPort}/metrics`,
-  "",
-];
-if (generated.JWT_SECRET) lines.push(`  JWT_SECRET (generated for this run)        ${generated.JWT_SECRET}`);
-if (generated.PUBLISHER_API_KEY) lines.push(`  PUBLISHER_API_KEY (generated for this run) ${generated.PUBLISHER_API_KEY}`);
-if (canSign) {
-  lines.push(
-    "",
-    "1) Watch a channel (in a second terminal):",
-    `   npm run watch -- demo --url ws://localhost:${gwPort}/ws --token ${token}`,
-    "",
-    "2) Publish to it (in a third terminal):",
-    `   curl -i -X POST http://localhost:${pubPort}/v1/channels/demo/messages \\`,
-    `     -H 'Authorization: Bearer ${demoEnv.PUBLISHER_API_KEY}' -H 'Content-Type: application/json' \\`,
-    `     -d '{"text":"hello from Herald"}'`,
-    "",
-    "A demo token (sub demo-user, every channel, 24 h):",
-    `   ${token}`,
-  );
-}
-lines.push("", "Ctrl-C stops both services.", "");
-process.stdout.write(lines.join("\n") + "\n");
 
 let stopping = false;
 async function stop() {
@@ -129,3 +138,86 @@ async function stop() {
 }
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
+
+// Everything listens; with NATS, "running" waits until the broker is
+// connected (it keeps retrying), so the banner never promises a Herald that
+// cannot deliver.
+if (broker.kind === "nats" && !broker.connected) {
+  const where = broker.shownServers.join(",");
+  process.stdout.write(`\nHerald is waiting for NATS at ${where} (NATS_URL); retrying until it answers. Ctrl-C stops.\n`);
+  await new Promise((resolve) => {
+    const off = broker.onStatus((status) => {
+      if (status === "connected") {
+        off();
+        resolve(undefined);
+      }
+    });
+    if (broker.connected) resolve(undefined);
+  });
+}
+
+const gwUrl = `${shownHost(gatewayConfig.host)}:${gwPort}`;
+const pubUrl = `${shownHost(publisherConfig.host)}:${pubPort}`;
+
+const lines = [
+  "",
+  "Herald is running (all-in-one: gateway + publisher in one process, " +
+    (broker.kind === "nats" ? `NATS at ${broker.shownServers.join(",")})` : "in-process memory broker)"),
+  "",
+  ...(demo ? [`  demo: http://${shownHost(demoHost)}:${demo.port}/   <- open this in a browser`, ""] : []),
+  `  WebSocket   ws://${gwUrl}/ws`,
+  `  Publish API http://${pubUrl}/v1/channels/{channel}/messages`,
+  `  Health      http://${gwUrl}/readyz   Metrics http://${gwUrl}/metrics`,
+  "",
+  ...exposureLines(),
+  "",
+];
+if (generated.JWT_SECRET) lines.push(`  JWT_SECRET (generated for this run)        ${generated.JWT_SECRET}`);
+if (generated.PUBLISHER_API_KEY) lines.push(`  PUBLISHER_API_KEY (generated for this run) ${generated.PUBLISHER_API_KEY}`);
+if (canSign) {
+  lines.push(
+    "",
+    "1) Watch a channel (in a second terminal):",
+    `   npm run watch -- demo --url ws://${gwUrl}/ws --token ${token}`,
+    "",
+    "2) Publish to it (in a third terminal):",
+    `   curl -i -X POST http://${pubUrl}/v1/channels/demo/messages \\`,
+    `     -H 'Authorization: Bearer ${demoEnv.PUBLISHER_API_KEY}' -H 'Content-Type: application/json' \\`,
+    `     -d '{"text":"hello from Herald"}'`,
+    "",
+    "A demo token (sub demo-user, every channel, 24 h):",
+    `   ${token}`,
+  );
+}
+lines.push("", "Ctrl-C stops both services.", "");
+process.stdout.write(lines.join("\n") + "\n");
+
+/** A host as a URL shows it: the wildcard addresses are reachable as localhost. */
+function shownHost(host) {
+  if (!host || host === "0.0.0.0" || host === "::") return "localhost";
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+function isLoopback(host) {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Where the all-in-one can be reached from, and what that means for the demo token endpoint. */
+function exposureLines() {
+  const open = [
+    ["GATEWAY_HOST", gatewayConfig.host],
+    ["PUBLISHER_HOST", publisherConfig.host],
+    ...(demo ? [["DEMO_HOST", demoHost]] : []),
+  ].filter(([, host]) => !isLoopback(host));
+  if (open.length === 0) {
+    return [
+      `  Listening on ${LOOPBACK} only (this machine). To expose it, set GATEWAY_HOST=0.0.0.0`,
+      "  (and PUBLISHER_HOST / DEMO_HOST) — the demo token endpoint then gives anyone full rights.",
+    ];
+  }
+  const lines = [`  Reachable from other machines: ${open.map(([name, host]) => `${name}=${host}`).join(", ")}.`];
+  if (open.some(([name]) => name === "DEMO_HOST")) {
+    lines.push(`  WARNING: anyone who reaches http://${shownHost(demoHost)}:${demo.port}/token gets a token with full rights.`);
+  }
+  return lines;
+}

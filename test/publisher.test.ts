@@ -583,17 +583,23 @@ describe("publisher (real process, real NATS)", { skip }, () => {
   });
 });
 
-describe("publisher without NATS: memory broker, API key only, METRICS_PORT", { skip }, () => {
+// The standalone publisher always needs NATS (a memory broker in its own
+// process would reach no gateway); the memory broker is covered by the
+// all-in-one tests (test/newcomer-start.test.ts).
+describe("publisher with an API key only, METRICS_PORT", { skip }, () => {
+  let nats: Nats;
   let pub: Publisher;
   let metricsPort: number;
 
   before(async () => {
+    nats = await startNats();
     metricsPort = await freePort();
-    pub = await startPublisher({ PUBLISHER_API_KEY: API_KEY, METRICS_PORT: String(metricsPort) });
+    pub = await startPublisher({ NATS_URL: nats.url, PUBLISHER_API_KEY: API_KEY, METRICS_PORT: String(metricsPort) });
   });
 
   after(async () => {
     if (pub?.proc.alive) await pub.proc.stop("SIGKILL").catch(() => {});
+    await nats?.proc?.stop().catch(() => {});
   });
 
   test("ops endpoints on both ports; the API only on the main port", async () => {
@@ -629,6 +635,14 @@ describe("publisher configuration errors", { skip }, () => {
     const { exit, stderr } = await runWith({});
     assert.equal(exit.code, 2);
     assert.match(stderr, /^config error: PUBLISHER_API_KEY: /);
+  });
+
+  test("no NATS_URL: exit 2 naming NATS_URL, saying only npm start runs without a broker", async () => {
+    const { exit, stderr } = await runWith({ PUBLISHER_API_KEY: API_KEY });
+    assert.equal(exit.code, 2, stderr);
+    assert.match(stderr, /^config error: NATS_URL: not set: the publisher needs NATS/);
+    assert.match(stderr, /npm start/);
+    assert.equal(stderr.trim().split("\n").length, 1, `one line, no stack trace: ${stderr}`);
   });
 
   test("short API key, bad port, bad prefix: exit 2 naming the variable (and never the key)", async () => {

@@ -34,6 +34,15 @@ export const NATS_DEFAULTS = {
   historySetupMs: 30_000,
 } as const;
 
+/**
+ * Server URLs as logs may show them: an operator reading "connect failed"
+ * needs to know WHERE it tried, but NATS URLs can carry user:password@ or a
+ * token@, which must never reach a log line.
+ */
+export function redactServers(servers: readonly string[]): string[] {
+  return servers.map((s) => s.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^@/]*@/i, "$1***@"));
+}
+
 class NatsMessage implements BrokerMessage {
   constructor(private readonly msg: Msg) {}
   get subject(): string {
@@ -69,9 +78,12 @@ export class NatsBroker implements Broker {
   history: NatsHistory | undefined;
   private modeSettled = false;
   private attempt = 0;
+  /** The server URLs with credentials replaced: what logs and banners may show. */
+  readonly shownServers: readonly string[];
 
   constructor(options: NatsBrokerOptions) {
     this.opts = { ...NATS_DEFAULTS, ...options };
+    this.shownServers = redactServers(options.servers);
     void this.connectLoop();
   }
 
@@ -118,7 +130,7 @@ export class NatsBroker implements Broker {
         break;
       } catch (err) {
         const delay = this.backoff();
-        logger.warn({ err: (err as Error).message, retryInMs: delay }, "NATS connect failed; retrying");
+        logger.warn({ err: (err as Error).message, servers: this.shownServers, retryInMs: delay }, "NATS connect failed; retrying");
         await new Promise((r) => setTimeout(r, delay).unref());
       }
     }
@@ -206,7 +218,7 @@ export class NatsBroker implements Broker {
     for await (const s of nc.status()) {
       switch (s.type) {
         case "disconnect":
-          logger.warn({ server: s.data }, "NATS disconnected; reconnecting");
+          logger.warn({ server: s.data, servers: this.shownServers }, "NATS disconnected; reconnecting");
           this.setStatus("disconnected");
           break;
         case "reconnect":

@@ -15,7 +15,9 @@ const SHUTDOWN_SLACK_MS = 10_000;
 function loadConfig(): { config: PublisherConfig; env: ReturnType<typeof processEnv> } {
   const env = processEnv();
   try {
-    return { config: readPublisherConfig(env), env };
+    const config = readPublisherConfig(env);
+    requireBroker(config);
+    return { config, env };
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`config error: ${err.message}\n`);
@@ -23,6 +25,22 @@ function loadConfig(): { config: PublisherConfig; env: ReturnType<typeof process
     }
     throw err;
   }
+}
+
+/**
+ * A publisher process of its own with the in-process memory broker would
+ * answer 202 for messages that no gateway (each in another process) can ever
+ * see. Only the all-in-one `npm start`, which shares one memory broker
+ * between gateway and publisher in a single process, may run without NATS;
+ * it builds the publisher itself and never runs this file.
+ */
+function requireBroker(config: PublisherConfig): void {
+  if (config.natsServers.length > 0) return;
+  throw new ConfigError(
+    "NATS_URL",
+    "not set: the publisher needs NATS to reach the gateways (e.g. NATS_URL=nats://127.0.0.1:4222); " +
+      "running without a broker is only possible inside the all-in-one `npm start`",
+  );
 }
 
 function displayUrl(host: string, port: number): string {
@@ -51,9 +69,6 @@ async function main(): Promise<void> {
     history: config.history,
     subjects: new Subjects(config.subjectPrefix),
   });
-  if (broker.kind === "memory") {
-    logger.warn("NATS_URL is not set: using the in-process memory broker, so messages reach no gateway in another process");
-  }
   const publisher = buildPublisher({ config, broker, logger, tracing });
 
   let ports: ListenResult;
