@@ -130,7 +130,7 @@ describe("gateway resilience", { skip }, () => {
     gateways.push(second);
     const exit = await withTimeout(second.exited, 10_000, "second gateway exit");
     assert.equal(exit.code, 1);
-    assert.ok(second.logs.some((l) => l.includes(`cannot listen on 127.0.0.1:${first.port}`)), second.logs.join("\n"));
+    assert.ok(second.logs.some((l) => l.includes(`cannot listen on 127.0.0.1:${first.port}`) && l.includes("set GATEWAY_PORT")), second.logs.join("\n"));
     assert.equal((await httpGet(`${first.url}/healthz`)).status, 200, "the first one keeps its port");
   });
 

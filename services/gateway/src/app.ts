@@ -394,10 +394,12 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   };
   sweep.unref();
 
-  const listenOn = (a: TemplatedApp, port: number): Promise<us_listen_socket> =>
+  const listenOn = (a: TemplatedApp, port: number, variable: string): Promise<us_listen_socket> =>
     new Promise((resolve, reject) => {
       const done = (ls: us_listen_socket | false) =>
-        ls ? resolve(ls) : reject(new Error(`cannot listen on ${config.host ?? "*"}:${port} (in use by another process, or not permitted)`));
+        ls
+          ? resolve(ls)
+          : reject(new Error(`cannot listen on ${config.host ?? "*"}:${port}: in use by another process, or not permitted; set ${variable} to a free port`));
       // Exclusive: uWS otherwise sets SO_REUSEPORT, and a second gateway on
       // the same port would silently share it (the kernel splitting new
       // connections between the two) instead of failing to start.
@@ -421,11 +423,11 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     },
 
     async listen() {
-      const main = await listenOn(app, config.port);
+      const main = await listenOn(app, config.port, "GATEWAY_PORT");
       listenSockets.push(main);
       const port = uws.us_socket_local_port(main as never);
       if (!metricsApp || config.metricsPort === undefined) return { port };
-      const m = await listenOn(metricsApp, config.metricsPort);
+      const m = await listenOn(metricsApp, config.metricsPort, "METRICS_PORT");
       listenSockets.push(m);
       return { port, metricsPort: uws.us_socket_local_port(m as never) };
     },
