@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Gauge, Registry } from "prom-client";
-import { METRICS_CACHE_MS, MetricsCache } from "@herald/core";
+import { METRICS_CACHE_MS, METRICS_RENDER_BURST, MetricsCache } from "@herald/core";
 import { waitFor } from "./helpers/wait.js";
 
 function countingRegistry(): { registry: Registry; renders: () => number; failNext: () => void } {
@@ -30,30 +30,40 @@ function countingRegistry(): { registry: Registry; renders: () => number; failNe
   return { registry, renders: () => renders, failNext: () => (fail = true) };
 }
 
-test("metrics cache: concurrent scrapes share one render; later ones inside the window get the same bytes", async () => {
+test("metrics cache: concurrent scrapes share one render", async () => {
   const { registry, renders } = countingRegistry();
   const cache = new MetricsCache(registry);
-  assert.equal(cache.fresh(), undefined, "nothing cached before the first scrape");
+  assert.equal(cache.cached(), undefined, "nothing cached before the first scrape");
   const bodies = await Promise.all(Array.from({ length: 100 }, () => cache.get()));
   assert.equal(renders(), 1, "100 concurrent scrapes, one render");
   assert.ok(bodies.every((b) => b === bodies[0]));
   assert.match(bodies[0]!.toString(), /^test_renders 1$/m);
-  assert.equal(cache.fresh(), bodies[0], "fresh right after the render");
-  assert.equal(await cache.get(), bodies[0]);
-  assert.equal(renders(), 1);
   assert.equal(cache.contentType, registry.contentType);
-  assert.ok(METRICS_CACHE_MS > 0 && METRICS_CACHE_MS <= 5_000, "a brief window, far below a scrape interval");
 });
 
-test("metrics cache: renders again once the window has passed", async () => {
+test("metrics cache: fresh renders up to the budget, then the latest render until the window passes", async () => {
   const { registry, renders } = countingRegistry();
-  const cache = new MetricsCache(registry, 50);
-  const first = await cache.get();
-  await waitFor(() => cache.fresh() === undefined, { timeoutMs: 5_000, intervalMs: 10, message: "the cached render to expire" });
-  const second = await cache.get();
-  assert.equal(renders(), 2);
-  assert.match(second.toString(), /^test_renders 2$/m);
-  assert.notEqual(second, first);
+  // A long window: the loop certainly runs inside it.
+  const cache = new MetricsCache(registry, 60_000, METRICS_RENDER_BURST);
+  for (let i = 1; i <= METRICS_RENDER_BURST; i++) {
+    assert.equal(cache.cached(), undefined, `render ${i} is within the budget`);
+    assert.match((await cache.get()).toString(), new RegExp(`^test_renders ${i}$`, "m"), "a sequential scrape is always fresh up to the budget");
+  }
+  const last = cache.cached();
+  assert.ok(last, "budget spent: the latest render is served");
+  assert.equal(await cache.get(), last);
+  assert.equal(renders(), METRICS_RENDER_BURST);
+
+  // A short window: the budget comes back once the oldest render has aged out.
+  const short = new MetricsCache(registry, 50, 2);
+  await short.get();
+  await short.get();
+  assert.ok(short.cached(), "two renders spend a budget of two");
+  await waitFor(() => short.cached() === undefined, { timeoutMs: 5_000, intervalMs: 10, message: "the window to pass" });
+  const before = renders();
+  await short.get();
+  assert.equal(renders(), before + 1, "a new render after the window");
+  assert.ok(METRICS_CACHE_MS > 0 && METRICS_CACHE_MS <= 5_000, "a brief window, far below a scrape interval");
 });
 
 test("metrics cache: a failed render reaches every waiter and is not cached", async () => {
@@ -66,6 +76,6 @@ test("metrics cache: a failed render reaches every waiter and is not cached", as
     ["rejected", "rejected", "rejected"],
   );
   assert.equal(renders(), 1, "the waiters shared the failing render");
-  assert.equal(cache.fresh(), undefined);
+  assert.equal(cache.cached(), undefined);
   assert.match((await cache.get()).toString(), /^test_renders 2$/m, "the next scrape renders again");
 });

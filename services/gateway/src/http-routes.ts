@@ -23,16 +23,16 @@ export function attachOperationalRoutes(app: TemplatedApp, health: HealthSource,
     const ok = health.ready();
     sendJson(res, ok ? "200 OK" : "503 Service Unavailable", { status: ok ? "ready" : "not ready", ...health.readyDetail() });
   });
-  // Scrapes share one render and reuse it for METRICS_CACHE_MS (issue 8).
+  // Concurrent scrapes share one render; bursts get the latest one (issue 8).
   const cache = new MetricsCache(registry);
   const reply = (res: HttpResponse, body: Buffer): void => {
     res.cork(() => res.writeStatus("200 OK").writeHeader("Content-Type", cache.contentType).writeHeader("Cache-Control", "no-store").end(body));
   };
   app.get("/metrics", (res) => {
-    // Inside the cache window the answer is synchronous: no render, no promise.
-    const fresh = cache.fresh();
-    if (fresh) {
-      reply(res, fresh);
+    // Over the render budget the answer is synchronous: no render, no promise.
+    const cached = cache.cached();
+    if (cached) {
+      reply(res, cached);
       return;
     }
     let aborted = false;

@@ -32,7 +32,7 @@ export async function handleOps(
     }
     case "metrics": {
       const cache = cacheFor(registry);
-      const body = cache.fresh() ?? (await cache.get());
+      const body = cache.cached() ?? (await cache.get());
       if (res.headersSent || res.destroyed) return;
       res.statusCode = 200;
       res.setHeader("Content-Type", cache.contentType);
@@ -45,7 +45,7 @@ export async function handleOps(
 }
 
 /**
- * Scrapes share one render and reuse it for METRICS_CACHE_MS (issue 8). Keyed
+ * Concurrent scrapes share one render; bursts get the latest one (issue 8). Keyed
  * by registry: the API port and METRICS_PORT serve the same registry and so
  * share one cache.
  */
