@@ -22,6 +22,8 @@ const STACK_FILE = repoPath("deploy/compose/compose.yaml");
 const STACK_DIR = path.dirname(STACK_FILE);
 const ENV_EXAMPLE = repoPath(".env.example");
 const HAPROXY_CFG = path.join(STACK_DIR, "haproxy/haproxy.cfg");
+/** The services' METRICS_PORT in Compose (and Kubernetes): /metrics, /healthz, /readyz. */
+const METRICS_PORT = "9464";
 
 type Service = Record<string, unknown>;
 
@@ -173,10 +175,14 @@ test("compose: healthchecks and depends_on conditions let `up --wait` settle", (
     const hc = services[name]!["healthcheck"];
     assert.ok(isRecord(hc) && Array.isArray(hc["test"]), `${name} has a healthcheck`);
   }
-  // Node services probe readiness with node itself (no curl in the images).
+  // Node services probe readiness with node itself (no curl in the images),
+  // on METRICS_PORT: the only port that serves /readyz once it is set.
   for (const name of ["gateway", "publisher"]) {
     const t = (services[name]!["healthcheck"] as { test: string[] }).test.join(" ");
     assert.match(t, /^CMD node -e .*\/readyz/);
+    const metricsPort = (services[name]!["environment"] as Record<string, string>)["METRICS_PORT"];
+    assert.ok(metricsPort, `${name}: METRICS_PORT is set`);
+    assert.ok(t.includes(`http://127.0.0.1:${metricsPort}/readyz`), `${name}: the healthcheck asks METRICS_PORT ${metricsPort}: ${t}`);
   }
   const gwDeps = services["gateway"]!["depends_on"] as Record<string, { condition: string }>;
   assert.equal(gwDeps["nats"]!.condition, "service_healthy");
@@ -196,6 +202,14 @@ test("compose: services point at each other by the names and ports they listen o
   assert.equal(pubEnv["NATS_URL"], "nats://nats:4222");
   assert.equal(gwEnv["GATEWAY_PORT"], "8080");
   assert.equal(pubEnv["PUBLISHER_PORT"], "8081");
+  // /metrics, /healthz and /readyz on a port of their own (issue 8): the
+  // client-facing port behind HAProxy answers them 404.
+  assert.equal(gwEnv["METRICS_PORT"], METRICS_PORT, "gateway METRICS_PORT");
+  assert.equal(pubEnv["METRICS_PORT"], METRICS_PORT, "publisher METRICS_PORT");
+  assert.deepEqual(services["gateway"]!["expose"], [gwEnv["GATEWAY_PORT"], METRICS_PORT]);
+  for (const p of (services["publisher"]!["ports"] as string[]) ?? []) {
+    assert.doesNotMatch(p, new RegExp(`:${METRICS_PORT}$`), "the publisher's metrics port is not published on the host");
+  }
   for (const e of [gwEnv, pubEnv]) assert.match(e["OTEL_EXPORTER_OTLP_ENDPOINT"] ?? "", /^http:\/\/jaeger:4318$/);
   assert.equal((services["jaeger"]!["environment"] as Record<string, string>)["COLLECTOR_OTLP_ENABLED"], "true");
   // The load balancer trusts-forwarding address is the LB's fixed address.
@@ -226,8 +240,13 @@ test("compose: HAProxy balances WebSockets over every gateway replica (haproxy -
   assert.match(cfg, /resolvers docker[\s\S]*nameserver \S+ 127\.0\.0\.11:53/, "Docker's DNS");
   assert.match(cfg, /timeout tunnel\s+\d+[hm]/, "long WebSocket tunnel timeout");
   assert.match(cfg, /option httpchk GET \/readyz/, "health-checked on /readyz");
+  assert.match(cfg, new RegExp(`default-server check port ${METRICS_PORT}\\b`), "health checks go to METRICS_PORT, where /readyz is served");
   assert.match(cfg, /option forwardfor/);
-  assert.match(cfg, /deny.*path_beg \/metrics/, "metrics are not public");
+  // Clients reach /ws only: never /metrics (nor /healthz, /readyz).
+  assert.match(cfg, /http-request deny deny_status 404 unless \{ path \/ws \}/, "everything but /ws is refused");
+  const servers = cfg.split("\n").filter((l) => /^\s*(server|server-template)\s/.test(l));
+  assert.ok(servers.length > 0);
+  for (const l of servers) assert.doesNotMatch(l, new RegExp(`:${METRICS_PORT}\\b`), `clients are never routed to METRICS_PORT: ${l.trim()}`);
   const haproxy = findBinary("haproxy");
   if (!haproxy) {
     t.skip("haproxy binary not installed (apt-get install -y haproxy): config syntax not checked by haproxy -c");
@@ -282,7 +301,7 @@ test("compose: a real HAProxy with this config logs no token and hands the gatew
     t.skip("haproxy binary not installed (apt-get install -y haproxy)");
     return;
   }
-  const [wsPort, healthPort, backendPort] = [await freePort(), await freePort(), await freePort()];
+  const [wsPort, healthPort, backendPort, backendMetricsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   // The repository's config with only the addresses changed: local ports, and
   // one local server in place of the Docker-DNS server-template. maxconn is
   // lowered because HAProxy sizes its fd limit from it and refuses to start
@@ -295,17 +314,27 @@ test("compose: a real HAProxy with this config logs no token and hands the gatew
   swap(/^(\s*)bind :8080$/m, `$1bind 127.0.0.1:${wsPort}`);
   swap(/^(\s*)bind :8404$/m, `$1bind 127.0.0.1:${healthPort}`);
   swap(/^(\s*)server-template \S+ \d+ gateway:8080$/m, `$1server gw1 127.0.0.1:${backendPort}`);
+  swap(new RegExp(`\\bcheck port ${METRICS_PORT}\\b`), `check port ${backendMetricsPort}`);
   swap(/\bmaxconn \d+/g, "maxconn 1000");
 
   // Stand-in gateway: records what arrives, echoes the X-Forwarded-For lines.
+  // Like a gateway with METRICS_PORT set, its client port answers /readyz
+  // 404 and a second port answers it 200: HAProxy only sends traffic once it
+  // health-checks the metrics port.
   const seen: { url: string; xff: string[] }[] = [];
   const backend = createServer((req, res) => {
     const xff = req.headersDistinct["x-forwarded-for"] ?? [];
-    if (req.url !== "/readyz") seen.push({ url: req.url ?? "", xff });
+    seen.push({ url: req.url ?? "", xff });
+    if (req.url === "/readyz") res.statusCode = 404;
     res.setHeader("x-seen-xff", JSON.stringify(xff));
     res.end("ok");
   });
+  const backendMetrics = createServer((req, res) => {
+    res.statusCode = req.url === "/readyz" ? 200 : 404;
+    res.end();
+  });
   await new Promise<void>((resolve) => backend.listen(backendPort, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => backendMetrics.listen(backendMetricsPort, "127.0.0.1", resolve));
   const work = mkdtempSync(path.join(tmpdir(), "herald-haproxy-"));
   const cfgFile = path.join(work, "haproxy.cfg");
   writeFileSync(cfgFile, cfg);
@@ -313,6 +342,7 @@ test("compose: a real HAProxy with this config logs no token and hands the gatew
   t.after(async () => {
     await proc.stop();
     await new Promise((resolve) => backend.close(resolve));
+    await new Promise((resolve) => backendMetrics.close(resolve));
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -331,6 +361,8 @@ test("compose: a real HAProxy with this config logs no token and hands the gatew
   // A malformed request carrying a token, and the /metrics deny rule.
   await rawRequest(wsPort, [`GET /ws?access_token=${token} HTTP/1.1`, "Host: herald.test", "Bad Header"]).catch(() => undefined);
   assert.equal((await upgrade(`/metrics?access_token=${token}`)).status, 404);
+  for (const p of ["/metrics", "/healthz", "/readyz", "/ws/../metrics"]) assert.equal((await upgrade(p)).status, 404, `${p} through the load balancer`);
+  assert.deepEqual(seen.filter((s) => s.url !== `/ws?access_token=${token}&v=1`), [], "only /ws requests reach the gateway's client port");
 
   const logged = () => proc.logs.filter((l) => / ws (gateways|ws)\//.test(l));
   await waitFor(() => logged().length >= 3, { timeoutMs: 5_000, what: `three request log lines\n${tail(proc)}` });
@@ -354,8 +386,13 @@ test("compose: Prometheus scrapes every gateway replica, the publisher and the N
   const sd = (gw["dns_sd_configs"] as Record<string, unknown>[] | undefined)?.[0];
   assert.ok(sd, "gateway targets come from DNS service discovery");
   assert.deepEqual(sd["names"], ["gateway"]);
-  assert.equal(sd["port"], 8080);
-  assert.ok(jobs.has("herald-publisher"), "job herald-publisher");
+  // Scraped on METRICS_PORT, the port the load balancer never forwards.
+  assert.equal(String(sd["port"]), METRICS_PORT, "gateway scraped on METRICS_PORT");
+  const pub = jobs.get("herald-publisher");
+  assert.ok(pub, "job herald-publisher");
+  const pubSd = (pub["dns_sd_configs"] as Record<string, unknown>[] | undefined)?.[0];
+  assert.deepEqual(pubSd?.["names"], ["publisher"]);
+  assert.equal(String(pubSd?.["port"]), METRICS_PORT, "publisher scraped on METRICS_PORT");
   const nats = jobs.get("nats") as { static_configs: { targets: string[] }[] } | undefined;
   assert.ok(nats, "job nats");
   assert.deepEqual(nats.static_configs[0]!.targets, ["nats-exporter:7777"]);

@@ -187,8 +187,14 @@ test("k8s: gateway probes, preStop and a grace period longer than the drain; fd 
     const { pod, c } = gatewayOf(t.objects);
     assert.equal(c.readinessProbe?.httpGet?.path, "/readyz", t.label);
     assert.equal(c.livenessProbe?.httpGet?.path, "/healthz", t.label);
-    const port = c.ports?.find((p) => p.name === c.readinessProbe?.httpGet?.port);
-    assert.equal(port?.containerPort, Number(envValue(t.objects, c, "GATEWAY_PORT")), `${t.label}: probes hit GATEWAY_PORT`);
+    // With METRICS_PORT set the client port answers /healthz and /readyz 404:
+    // every probe must ask the metrics port.
+    const metricsPort = Number(envValue(t.objects, c, "METRICS_PORT"));
+    assert.ok(metricsPort > 0 && metricsPort !== Number(envValue(t.objects, c, "GATEWAY_PORT")), `${t.label}: METRICS_PORT set, apart from GATEWAY_PORT`);
+    for (const [kind, probe] of [["startup", c.startupProbe], ["readiness", c.readinessProbe], ["liveness", c.livenessProbe]] as const) {
+      const port = c.ports?.find((p) => p.name === probe?.httpGet?.port);
+      assert.equal(port?.containerPort, metricsPort, `${t.label}: ${kind}Probe hits METRICS_PORT`);
+    }
     const preStop = c.lifecycle?.preStop?.sleep?.seconds;
     assert.ok(preStop && preStop > 0, `${t.label}: preStop sleep`);
     const drain = Number(envValue(t.objects, c, "DRAIN_SECONDS"));
@@ -340,15 +346,16 @@ test("k8s: an HPA memory target sits well above an idle gateway's footprint", ()
   }
 });
 
-test("k8s: only the ingress controller's and Prometheus' namespaces reach the gateway port", () => {
+test("k8s: only the ingress controller reaches the gateway port, only Prometheus its METRICS_PORT", () => {
   for (const t of allTargets()) {
     const np = find(t.objects, "NetworkPolicy", "herald-gateway");
     assert.ok(np, `${t.label}: NetworkPolicy herald-gateway`);
     const { c } = gatewayOf(t.objects);
     const gatewayPort = Number(envValue(t.objects, c, "GATEWAY_PORT"));
+    const metricsPort = Number(envValue(t.objects, c, "METRICS_PORT"));
     type Peer = { namespaceSelector?: { matchLabels?: Record<string, string> }; podSelector?: unknown; ipBlock?: unknown };
     const rules = (np["spec"] as { ingress: { from?: Peer[]; ports?: { port: number }[] }[] }).ingress;
-    const namespaces = new Set<string>();
+    const portsByNamespace = new Map<string, number[]>();
     for (const r of rules) {
       // A rule without `from` admits every pod (and address): any of them
       // could then forge X-Forwarded-For.
@@ -357,14 +364,41 @@ test("k8s: only the ingress controller's and Prometheus' namespaces reach the ga
         assert.equal(peer.ipBlock, undefined, `${t.label}: no ipBlock peers`);
         const ns = peer.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"];
         assert.ok(ns, `${t.label}: peers are namespaces selected by name`);
-        namespaces.add(ns);
+        assert.ok(r.ports && r.ports.length > 0, `${t.label}: a rule for ${ns} open on every port`);
+        portsByNamespace.set(ns, [...(portsByNamespace.get(ns) ?? []), ...r.ports.map((p) => p.port)]);
       }
-      assert.deepEqual(r.ports?.map((p) => p.port), [gatewayPort], `${t.label}: only the gateway port`);
     }
-    assert.deepEqual([...namespaces].sort(), ["ingress-nginx", "monitoring"], t.label);
+    assert.deepEqual(
+      Object.fromEntries([...portsByNamespace].sort(([a], [b]) => a.localeCompare(b))),
+      { "ingress-nginx": [gatewayPort], monitoring: [metricsPort] },
+      `${t.label}: clients (through the ingress) on the gateway port, Prometheus on METRICS_PORT`,
+    );
   }
   const doc = readText(repoPath(K8S, "base/networkpolicy.yaml"));
   assert.match(doc, /CHANGE the two namespace names/, "the policy says what to adapt");
+});
+
+test("k8s: the publisher's METRICS_PORT: probes on it, only Prometheus reaches it", () => {
+  for (const t of allTargets()) {
+    const c = podTemplate(find(t.objects, "Deployment", "herald-publisher")!)!.spec.containers[0]!;
+    const apiPort = Number(envValue(t.objects, c, "PUBLISHER_PORT"));
+    const metricsPort = Number(envValue(t.objects, c, "METRICS_PORT"));
+    assert.ok(metricsPort > 0 && metricsPort !== apiPort, `${t.label}: publisher METRICS_PORT set, apart from PUBLISHER_PORT`);
+    for (const [kind, probe] of [["startup", c.startupProbe], ["readiness", c.readinessProbe], ["liveness", c.livenessProbe]] as const) {
+      const port = c.ports?.find((p) => p.name === probe?.httpGet?.port);
+      assert.equal(port?.containerPort, metricsPort, `${t.label}: publisher ${kind}Probe hits METRICS_PORT`);
+    }
+    const np = find(t.objects, "NetworkPolicy", "herald-publisher");
+    assert.ok(np, `${t.label}: NetworkPolicy herald-publisher`);
+    type Rule = { from?: { namespaceSelector?: { matchLabels?: Record<string, string> } }[]; ports?: { port: number }[] };
+    for (const r of (np["spec"] as { ingress: Rule[] }).ingress) {
+      const ports = (r.ports ?? []).map((p) => p.port);
+      assert.ok(ports.length > 0, `${t.label}: a publisher rule open on every port`);
+      if (!ports.includes(metricsPort)) continue;
+      const namespaces = (r.from ?? []).map((p) => p.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"]);
+      assert.deepEqual(namespaces, ["monitoring"], `${t.label}: publisher METRICS_PORT only from the monitoring namespace`);
+    }
+  }
 });
 
 test("k8s: TRUSTED_PROXIES is narrow: the ingress controller's addresses, never the whole pod network", () => {
@@ -484,7 +518,13 @@ test("k8s: ingress example keeps WebSockets open and exposes only /ws", () => {
   for (const p of paths) {
     const svc = find(objs, "Service", p.backend.service.name);
     assert.ok(svc, `backend ${p.backend.service.name}`);
-    assert.ok((svc["spec"] as { ports: { name: string }[] }).ports.some((x) => x.name === p.backend.service.port.name));
+    const port = (svc["spec"] as { ports: { name: string; targetPort?: string | number }[] }).ports.find((x) => x.name === p.backend.service.port.name);
+    assert.ok(port, `backend port ${p.backend.service.port.name}`);
+    // Never the port that serves /metrics.
+    assert.notEqual(port.targetPort, "metrics", "the Ingress routes to the gateway's client port, not METRICS_PORT");
+    const { c } = gatewayOf(objs);
+    const container = c.ports?.find((cp) => cp.name === port.targetPort);
+    assert.equal(container?.containerPort, Number(envValue(objs, c, "GATEWAY_PORT")), "the Ingress backend is GATEWAY_PORT");
   }
 });
 
@@ -496,9 +536,16 @@ test("k8s: prometheus-operator monitors select the Services/pods and ports that 
     const svcs = byKind(objs, "Service").filter((s) => selects(spec.selector.matchLabels, s.metadata.labels ?? {}));
     assert.equal(svcs.length, 1, `${sm.metadata.name} selects one Service`);
     const svc = svcs[0]!;
+    const workload = objs.find((o) => podTemplate(o) && selects((svc["spec"] as { selector: Record<string, string> }).selector, podTemplate(o)!.labels));
+    assert.ok(workload, `${sm.metadata.name}: the Service selects a workload`);
+    const container = podTemplate(workload)!.spec.containers[0]!;
     for (const ep of spec.endpoints) {
-      assert.ok((svc["spec"] as { ports: { name: string }[] }).ports.some((p) => p.name === ep.port), `${sm.metadata.name}: port ${ep.port}`);
+      const port = (svc["spec"] as { ports: { name: string; targetPort?: string | number }[] }).ports.find((p) => p.name === ep.port);
+      assert.ok(port, `${sm.metadata.name}: port ${ep.port}`);
       assert.equal(ep.path, "/metrics");
+      // Scraped on METRICS_PORT: the client port answers /metrics 404.
+      const target = container.ports?.find((cp) => cp.name === port.targetPort || cp.containerPort === port.targetPort);
+      assert.equal(target?.containerPort, Number(envValue(objs, container, "METRICS_PORT")), `${sm.metadata.name}: scrapes METRICS_PORT`);
     }
     jobs.add(svc.metadata.labels![spec.jobLabel]!);
   }

@@ -2,7 +2,8 @@
  * The dashboards against a real Prometheus (Debian's `prometheus` package):
  * NATS, two gateway processes and the publisher are started here, Prometheus
  * scrapes them with the repository's own scrape config (deploy/compose/
- * prometheus/prometheus.yml, only the targets and intervals rewritten), a
+ * prometheus/prometheus.yml, only the targets and intervals rewritten) on
+ * their METRICS_PORT as in Compose and Kubernetes, a
  * burst of real traffic runs, and then every PromQL expression of every
  * gateway and publisher panel must return at least one series.
  *
@@ -127,31 +128,45 @@ test("prometheus: every gateway and publisher dashboard query returns data after
 
   const baseEnv = { ...process.env, NATS_URL: natsUrl, JWT_SECRET, LOG_LEVEL: "warn", OTEL_TRACES_EXPORTER: "none" };
   // Two gateway "replicas", so the per-pod panels and the scrape of every replica are real.
+  // Each with METRICS_PORT, as Compose and Kubernetes run them: /metrics,
+  // /healthz and /readyz there, the client port for clients only.
   const gwPorts = [await freePort(), await freePort()];
+  const gwMetricsPorts = [await freePort(), await freePort()];
   for (const [i, port] of gwPorts.entries()) {
     procs.push(
       start(`gateway-${i}`, process.execPath, [repoPath("services/gateway/dist/main.js")], {
         ...baseEnv,
         GATEWAY_HOST: "127.0.0.1",
         GATEWAY_PORT: String(port),
+        METRICS_PORT: String(gwMetricsPorts[i]),
         MIN_OPEN_FILES: "1024",
       }),
     );
   }
   const pubPort = await freePort();
+  const pubMetricsPort = await freePort();
   procs.push(
     start("publisher", process.execPath, [repoPath("services/publisher/dist/main.js")], {
       ...baseEnv,
       PUBLISHER_HOST: "127.0.0.1",
       PUBLISHER_PORT: String(pubPort),
+      METRICS_PORT: String(pubMetricsPort),
       PUBLISHER_API_KEY: API_KEY,
     }),
   );
-  const services = [...gwPorts, pubPort].map((p) => `127.0.0.1:${p}`);
+  const services = [...gwMetricsPorts, pubMetricsPort].map((p) => `127.0.0.1:${p}`);
   for (const addr of services) {
     await waitFor(() => httpOk(`http://${addr}/readyz`), { what: `${addr}/readyz`, timeoutMs: 20_000 }).catch((err: Error) => {
       throw new Error(`${err.message}\n${explain()}`);
     });
+  }
+  // The gateways' client ports do not serve the operational endpoints at all.
+  for (const port of gwPorts) {
+    for (const p of ["/metrics", "/healthz", "/readyz"]) {
+      const r = await fetch(`http://127.0.0.1:${port}${p}`);
+      await r.arrayBuffer();
+      assert.equal(r.status, 404, `gateway client port ${port}${p}`);
+    }
   }
 
   // The repository's scrape config, with only targets and intervals rewritten.
@@ -162,8 +177,8 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   cfg.global["scrape_interval"] = SCRAPE;
   cfg.global["evaluation_interval"] = SCRAPE;
   const targets: Record<string, string[]> = {
-    "herald-gateway": gwPorts.map((p) => `127.0.0.1:${p}`),
-    "herald-publisher": [`127.0.0.1:${pubPort}`],
+    "herald-gateway": gwMetricsPorts.map((p) => `127.0.0.1:${p}`),
+    "herald-publisher": [`127.0.0.1:${pubMetricsPort}`],
   };
   const skippedJobs: string[] = [];
   cfg.scrape_configs = cfg.scrape_configs.filter((job) => {

@@ -9,6 +9,7 @@ export * from "./headers.js";
 export * from "./history-config.js";
 export * from "./logger.js";
 export * from "./metrics.js";
+export * from "./metrics-cache.js";
 export * from "./protocol.js";
 export * from "./subjects.js";
 export * from "./tracing.js";

@@ -1,4 +1,5 @@
 /** /healthz, /readyz and /metrics on a uWS app (the service port or METRICS_PORT). */
+import { MetricsCache } from "@herald/core";
 import type { Registry } from "prom-client";
 import type { HttpResponse, TemplatedApp } from "./uws.js";
 
@@ -22,15 +23,25 @@ export function attachOperationalRoutes(app: TemplatedApp, health: HealthSource,
     const ok = health.ready();
     sendJson(res, ok ? "200 OK" : "503 Service Unavailable", { status: ok ? "ready" : "not ready", ...health.readyDetail() });
   });
+  // Concurrent scrapes share one render; bursts get the latest one (issue 8).
+  const cache = new MetricsCache(registry);
+  const reply = (res: HttpResponse, body: Buffer): void => {
+    res.cork(() => res.writeStatus("200 OK").writeHeader("Content-Type", cache.contentType).writeHeader("Cache-Control", "no-store").end(body));
+  };
   app.get("/metrics", (res) => {
+    // Over the render budget the answer is synchronous: no render, no promise.
+    const cached = cache.cached();
+    if (cached) {
+      reply(res, cached);
+      return;
+    }
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
-    registry.metrics().then(
-      (text) => {
-        if (aborted) return;
-        res.cork(() => res.writeStatus("200 OK").writeHeader("Content-Type", registry.contentType).end(text));
+    cache.get().then(
+      (body) => {
+        if (!aborted) reply(res, body);
       },
       (err: Error) => {
         if (!aborted) sendJson(res, "500 Internal Server Error", { error: { code: "internal", message: err.message } });

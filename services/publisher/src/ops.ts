@@ -3,7 +3,7 @@
  * and not draining) and /metrics (Prometheus text).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { newRegistry } from "@herald/core";
+import { MetricsCache, type newRegistry } from "@herald/core";
 import { sendJson } from "./http-error.js";
 
 export type Registry = ReturnType<typeof newRegistry>;
@@ -31,14 +31,30 @@ export async function handleOps(
       return;
     }
     case "metrics": {
-      const text = await registry.metrics();
+      const cache = cacheFor(registry);
+      const body = cache.cached() ?? (await cache.get());
       if (res.headersSent || res.destroyed) return;
       res.statusCode = 200;
-      res.setHeader("Content-Type", registry.contentType);
-      res.setHeader("Content-Length", Buffer.byteLength(text));
+      res.setHeader("Content-Type", cache.contentType);
+      res.setHeader("Content-Length", body.length);
       res.setHeader("Cache-Control", "no-store");
-      res.end(req.method === "HEAD" ? undefined : text);
+      res.end(req.method === "HEAD" ? undefined : body);
       return;
     }
   }
+}
+
+/**
+ * Concurrent scrapes share one render; bursts get the latest one (issue 8). Keyed
+ * by registry: the API port and METRICS_PORT serve the same registry and so
+ * share one cache.
+ */
+const caches = new WeakMap<Registry, MetricsCache>();
+function cacheFor(registry: Registry): MetricsCache {
+  let cache = caches.get(registry);
+  if (!cache) {
+    cache = new MetricsCache(registry);
+    caches.set(registry, cache);
+  }
+  return cache;
 }
