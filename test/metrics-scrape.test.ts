@@ -17,6 +17,7 @@ import { after, describe, test } from "node:test";
 import { createHash } from "node:crypto";
 import { METRICS_CACHE_MS, METRICS_RENDER_BURST } from "@herald/core";
 import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild, startGateway, startPublisher, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
+import { startNats, type NatsServer } from "./helpers/nats.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
 
@@ -137,10 +138,12 @@ function sample(text: string, name: string, labels: string): number {
 
 describe("metrics scrapes: cached render, bursts do not stall the gateway", { skip }, () => {
   const services: ServiceProcess[] = [];
+  const natsServers: NatsServer[] = [];
   const clients: Client[] = [];
   after(async () => {
     await closeAll(clients);
     await Promise.all(services.map((s) => s.stop()));
+    await Promise.all(natsServers.map((n) => n.stop()));
   });
 
   /**
@@ -194,7 +197,10 @@ describe("metrics scrapes: cached render, bursts do not stall the gateway", { sk
   });
 
   test("publisher: the same render budget", async () => {
-    const pub = await startPublisher({ PUBLISHER_API_KEY: "metrics-test-publisher-key-0123456789" });
+    // The publisher alone needs NATS (it refuses to start on a private memory broker).
+    const nats = await startNats();
+    natsServers.push(nats);
+    const pub = await startPublisher({ NATS_URL: nats.url, PUBLISHER_API_KEY: "metrics-test-publisher-key-0123456789" });
     services.push(pub);
     const refused = async () => {
       const r = await fetch(`${pub.url}/v1/channels/news/messages`, {

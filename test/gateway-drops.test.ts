@@ -1,0 +1,48 @@
+/**
+ * Overload and outages lose messages with a sign (issue 8): losing the NATS
+ * connection with clients connected is counted in
+ * herald_message_drops_total{reason="broker_disconnect"} and logged with what
+ * the clients lose (core NATS keeps nothing published meanwhile). The
+ * slow-consumer and backpressure reasons are covered by
+ * gateway-stalled-readers.test.ts.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { scrape } from "./helpers/metrics.js";
+import { startNats, type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, missingBuild, startGateway, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
+import { closeAll, connect, type Client } from "./helpers/ws.js";
+
+describe("drops are counted where they happen", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  let nats: NatsServer;
+  let gw: ServiceProcess;
+  const clients: Client[] = [];
+
+  before(async () => {
+    nats = await startNats();
+    gw = await startGateway({ NATS_URL: nats.url, JWT_SECRET: TEST_SECRET });
+  });
+
+  after(async () => {
+    await closeAll(clients);
+    await gw?.stop();
+    await nats?.stop();
+  });
+
+  test("a lost NATS connection with clients on it counts broker_disconnect and says what is lost", async () => {
+    const c = await connect(gw.wsUrl, { token: await hsToken({ sub: "watcher", channels: ["news"] }) });
+    clients.push(c);
+    assert.equal((await c.request({ type: "subscribe", channel: "news", id: 1 })).type, "subscribed");
+    const before = (await scrape(gw.url)).get("herald_message_drops_total", { reason: "broker_disconnect" }) ?? 0;
+    await nats.kill();
+    await waitFor(async () => ((await scrape(gw.url)).get("herald_message_drops_total", { reason: "broker_disconnect" }) ?? 0) > before, {
+      timeoutMs: 30_000,
+      message: "herald_message_drops_total{reason=broker_disconnect} counted",
+    });
+    assert.ok(gw.logs.some((l) => l.includes("broker disconnected") && l.includes("lost")), "the loss is logged");
+    await nats.restart();
+    await waitFor(async () => (await scrape(gw.url)).get("herald_broker_connected") === 1, { timeoutMs: 30_000, message: "broker back" });
+    assert.ok(c.isOpen, "the client stayed connected through the outage");
+  });
+});
