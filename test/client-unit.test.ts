@@ -552,3 +552,21 @@ describe("close() and retired connections settle every promise", () => {
     client.close();
   });
 });
+
+describe("close codes: which ones the client reconnects after", () => {
+  test("1008 (a frame or pong the gateway did not get in time) reconnects; 1002 (protocol error) is terminal", async () => {
+    const { client, sock } = await scriptedClient();
+    sock.close(1008, "frame not completed in time");
+    await flushAsync();
+    assert.equal(client.state, "reconnecting", "1008 is network trouble: the client reconnects");
+    client.close();
+
+    const second = await scriptedClient();
+    second.client.on("error", () => undefined);
+    second.sock.close(1002, "frames must be masked JSON text");
+    await flushAsync();
+    assert.equal(second.client.state, "closed");
+    assert.equal(second.client.lastError?.terminal, true);
+    assert.equal(second.client.lastError?.code, "protocol_error");
+  });
+});

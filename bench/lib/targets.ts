@@ -7,6 +7,7 @@
  *   ws-N         the `ws` + `nats` baseline gateway (bench/peers/ws-gateway.ts), N processes + nats-server
  *   uws-ceiling  a trivial uWS broadcaster (bench/peers/uws-broadcast.ts) + nats-server: the generator's ceiling
  */
+import { GLIBC_TUNABLES_DEFAULT } from "../../services/gateway/src/malloc-tunables.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -95,6 +96,8 @@ export async function startHerald(n: number, opts: TargetOptions = {}, history =
     LOG_LEVEL: "warn",
     DRAIN_SECONDS: "0",
     HISTORY: history ? "true" : "false",
+    // As `npm run gateway` and the image start it.
+    GLIBC_TUNABLES: GLIBC_TUNABLES_DEFAULT,
   }), opts);
   const all = [nats.proc, ...procs];
   return {

@@ -377,20 +377,37 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     }
   }, SWEEP_INTERVAL_MS);
   let writtenSinceCheck = 0;
-  let checkQueued = false;
+  let soonQueued = false;
+  let laterQueued = false;
   const shedCheckBytes = Math.max(1, Math.floor(config.slowConsumerBytes * SHED_CHECK_FRACTION));
   const checkSendBuffers = () => {
-    checkQueued = false;
-    writtenSinceCheck = 0;
     for (const ws of sockets) shedIfSlow(ws);
   };
   onTopicBytes = (bytes: number) => {
     writtenSinceCheck += bytes;
-    if (writtenSinceCheck < shedCheckBytes || checkQueued) return;
-    checkQueued = true;
-    // uWS moves published frames into the sockets' buffers when this loop
-    // iteration ends: look in the next one, or the buffers look empty.
-    setImmediate(() => setImmediate(checkSendBuffers));
+    if (writtenSinceCheck < shedCheckBytes) return;
+    // Frames of 16 KiB and more are in the sockets' buffers at once: look as
+    // soon as the broker read that wrote them is handled (not from inside
+    // it: closing sockets there would run into the fan-out that is writing).
+    if (!soonQueued) {
+      soonQueued = true;
+      queueMicrotask(() => {
+        soonQueued = false;
+        writtenSinceCheck = 0;
+        checkSendBuffers();
+      });
+    }
+    // Smaller frames are moved there when this loop iteration ends: look
+    // again in the next one, or those buffers still look empty.
+    if (!laterQueued) {
+      laterQueued = true;
+      setImmediate(() =>
+        setImmediate(() => {
+          laterQueued = false;
+          checkSendBuffers();
+        }),
+      );
+    }
   };
   sweep.unref();
 
