@@ -11,12 +11,11 @@
  * issue's figure was taken with 1000.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { GATEWAY_MAIN, missingBuild, startGateway, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { GATEWAY_MAIN, missingBuild, startGateway, type ServiceProcess } from "./helpers/procs.js";
 import { clientFrame, rawUpgrade, type RawSocket } from "./helpers/raw-ws.js";
-import { hsToken } from "./helpers/tokens.js";
-import { TEST_SECRET } from "./helpers/tokens.js";
+import { settledRss } from "./helpers/rss.js";
+import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 
 const SOCKETS = Number(process.env["HERALD_PARTIAL_SOCKETS"] ?? 200);
 /** Sockets that declare a 1 MiB frame (HERALD_PARTIAL_BIG_SOCKETS, default 50). */
@@ -25,23 +24,7 @@ const MAX_PAYLOAD = 64 * 1024;
 const FRAME_TIMEOUT_SECONDS = 2;
 const MiB = 1024 * 1024;
 
-function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) * 1024 : 0;
-}
 
-/** RSS once it has stopped moving (three readings 100 ms apart within 1 MiB). */
-async function settledRss(pid: number): Promise<number> {
-  const readings: number[] = [];
-  return waitFor(
-    () => {
-      readings.push(rssBytes(pid));
-      const last = readings.slice(-3);
-      return last.length === 3 && Math.max(...last) - Math.min(...last) < MiB ? last[2]! : 0;
-    },
-    { timeoutMs: 20_000, intervalMs: 100, message: "gateway RSS settled" },
-  );
-}
 
 /** Writes `bytes` and resolves once the kernel has taken all of it. */
 function flushed(s: RawSocket, bytes: Buffer): Promise<void> {

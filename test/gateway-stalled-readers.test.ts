@@ -9,10 +9,10 @@
  * issue's figure was taken with 200.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { connect as natsConnect, type NatsConnection } from "nats";
 import { scrape } from "./helpers/metrics.js";
+import { rssBytes } from "./helpers/rss.js";
 import { startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
 import { GATEWAY_MAIN, missingBuild, startGateway, uniqueName, waitFor, type ServiceProcess } from "./helpers/procs.js";
 import { clientFrame, rawUpgrade, type RawSocket } from "./helpers/raw-ws.js";
@@ -27,10 +27,6 @@ const BATCH_BYTES = 2 * MiB;
 /** At most 200 MiB in total; the kernel buffers a few MiB per socket. */
 const MAX_BATCHES = 100;
 
-function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) * 1024 : 0;
-}
 
 describe("stalled readers are shed near SLOW_CONSUMER_BYTES", { skip: missingBuild(GATEWAY_MAIN) }, () => {
   let nats: NatsServer;

@@ -52,6 +52,17 @@ export interface ServiceProcess {
   stop(graceMs?: number): Promise<ExitInfo>;
 }
 
+/** SIGTERM, wait for `exited`; SIGKILL after `graceMs`. */
+export async function stopChild(proc: ChildProcess, exited: Promise<ExitInfo>, name: string, graceMs: number): Promise<ExitInfo> {
+  proc.kill("SIGTERM");
+  try {
+    return await withTimeout(exited, graceMs, `${name} exit after SIGTERM`);
+  } catch {
+    proc.kill("SIGKILL");
+    return withTimeout(exited, 5000, `${name} exit after SIGKILL`);
+  }
+}
+
 /** Returns a reason to skip when the service has not been built yet. */
 export function missingBuild(main: string): string | undefined {
   return existsSync(main) ? undefined : `${path.relative(REPO_ROOT, main)} does not exist (run npm run build)`;
@@ -136,13 +147,7 @@ async function startService(
     },
     async stop(graceMs = 15_000) {
       if (proc.exitCode !== null || proc.signalCode !== null) return exited;
-      proc.kill("SIGTERM");
-      try {
-        return await withTimeout(exited, graceMs, `${name} exit after SIGTERM`);
-      } catch {
-        proc.kill("SIGKILL");
-        return withTimeout(exited, 5000, `${name} exit after SIGKILL`);
-      }
+      return stopChild(proc, exited, name, graceMs);
     },
   };
 

@@ -6,8 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { connect as tcpConnect } from "node:net";
 import path from "node:path";
 import { track } from "./cleanup.js";
-import { REPO_ROOT, type Env, type ExitInfo } from "./procs.js";
-import { withTimeout } from "./wait.js";
+import { REPO_ROOT, stopChild, type Env, type ExitInfo } from "./procs.js";
 
 export interface ScriptProcess {
   proc: ChildProcess;
@@ -80,13 +79,7 @@ export function runScript(name: string, args: string[], env: Env): ScriptProcess
     },
     async stop(graceMs = 10_000) {
       if (!sp.alive) return exited;
-      proc.kill("SIGTERM");
-      try {
-        return await withTimeout(exited, graceMs, `${name} exit after SIGTERM`);
-      } catch {
-        proc.kill("SIGKILL");
-        return withTimeout(exited, 5000, `${name} exit after SIGKILL`);
-      }
+      return stopChild(proc, exited, name, graceMs);
     },
   };
   const collect = (stream: "stdout" | "stderr") => (buf: Buffer) => {
