@@ -245,7 +245,17 @@ export class NatsBroker implements Broker {
           logger.warn({ err: err.message, subject: entry.subject }, "NATS subscription error");
           return;
         }
-        handler(new NatsMessage(msg));
+        // nats.js calls this from inside its protocol parser: an exception
+        // escaping here ends the connection's reader for good ("reader
+        // closed"), while the socket stays up and the broker keeps reporting
+        // connected. Every subscription of the process would then go silent
+        // and every flush hang until the ping timeout. One message that a
+        // handler cannot take must cost that message only.
+        try {
+          handler(new NatsMessage(msg));
+        } catch (handlerErr) {
+          logger.error({ err: handlerErr, subject: entry.subject }, "NATS message handler failed; message dropped");
+        }
       },
     });
   }

@@ -7,6 +7,8 @@ export const CloseCode = {
   /** A frame not completed, or a ping not answered, within FRAME_TIMEOUT_SECONDS. */
   PolicyViolation: 1008,
   TooLarge: 1009,
+  /** RFC 6455 internal error: the server could not set the connection up; reconnect. */
+  InternalError: 1011,
   TokenExpired: 4001,
   RateLimited: 4008,
   SlowConsumer: 4009,

@@ -258,8 +258,20 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       sockets.add(ws);
       metrics.connectionsOpen.inc();
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
-      ws.subscribe(s.userTopic);
-      void fanout.acquire({ topic: s.userTopic, subject: subjects.user(s.sub), head: userMessageHead(s.sub) });
+      try {
+        // The reference first: if taking it throws, the close handler's
+        // release must not drop another socket's reference to the topic.
+        void fanout.acquire({ topic: s.userTopic, subject: subjects.user(s.sub), head: userMessageHead(s.sub) });
+        ws.subscribe(s.userTopic);
+      } catch (err) {
+        // Backstop: uWS hands an exception thrown here to uncaughtException,
+        // where main.ts exits, and every socket of the process would see 1006.
+        // Without its user subscription this socket cannot be served: a
+        // proper close frame lets the client reconnect (1011, RFC 6455).
+        logger.error({ err, connection: s.id }, "connection setup failed");
+        ws.end(CloseCode.InternalError, "connection setup failed");
+        return;
+      }
       ws.send(welcomeFrame(s.sub, s.id), false);
     },
 
