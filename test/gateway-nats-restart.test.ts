@@ -120,6 +120,28 @@ describe("gateway after NATS restarts (core NATS)", { skip }, () => {
     assert.equal(gw.pid, pid, "the same gateway process throughout");
     assert.ok(reader.isOpen, "the reader from before the first restart is still connected");
   });
+
+  test("after a short NATS outage the gateway is ready again within a second or two, not at the backoff cap", async (t) => {
+    const nats = await startNats();
+    servers.push(nats);
+    const reason = natsControlSkipReason(nats);
+    if (reason) return t.skip(reason);
+    const gw = await startGateway({ NATS_URL: nats.url, JWT_SECRET: TEST_SECRET });
+    gateways.push(gw);
+    const waits: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      await nats.kill();
+      await waitFor(async () => (await httpGet(`${gw.url}/readyz`)).status === 503, { intervalMs: 20, message: "gateway not ready while NATS is down" });
+      await nats.restart();
+      const back = Date.now();
+      await waitFor(async () => (await httpGet(`${gw.url}/readyz`)).status === 200, { timeoutMs: 15_000, intervalMs: 20, message: "gateway ready again" });
+      waits.push(Date.now() - back);
+    }
+    t.diagnostic(`ready again after NATS was back: ${waits.map((w) => `${w} ms`).join(", ")}`);
+    // The reconnect delay follows the outage's length (reconnectMinMs 250 ms
+    // at first); counting nats.js' calls used to reach the 5 s cap.
+    assert.ok(Math.max(...waits) < 2500, `the gateway took ${Math.max(...waits)} ms to be ready again after NATS was back`);
+  });
 });
 
 describe("NATS broker: an exception in a message handler", () => {

@@ -66,6 +66,11 @@ interface Entry {
   active: boolean;
 }
 
+/** Half the ceiling plus a random share of the other half (spreads a fleet's retries). */
+function jitter(ceiling: number): number {
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+}
+
 export class NatsBroker implements Broker {
   readonly kind = "nats" as const;
   private nc: NatsConnection | undefined;
@@ -78,6 +83,8 @@ export class NatsBroker implements Broker {
   history: NatsHistory | undefined;
   private modeSettled = false;
   private attempt = 0;
+  /** When the current outage began (undefined while connected). */
+  private downSince: number | undefined;
   /** The server URLs with credentials replaced: what logs and banners may show. */
   readonly shownServers: readonly string[];
 
@@ -103,10 +110,23 @@ export class NatsBroker implements Broker {
     for (const l of this.listeners) l(status);
   }
 
+  /** Delay before the next first-connect attempt: capped exponential backoff with jitter. */
   private backoff(): number {
     const { reconnectMinMs, reconnectMaxMs } = this.opts;
-    const ceiling = Math.min(reconnectMaxMs, reconnectMinMs * 2 ** Math.min(this.attempt++, 16));
-    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    return jitter(Math.min(reconnectMaxMs, reconnectMinMs * 2 ** Math.min(this.attempt++, 16)));
+  }
+
+  /**
+   * nats.js' reconnect delay. It asks on every pass of its dial loop, the
+   * passes that only wait included, so counting calls would reach the cap
+   * after a few real dials (a 0.2 s NATS restart cost 3-5 s of `unavailable`).
+   * The delay follows how long the outage has lasted instead: retried within
+   * reconnectMinMs at first, about doubling while NATS stays away.
+   */
+  private reconnectDelay(): number {
+    const { reconnectMinMs, reconnectMaxMs } = this.opts;
+    const down = this.downSince === undefined ? 0 : Date.now() - this.downSince;
+    return jitter(Math.min(reconnectMaxMs, Math.max(reconnectMinMs, down)));
   }
 
   private async connectLoop(): Promise<void> {
@@ -122,7 +142,7 @@ export class NatsBroker implements Broker {
           // nats.js otherwise gives up for good after the same auth error
           // twice (e.g. while credentials rotate); Herald keeps trying.
           ignoreAuthErrorAbort: true,
-          reconnectDelayHandler: () => this.backoff(),
+          reconnectDelayHandler: () => this.reconnectDelay(),
           pingInterval: 10_000,
           maxPingOut: 3,
           ignoreClusterUpdates: false,
@@ -219,10 +239,11 @@ export class NatsBroker implements Broker {
       switch (s.type) {
         case "disconnect":
           logger.warn({ server: s.data, servers: this.shownServers }, "NATS disconnected; reconnecting");
+          this.downSince ??= Date.now();
           this.setStatus("disconnected");
           break;
         case "reconnect":
-          this.attempt = 0;
+          this.downSince = undefined;
           logger.info({ server: s.data }, "NATS reconnected");
           this.setStatus("connected");
           break;
