@@ -94,7 +94,7 @@ export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 export type DropReason = "slow_consumer" | "backpressure" | "broker_disconnect" | "catch_up_failed";
 
 /** Close codes worth their own label value; everything else is "other". */
-const KNOWN_CLOSE_CODES = new Set([1000, 1001, 1002, 1005, 1006, 1008, 1009, 4001, 4008, 4009]);
+const KNOWN_CLOSE_CODES = new Set([1000, 1001, 1002, 1005, 1006, 1008, 1009, 1011, 4001, 4008, 4009]);
 export function closeCodeLabel(code: number): string {
   return KNOWN_CLOSE_CODES.has(code) ? String(code) : "other";
 }
