@@ -13,6 +13,9 @@ import { ChannelPatterns, patternProblem } from "./channels.js";
 import * as read from "./config.js";
 import type { Env } from "./env.js";
 import { AuthError, ConfigError } from "./errors.js";
+import { isHmac, keyFits, quoteClaimValue, verifyWithStaticKey, type StaticKeys } from "./static-key-jws.js";
+
+export { quoteClaimValue } from "./static-key-jws.js";
 
 const HMAC_ALGS = ["HS256", "HS384", "HS512"] as const;
 const ASYMMETRIC_ALGS = [
@@ -85,9 +88,6 @@ export function readAuthConfig(env: Env): AuthConfig {
   return config;
 }
 
-function isHmac(alg: string): boolean {
-  return alg.startsWith("HS");
-}
 
 /** What a verified token grants. */
 export interface Identity {
@@ -111,12 +111,24 @@ const HMAC_HASH: Record<string, string> = { HS256: "SHA-256", HS384: "SHA-384", 
 
 export class TokenVerifier {
   private readonly getKey: JWTVerifyGetKey;
+  /** Set unless keys come from a JWKS: then tokens are checked synchronously (static-key-jws.ts). */
+  private readonly staticKeys: StaticKeys | undefined;
   /** sha256(token) -> identity and when the cached answer lapses (insertion order = age). */
   private readonly cache = new Map<string, { identity: Identity; until: number }>();
 
   constructor(private readonly config: AuthConfig) {
     const secret = config.secret ? new TextEncoder().encode(config.secret) : undefined;
     const publicKey: KeyObject | undefined = config.publicKeyPem ? createPublicKey(config.publicKeyPem) : undefined;
+    this.staticKeys = config.jwksUrl
+      ? undefined
+      : {
+          secret: config.secret ? Buffer.from(config.secret) : undefined,
+          publicKey,
+          algorithms: config.algorithms,
+          clockToleranceSeconds: config.clockToleranceSeconds,
+          issuer: config.issuer,
+          audience: config.audience,
+        };
     // The HMAC key is imported into WebCrypto once per algorithm; handing jose
     // raw bytes would import it again on every verification.
     const hmacKeys = new Map<string, Promise<CryptoKey>>();
@@ -163,23 +175,52 @@ export class TokenVerifier {
     };
   }
 
+  /** True when verifySync can answer (static keys; JWKS keys are fetched). */
+  get synchronous(): boolean {
+    return this.staticKeys !== undefined;
+  }
+
   async verify(token: string): Promise<Identity> {
-    if (!token) throw new AuthError("missing", "no token");
+    if (this.staticKeys) return this.verifySync(token);
     const now = Date.now();
-    // Keyed by a digest: the cache need not keep every token string alive.
-    const key = createHash("sha256").update(token).digest("base64");
+    const key = this.cacheKey(token);
+    const cached = this.cached(key, now);
+    if (cached) return cached;
+    return this.remember(key, await this.verifyUncached(token), now);
+  }
+
+  /** Synchronous verification; only when `synchronous` (throws otherwise). */
+  verifySync(token: string): Identity {
+    const keys = this.staticKeys;
+    if (!keys) throw new Error("verifySync needs static keys (JWT_SECRET or JWT_PUBLIC_KEY), not a JWKS");
+    const now = Date.now();
+    const key = this.cacheKey(token);
+    const cached = this.cached(key, now);
+    if (cached) return cached;
+    return this.remember(key, identityFrom(verifyWithStaticKey(token, keys, now)), now);
+  }
+
+  /** Keyed by a digest: the cache need not keep every token string alive. */
+  private cacheKey(token: string): string {
+    if (!token) throw new AuthError("missing", "no token");
+    return createHash("sha256").update(token).digest("base64");
+  }
+
+  private cached(key: string, now: number): Identity | undefined {
     const cached = this.cache.get(key);
-    if (cached) {
-      if (now < cached.until) {
-        if (now >= cached.identity.expiresAt + this.config.clockToleranceSeconds * 1000) {
-          this.cache.delete(key);
-          throw new AuthError("expired", "token has expired");
-        }
-        return cached.identity;
-      }
+    if (!cached) return undefined;
+    if (now >= cached.until) {
       this.cache.delete(key);
+      return undefined;
     }
-    const identity = await this.verifyUncached(token);
+    if (now >= cached.identity.expiresAt + this.config.clockToleranceSeconds * 1000) {
+      this.cache.delete(key);
+      throw new AuthError("expired", "token has expired");
+    }
+    return cached.identity;
+  }
+
+  private remember(key: string, identity: Identity, now: number): Identity {
     if (this.cache.size >= CACHE_MAX_ENTRIES) {
       const oldest = this.cache.keys().next().value;
       if (oldest !== undefined) this.cache.delete(oldest);
@@ -204,28 +245,6 @@ export class TokenVerifier {
     }
     return identityFrom(payload);
   }
-}
-
-const EC_CURVES: Record<string, string> = { ES256: "prime256v1", ES384: "secp384r1", ES512: "secp521r1" };
-
-/** Whether a PEM public key can check `alg` at all (jose would throw a TypeError otherwise). */
-function keyFits(alg: string, key: KeyObject): boolean {
-  const type = key.asymmetricKeyType;
-  if (alg.startsWith("RS")) return type === "rsa";
-  if (alg.startsWith("PS")) return type === "rsa" || type === "rsa-pss";
-  if (alg.startsWith("ES")) return type === "ec" && key.asymmetricKeyDetails?.namedCurve === EC_CURVES[alg];
-  if (alg === "EdDSA") return type === "ed25519" || type === "ed448";
-  return false;
-}
-
-/**
- * A value from the token for a message: at most 40 characters, printable
- * ASCII without quotes or backslashes (each other character becomes '?'), so
- * it is safe in a WWW-Authenticate quoted-string and a log line.
- */
-export function quoteClaimValue(value: string): string {
-  const cut = value.length > 40 ? `${value.slice(0, 40)}...` : value;
-  return `'${cut.replace(/[^\x20-\x7e]|['"\\]/g, "?")}'`;
 }
 
 /** The token's header `alg`, for a message (undefined when the header does not decode). */

@@ -19,6 +19,7 @@ import {
   userToken,
   welcomeFrame,
   type GatewayMetrics,
+  type Identity,
   type Logger,
   type Tracing,
   type UpgradeReason,
@@ -185,9 +186,6 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       // it: a proxy that appends its own line keeps the client's first one.
       const ip = config.trustedProxies.clientIp(peer, () => forwardedFor(req));
       let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
 
       if (draining) return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
       if (sockets.size + pendingUpgrades >= config.maxConnections) {
@@ -203,52 +201,78 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         logger.debug({ ip }, "upgrade refused: per-IP connection limit");
         return reject(res, 429, "ip_limit", "too many connections from this address", { "Retry-After": "10" });
       }
-      pendingUpgrades++;
       const span = tracing.enabled
         ? tracing.tracer.startSpan("herald.upgrade", { kind: SpanKind.SERVER, attributes: { "client.address": ip } })
         : undefined;
+
+      const accept = (identity: Identity, upgrade: (session: Session) => void) => {
+        span?.setAttributes({ "herald.upgrade.result": aborted ? "aborted" : "accepted", "enduser.id": identity.sub });
+        span?.end();
+        if (aborted) return ipLimiter.release(ip);
+        if (draining) {
+          ipLimiter.release(ip);
+          return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
+        }
+        if (!userLimiter.acquire(identity.sub)) {
+          ipLimiter.release(ip);
+          logger.debug({ ip, sub: identity.sub }, "upgrade refused: per-user connection limit");
+          return reject(res, 429, "user_limit", "too many connections for this user", { "Retry-After": "10" });
+        }
+        upgrade({
+          id: randomBytes(12).toString("base64url"),
+          sub: identity.sub,
+          ip,
+          identity,
+          userTopic: userTopicOf(userToken(identity.sub)),
+          limiter: new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
+          channels: new Set(),
+          recovering: undefined,
+          closed: false,
+          lastFrameAt: Date.now(),
+          pinged: false,
+        });
+      };
+      const refuse = (err: unknown) => {
+        ipLimiter.release(ip);
+        const refusal = err instanceof AuthError ? err : new AuthError("malformed", "token could not be verified", { cause: err });
+        const reason = refusal.code;
+        span?.setAttributes({ "herald.upgrade.result": "rejected", "herald.upgrade.reason": reason });
+        span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
+        span?.end();
+        if (aborted) return;
+        if (!(err instanceof AuthError)) logger.error({ err }, "token verification failed unexpectedly");
+        logger.debug({ ip, reason, refusal: refusal.reason, detail: redactQuery(refusal.message) }, "upgrade refused");
+        reject(res, 401, reason, refusal.message, {}, refusal);
+      };
+
+      if (verifier.synchronous) {
+        // Static keys: the upgrade completes here, inside uWS's upgrade
+        // handler. Completing it later from a promise needs res.cork(), and
+        // uWebSockets.js 20.30 then sometimes reads the upgraded socket as an
+        // HTTP response marked "connection: close" and shuts it down right
+        // after the 101 (the client sees 1006; static-key-jws.ts).
+        let identity: Identity;
+        try {
+          identity = verifier.verifySync(token);
+        } catch (err) {
+          return refuse(err);
+        }
+        return accept(identity, (session) => res.upgrade<Session>(session, secKey, protocol, extensions, context));
+      }
+      // JWKS keys may have to be fetched. Nothing from req is used after
+      // this point, and res may be aborted by the client meanwhile.
+      res.onAborted(() => {
+        aborted = true;
+      });
+      pendingUpgrades++;
       verifier.verify(token).then(
         (identity) => {
           pendingUpgrades--;
-          span?.setAttributes({ "herald.upgrade.result": aborted ? "aborted" : "accepted", "enduser.id": identity.sub });
-          span?.end();
-          if (aborted) return ipLimiter.release(ip);
-          if (draining) {
-            ipLimiter.release(ip);
-            return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
-          }
-          if (!userLimiter.acquire(identity.sub)) {
-            ipLimiter.release(ip);
-            logger.debug({ ip, sub: identity.sub }, "upgrade refused: per-user connection limit");
-            return reject(res, 429, "user_limit", "too many connections for this user", { "Retry-After": "10" });
-          }
-          const session: Session = {
-            id: randomBytes(12).toString("base64url"),
-            sub: identity.sub,
-            ip,
-            identity,
-            userTopic: userTopicOf(userToken(identity.sub)),
-            limiter: new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
-            channels: new Set(),
-            recovering: undefined,
-            closed: false,
-            lastFrameAt: Date.now(),
-            pinged: false,
-          };
-          res.cork(() => res.upgrade<Session>(session, secKey, protocol, extensions, context));
+          accept(identity, (session) => res.cork(() => res.upgrade<Session>(session, secKey, protocol, extensions, context)));
         },
         (err: unknown) => {
           pendingUpgrades--;
-          ipLimiter.release(ip);
-          const refusal = err instanceof AuthError ? err : new AuthError("malformed", "token could not be verified", { cause: err });
-          const reason = refusal.code;
-          span?.setAttributes({ "herald.upgrade.result": "rejected", "herald.upgrade.reason": reason });
-          span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
-          span?.end();
-          if (aborted) return;
-          if (!(err instanceof AuthError)) logger.error({ err }, "token verification failed unexpectedly");
-          logger.debug({ ip, reason, refusal: refusal.reason, detail: redactQuery(refusal.message) }, "upgrade refused");
-          reject(res, 401, reason, refusal.message, {}, refusal);
+          refuse(err);
         },
       );
     },
