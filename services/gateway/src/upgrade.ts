@@ -1,0 +1,165 @@
+/**
+ * The WebSocket upgrade: every check that happens before a socket exists
+ * (drain, capacity, origin, token, per-IP and per-user limits), refused with
+ * a plain HTTP answer (DESIGN.md "Connecting"), or completed into a Session.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  AuthError,
+  SpanKind,
+  SpanStatusCode,
+  bearerChallenge,
+  redactQuery,
+  userToken,
+  type GatewayMetrics,
+  type Identity,
+  type Logger,
+  type TokenVerifier,
+  type Tracing,
+  type UpgradeReason,
+} from "@herald/core";
+import { addressText, forwardedFor } from "./client-ip.js";
+import type { GatewayConfig } from "./config.js";
+import { sendJson } from "./http-routes.js";
+import type { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
+import { RateLimiter } from "./rate-limiter.js";
+import { userTopicOf, type Session } from "./session.js";
+import { findToken } from "./token.js";
+import type { WebSocketBehavior, HttpResponse } from "./uws.js";
+
+const STATUS: Record<number, string> = {
+  401: "401 Unauthorized",
+  403: "403 Forbidden",
+  429: "429 Too Many Requests",
+  503: "503 Service Unavailable",
+};
+
+export interface UpgradeDeps {
+  config: GatewayConfig;
+  verifier: TokenVerifier;
+  ipLimiter: IpLimiter;
+  userLimiter: KeyedLimiter;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  tracing: Tracing;
+  /** Upgrades in flight (counted against MAX_CONNECTIONS) and the drain flag, shared with the app. */
+  gate: { pending: number; readonly draining: boolean };
+  openConnections: () => number;
+}
+
+export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBehavior<Session>["upgrade"]> {
+  const { config, verifier, ipLimiter, userLimiter, metrics, logger, tracing, gate, openConnections } = deps;
+
+  /** A 401 carries the refusal's reason in the body and an RFC 6750 challenge (no refusal = no token). */
+  const reject = (res: HttpResponse, status: number, reason: UpgradeReason, message: string, headers: Record<string, string> = {}, refusal?: AuthError) => {
+    metrics.upgrades.inc({ result: "rejected", reason });
+    const error = status === 401 ? { code: reason, reason: refusal?.reason ?? "missing", message } : { code: reason, message };
+    if (status === 401) headers["WWW-Authenticate"] = bearerChallenge(refusal);
+    sendJson(res, STATUS[status] ?? `${status} Error`, { error }, headers);
+  };
+
+  return (res, req, context) => {
+    // Everything needed from req is copied now: req is invalid after the
+    // first await, and res may be aborted by the client at any time.
+    const secKey = req.getHeader("sec-websocket-key");
+    const protocols = req.getHeader("sec-websocket-protocol");
+    const extensions = req.getHeader("sec-websocket-extensions");
+    const origin = req.getHeader("origin");
+    const authorization = req.getHeader("authorization");
+    const accessToken = req.getQuery("access_token") ?? "";
+    const peer = addressText(res.getRemoteAddress());
+    // Only a trusted proxy's X-Forwarded-For counts, and then every line of
+    // it: a proxy that appends its own line keeps the client's first one.
+    const ip = config.trustedProxies.clientIp(peer, () => forwardedFor(req));
+    let aborted = false;
+
+    if (gate.draining) return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
+    if (openConnections() + gate.pending >= config.maxConnections) {
+      return reject(res, 503, "capacity", "server is at its connection limit", { "Retry-After": "5" });
+    }
+    if (!config.origins.allows(origin)) {
+      logger.debug({ ip, origin }, "upgrade refused: origin not allowed");
+      return reject(res, 403, "forbidden_origin", "origin not allowed");
+    }
+    const { token, protocol } = findToken(authorization, protocols, accessToken);
+    if (!token) return reject(res, 401, "missing_token", "a token is required");
+    if (!ipLimiter.acquire(ip)) {
+      logger.debug({ ip }, "upgrade refused: per-IP connection limit");
+      return reject(res, 429, "ip_limit", "too many connections from this address", { "Retry-After": "10" });
+    }
+    const span = tracing.enabled
+      ? tracing.tracer.startSpan("herald.upgrade", { kind: SpanKind.SERVER, attributes: { "client.address": ip } })
+      : undefined;
+
+    const accept = (identity: Identity, upgrade: (session: Session) => void) => {
+      span?.setAttributes({ "herald.upgrade.result": aborted ? "aborted" : "accepted", "enduser.id": identity.sub });
+      span?.end();
+      if (aborted) return ipLimiter.release(ip);
+      if (gate.draining) {
+        ipLimiter.release(ip);
+        return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
+      }
+      if (!userLimiter.acquire(identity.sub)) {
+        ipLimiter.release(ip);
+        logger.debug({ ip, sub: identity.sub }, "upgrade refused: per-user connection limit");
+        return reject(res, 429, "user_limit", "too many connections for this user", { "Retry-After": "10" });
+      }
+      upgrade({
+        id: randomBytes(12).toString("base64url"),
+        sub: identity.sub,
+        ip,
+        identity,
+        userTopic: userTopicOf(userToken(identity.sub)),
+        limiter: new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
+        channels: new Set(),
+        recovering: undefined,
+        closed: false,
+        lastFrameAt: Date.now(),
+        pinged: false,
+      });
+    };
+    const refuse = (err: unknown) => {
+      ipLimiter.release(ip);
+      const refusal = err instanceof AuthError ? err : new AuthError("malformed", "token could not be verified", { cause: err });
+      const reason = refusal.code;
+      span?.setAttributes({ "herald.upgrade.result": "rejected", "herald.upgrade.reason": reason });
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
+      span?.end();
+      if (aborted) return;
+      if (!(err instanceof AuthError)) logger.error({ err }, "token verification failed unexpectedly");
+      logger.debug({ ip, reason, refusal: refusal.reason, detail: redactQuery(refusal.message) }, "upgrade refused");
+      reject(res, 401, reason, refusal.message, {}, refusal);
+    };
+
+    if (verifier.synchronous) {
+      // Static keys: the upgrade completes here, inside uWS's upgrade
+      // handler. Completing it later from a promise needs res.cork(), and
+      // uWebSockets.js 20.30 then sometimes reads the upgraded socket as an
+      // HTTP response marked "connection: close" and shuts it down right
+      // after the 101 (the client sees 1006; static-key-jws.ts).
+      let identity: Identity;
+      try {
+        identity = verifier.verifySync(token);
+      } catch (err) {
+        return refuse(err);
+      }
+      return accept(identity, (session) => res.upgrade<Session>(session, secKey, protocol, extensions, context));
+    }
+    // JWKS keys may have to be fetched. Nothing from req is used after
+    // this point, and res may be aborted by the client meanwhile.
+    res.onAborted(() => {
+      aborted = true;
+    });
+    gate.pending++;
+    verifier.verify(token).then(
+      (identity) => {
+        gate.pending--;
+        accept(identity, (session) => res.cork(() => res.upgrade<Session>(session, secKey, protocol, extensions, context)));
+      },
+      (err: unknown) => {
+        gate.pending--;
+        refuse(err);
+      },
+    );
+  };
+}
