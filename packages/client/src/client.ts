@@ -18,305 +18,30 @@
  *   applied) is retried a few times after a backoff delay;
  * - gives up with a terminal HeraldError on codes that a retry cannot fix.
  */
-import { backoffDelay, drainDelay, type BackoffOptions } from "./backoff.js";
+import { backoffDelay, drainDelay } from "./backoff.js";
 import { Emitter, reportListenerError } from "./emitter.js";
 import { HeraldError, type HeraldErrorCode } from "./errors.js";
 import { tokenTimes } from "./jwt.js";
 import { CloseCodes, SUBPROTOCOL, type ClientFrame, type MessageFrame, type ServerFrame, type SubscribedFrame } from "./protocol.js";
+import { closeVerdict } from "./close-policy.js";
+import { resolveOptions, type ClientOptions } from "./options.js";
+import { Conn, type Outgoing, type Pending, type Queued } from "./connection.js";
+import { Subscription, type Deferred, type SubState } from "./subscription.js";
+import {
+  type ConnectionState,
+  type HeraldClientOptions,
+  type HeraldEvents,
+  type HeraldMessage,
+  type StateChange,
+  type SubscribeOptions,
+  type TokenProvider,
+  type WebSocketConstructor,
+  type WebSocketLike,
+  type Welcome,
+} from "./types.js";
 
-// ---- public types ----------------------------------------------------------
-
-/**
- * `idle` before the first connect(); `connecting` during the first attempt;
- * `connected` after the server's welcome; `reconnecting` between a lost
- * connection and the next welcome; `closed` after close() or a terminal error
- * (see `lastError`). connect() may be called again from `closed`.
- */
-export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
-
-/** Returns a fresh JWT; called on connect, shortly before `exp`, and after a 4001. */
-export type TokenProvider = () => string | Promise<string>;
-
-/** The part of the WHATWG WebSocket the client uses (browsers, Node 22+, the `ws` package). */
-export interface WebSocketLike {
-  readonly readyState: number;
-  readonly protocol: string;
-  binaryType: string;
-  // `any` parameters keep both DOM and `ws` event types assignable.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  onopen: ((ev: any) => void) | null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  onmessage: ((ev: any) => void) | null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  onclose: ((ev: any) => void) | null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  onerror: ((ev: any) => void) | null;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-}
-
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
-
-export interface HeraldClientOptions {
-  /** Gateway endpoint, e.g. `wss://rt.example.com/ws`. */
-  url: string;
-  /** A JWT, or a function returning one (sync or async). Only a provider lets the client survive token expiry. */
-  token: string | TokenProvider;
-  /** WebSocket implementation; default `globalThis.WebSocket`. In Node 20 pass `(await import("ws")).default`. */
-  WebSocket?: WebSocketConstructor;
-  /** Reconnect backoff: `random(0, min(maxMs, baseMs * 2 ** attempt))`. Default { baseMs: 500, maxMs: 30000 }. */
-  backoff?: Partial<BackoffOptions>;
-  /** After a 1001 (server draining) reconnect after `random(0, drainReconnectMaxMs)`. Default 5000. */
-  drainReconnectMaxMs?: number;
-  /** After a 4008 (rate limited) wait at least this long before reconnecting (plus backoff). Default 5000. */
-  rateLimitedDelayMs?: number;
-  /** Give up (terminal `reconnect_failed`) after this many consecutive failed attempts. Default Infinity. */
-  maxReconnectAttempts?: number;
-  /** An attempt that has not received the welcome frame after this long is abandoned. Default 10000. */
-  connectTimeoutMs?: number;
-  /**
-   * The token provider must answer within this long; otherwise the attempt (or refresh) fails with
-   * `token_provider_failed` and is retried with backoff like any other provider failure. 0 = wait forever.
-   * Default 10000.
-   */
-  tokenTimeoutMs?: number;
-  /** subscribe/unsubscribe/publish/ping reject with `timeout` after this long without an answer. Default 10000. */
-  requestTimeoutMs?: number;
-  /** Send a ping this often to detect dead connections (0 = never). Default 25000. */
-  pingIntervalMs?: number;
-  /** A connection whose ping is not answered within this long is considered dead. Default 10000. */
-  pongTimeoutMs?: number;
-  /** Refresh provider tokens this long before `exp` (at most 20% of the token's lifetime). Default 30000. */
-  refreshLeadMs?: number;
-  /** Publishes kept while disconnected; more reject with `queue_full`. 0 disables queueing. Default 100. */
-  offlineQueueLimit?: number;
-  /**
-   * Pacing of what a new connection sends after the welcome (every re-subscribe, then the offline queue):
-   * `burst` frames at once, the rest at `perSecond`, so a client with many subscriptions and a full queue
-   * stays under the gateway's inbound rate limit (default 50/s, burst 100). Default { burst: 40, perSecond: 25 }.
-   */
-  flushPacing?: Partial<FlushPacing>;
-  /** Random source in [0, 1) for jitter (tests). Default Math.random. */
-  random?: () => number;
-}
-
-/** See HeraldClientOptions.flushPacing. */
-export interface FlushPacing {
-  /** Frames sent at once right after the welcome (at least 1). */
-  burst: number;
-  /** Rate of the frames beyond `burst`, per second (Infinity: no pacing). */
-  perSecond: number;
-}
-
-/** Half the gateway's default RATE_LIMIT_PER_SECOND (50), and well under its RATE_LIMIT_BURST (100). */
-export const DEFAULT_FLUSH_PACING: Readonly<FlushPacing> = { burst: 40, perSecond: 25 };
-
-export interface Welcome {
-  /** The user id (`sub` claim). */
-  sub: string;
-  /** Server-side connection id (differs on every reconnect). */
-  connection: string;
-}
-
-export interface HeraldMessage<T = unknown> {
-  /** Set for channel messages. */
-  channel?: string;
-  /** Set for direct messages to this user (`sub`). */
-  user?: string;
-  /** The payload; a base64 string when `encoding` is "base64" (use decodeBase64). */
-  data: T;
-  encoding?: "base64";
-  /** Stream position (recovery-capable servers only). */
-  seq?: number;
-  /** Position of the previous message on the channel (recovery-capable servers only). */
-  prev?: number;
-}
-
-export interface StateChange {
-  state: ConnectionState;
-  previous: ConnectionState;
-  /** Why the connection was lost or the client closed (also in `client.lastError`). */
-  error?: HeraldError;
-  /** For `reconnecting`: how long until the next attempt. */
-  retryInMs?: number;
-  /** For `reconnecting`: consecutive failed attempts so far. */
-  attempt?: number;
-}
-
-export interface SubscribedInfo {
-  channel: string;
-  /** Server stream position, when the server supports recovery. */
-  seq?: number;
-  /** True when this confirmation follows a reconnect or token refresh. */
-  resubscribed: boolean;
-}
-
-export interface RecoveryInfo {
-  channel: string;
-  /** The position the client asked to resume from. */
-  since: number;
-  /** The position the live stream continues from. */
-  seq: number | undefined;
-  /** false: the server's history did not reach back to `since`; messages were lost for good. */
-  recovered: boolean;
-}
-
-export interface GapInfo {
-  channel: string;
-  /** Last position the client had. */
-  lastSeq: number;
-  /** `prev` of the message that revealed the gap. */
-  prev: number;
-  seq: number;
-  /** True when the client re-subscribes with `since` to get the missing messages. */
-  recovering: boolean;
-}
-
-export interface HeraldEvents {
-  state: (change: StateChange) => void;
-  welcome: (info: Welcome) => void;
-  /** Every channel and direct message, after de-duplication. */
-  message: (msg: HeraldMessage) => void;
-  subscribed: (info: SubscribedInfo) => void;
-  /** A subscription ended: by unsubscribe(), or refused by the server on re-subscribe (`error` set). */
-  unsubscribed: (info: { channel: string; error?: HeraldError }) => void;
-  /** The server answered a resume request (`since`); `recovered: false` means messages were lost. */
-  recovered: (info: RecoveryInfo) => void;
-  /** A message arrived whose `prev` is not the last position seen. */
-  gap: (info: GapInfo) => void;
-  /** Errors not tied to a promise: terminal errors, refused re-subscriptions, token provider failures, error frames without id. */
-  error: (err: HeraldError) => void;
-  /** The token provider returned a new token (first connect, refresh before exp, after 4001); `expiresAt` in ms. */
-  token: (info: { expiresAt: number | undefined }) => void;
-}
-
-export interface SubscribeOptions<T = unknown> {
-  /** Called for every message on the channel (in addition to the client's `message` event). */
-  onMessage?: (msg: HeraldMessage<T>) => void;
-  /** Resume after this stream position (e.g. persisted from a previous page load). */
-  since?: number;
-}
-
-/** Handle of one channel subscription (one per channel per client). */
-export class Subscription<T = unknown> {
-  /** @internal */
-  constructor(
-    readonly channel: string,
-    private readonly client: HeraldClient,
-    private readonly state: SubState,
-  ) {}
-
-  /** The last stream position received (recovery-capable servers), e.g. to persist and pass as `since` later. */
-  get lastSeq(): number | undefined {
-    return this.state.lastSeq;
-  }
-
-  /** True while the server has confirmed the subscription on the current connection. */
-  get active(): boolean {
-    return this.client.isActive(this.channel);
-  }
-
-  /** Adds a message handler; returns a function removing it. */
-  onMessage(fn: (msg: HeraldMessage<T>) => void): () => void {
-    const h = fn as (msg: HeraldMessage) => void;
-    this.state.handlers.add(h);
-    return () => this.state.handlers.delete(h);
-  }
-
-  unsubscribe(): Promise<void> {
-    return this.client.unsubscribe(this.channel);
-  }
-}
-
-// ---- internals -------------------------------------------------------------
-
-interface Deferred {
-  resolve: () => void;
-  reject: (err: HeraldError) => void;
-}
-
-/** @internal */
-export interface SubState {
-  channel: string;
-  handlers: Set<(msg: HeraldMessage) => void>;
-  lastSeq: number | undefined;
-  /** Waiting for the answer to a gap-recovery subscribe: live messages are dropped (they will be replayed). */
-  recovering: boolean;
-  gapRecoveries: number;
-  /** Consecutive transient refusals (rate_limited, unavailable, timeout) of a subscribe. */
-  retries: number;
-  /** subscribe() promises waiting for the first confirmation. */
-  waiters: Deferred[];
-  everConfirmed: boolean;
-  retryTimer: ReturnType<typeof setTimeout> | undefined;
-  handle: Subscription;
-}
-
-interface Pending {
-  kind: ClientFrame["type"];
-  conn: Conn;
-  channel?: string;
-  since?: number;
-  /** A re-subscribe sent on the refresh connection (counted in resubsPending). */
-  resub?: boolean;
-  resolve: (frame: ServerFrame) => void;
-  reject: (err: HeraldError) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-}
-
-interface Queued {
-  channel: string;
-  data: unknown;
-  /** Times the server refused this publish with `rate_limited` so far. */
-  retries: number;
-  resolve: () => void;
-  reject: (err: HeraldError) => void;
-}
-
-/** A frame waiting in a connection's outbox (paced flush after a welcome). */
-type Outgoing = { kind: "subscribe"; sub: SubState; resub: boolean } | { kind: "publish"; q: Queued };
-
-let connSerial = 0;
-
-class Conn {
-  readonly n = ++connSerial;
-  ws: WebSocketLike | undefined;
-  welcomed = false;
-  welcomedAt = 0;
-  ended = false;
-  /** HTTP status of a refused upgrade (Node `ws` only). */
-  httpStatus: number | undefined;
-  errorText: string | undefined;
-  /** Channels the server confirmed on this connection. */
-  readonly confirmed = new Set<string>();
-  /** Re-subscribe requests (token refresh) not yet answered. */
-  resubsPending = 0;
-  welcome: Welcome | undefined;
-  timers: Array<ReturnType<typeof setTimeout>> = [];
-  pingTimer: ReturnType<typeof setInterval> | undefined;
-  /** Frames waiting for their turn (flushPacing), in order; while non-empty, new frames queue behind them. */
-  outbox: Outgoing[] = [];
-  /** Token bucket of the outbox: frames that may go out now, refilled at flushPacing.perSecond. */
-  credit: number;
-  creditAt = 0;
-  pacer: ReturnType<typeof setTimeout> | undefined;
-  constructor(
-    readonly token: string,
-    burst: number,
-  ) {
-    this.credit = burst;
-  }
-  clearTimers(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
-    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
-    this.pingTimer = undefined;
-  }
-  stopPacer(): void {
-    if (this.pacer !== undefined) clearTimeout(this.pacer);
-    this.pacer = undefined;
-  }
-}
+export * from "./types.js";
+export { Subscription } from "./subscription.js";
 
 /** Connections that lived at least this long reset the backoff attempt counter. */
 const STABLE_AFTER_MS = 5_000;
@@ -328,25 +53,8 @@ const MAX_PUBLISH_RETRIES = 3;
 const RETRY_FLOOR_MS = 250;
 /** Longest delay setTimeout honours (2^31 - 1 ms, ~24.8 days); longer ones fire after ~1 ms. */
 const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
-/**
- * Close codes a reconnect cannot fix. 4001 is terminal only without a token
- * provider. 1008 is not here: Herald sends it when a frame or the answer to
- * its ping did not arrive in time (FRAME_TIMEOUT_SECONDS), which is network
- * trouble a reconnect (with backoff) does fix.
- */
-const TERMINAL_CLOSE_CODES = new Set<number>([
-  CloseCodes.ProtocolError,
-  CloseCodes.UnsupportedData,
-  CloseCodes.InvalidPayload,
-  CloseCodes.MandatoryExtension,
-  CloseCodes.Forbidden,
-]);
-
 export class HeraldClient extends Emitter<HeraldEvents> {
-  private readonly opts: Required<Omit<HeraldClientOptions, "WebSocket" | "backoff" | "token" | "flushPacing">> & {
-    backoff: Partial<BackoffOptions>;
-    flushPacing: FlushPacing;
-  };
+  private readonly opts: ClientOptions;
   private readonly WS: WebSocketConstructor;
   private readonly tokenSource: string | TokenProvider;
 
@@ -378,40 +86,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   constructor(options: HeraldClientOptions) {
     super();
-    if (!options || typeof options.url !== "string" || options.url === "") {
-      throw new HeraldError("invalid_argument", "HeraldClient needs a url (ws:// or wss://)");
-    }
-    if (typeof options.token !== "string" && typeof options.token !== "function") {
-      throw new HeraldError("invalid_argument", "HeraldClient needs a token: a JWT string or a function returning one");
-    }
-    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (typeof WS !== "function") {
-      throw new HeraldError(
-        "invalid_argument",
-        "no WebSocket implementation: pass the WebSocket option (in Node 20: `WebSocket: (await import('ws')).default`)",
-      );
-    }
-    this.WS = WS;
-    this.tokenSource = options.token;
-    this.opts = {
-      url: options.url,
-      backoff: options.backoff ?? {},
-      drainReconnectMaxMs: options.drainReconnectMaxMs ?? 5_000,
-      rateLimitedDelayMs: options.rateLimitedDelayMs ?? 5_000,
-      maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
-      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-      tokenTimeoutMs: options.tokenTimeoutMs ?? 10_000,
-      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
-      pingIntervalMs: options.pingIntervalMs ?? 25_000,
-      pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
-      refreshLeadMs: options.refreshLeadMs ?? 30_000,
-      offlineQueueLimit: options.offlineQueueLimit ?? 100,
-      flushPacing: {
-        burst: Math.max(1, Math.floor(options.flushPacing?.burst ?? DEFAULT_FLUSH_PACING.burst)),
-        perSecond: options.flushPacing?.perSecond !== undefined && options.flushPacing.perSecond > 0 ? options.flushPacing.perSecond : DEFAULT_FLUSH_PACING.perSecond,
-      },
-      random: options.random ?? Math.random,
-    };
+    const resolved = resolveOptions(options);
+    this.WS = resolved.WebSocket;
+    this.tokenSource = resolved.token;
+    this.opts = resolved.opts;
     if (typeof this.tokenSource === "string") this.token = this.tokenSource;
   }
 
@@ -846,32 +524,20 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       return this.retryAfterFailure(new HeraldError("connect_failed", `could not connect to ${this.opts.url} (${detail})`, { status, closeCode: code, closeReason: reason }));
     }
 
-    if (code === CloseCodes.TokenExpired) {
-      if (staticToken) {
-        return this.fail(new HeraldError("token_expired", "the token expired (close 4001) and no token provider was given; create the client with token: () => fetchToken()", { closeCode: code, closeReason: reason, terminal: true }));
-      }
-      this.forceTokenRefresh = true;
-      return this.retryAfterFailure(lostErr("token_expired", "the token expired (close 4001); reconnecting with a new token"));
+    const verdict = closeVerdict(code, reason, staticToken);
+    const err = new HeraldError(verdict.code, verdict.message, { closeCode: code, closeReason: reason, ...(verdict.kind === "terminal" ? { terminal: true } : {}) });
+    switch (verdict.kind) {
+      case "terminal":
+        return this.fail(err);
+      case "new_token":
+        this.forceTokenRefresh = true;
+        return this.retryAfterFailure(err);
+      case "drain":
+        return this.scheduleReconnect(err, drainDelay(this.opts.drainReconnectMaxMs, this.opts.random));
+      case "retry":
+        if (verdict.report) this.emit("error", err);
+        return this.retryAfterFailure(err, verdict.rateLimited ? this.opts.rateLimitedDelayMs : 0);
     }
-    if (TERMINAL_CLOSE_CODES.has(code)) {
-      const c: HeraldErrorCode = code === CloseCodes.ProtocolError || code === CloseCodes.UnsupportedData || code === CloseCodes.InvalidPayload || code === CloseCodes.MandatoryExtension ? "protocol_error" : "policy_violation";
-      return this.fail(new HeraldError(c, `the server closed the connection with ${code}${reason ? ` (${reason})` : ""}; not reconnecting`, { closeCode: code, closeReason: reason, terminal: true }));
-    }
-    if (code === CloseCodes.GoingAway) {
-      return this.scheduleReconnect(lostErr("connection_lost", `the server is going away (1001${reason ? `: ${reason}` : ""})`), drainDelay(this.opts.drainReconnectMaxMs, this.opts.random));
-    }
-    if (code === CloseCodes.RateLimited) {
-      const err = lostErr("rate_limited_close", "the server closed the connection: rate limited (4008)");
-      return this.retryAfterFailure(err, this.opts.rateLimitedDelayMs);
-    }
-    if (code === CloseCodes.SlowConsumer) {
-      return this.retryAfterFailure(lostErr("slow_consumer", "the server closed the connection: slow consumer (4009)"));
-    }
-    if (code === CloseCodes.TooLarge) {
-      this.emit("error", lostErr("too_large", "the server closed the connection: a frame was too large (1009)"));
-      return this.retryAfterFailure(lostErr("too_large", "the server closed the connection: a frame was too large (1009)"));
-    }
-    return this.retryAfterFailure(lostErr("connection_lost", `the connection was lost (${code}${reason ? `: ${reason}` : ""})`));
   }
 
   /** Backoff step; terminal after maxReconnectAttempts. */
