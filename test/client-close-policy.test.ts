@@ -23,7 +23,8 @@ test("close codes: terminal, new token, drain or retry", () => {
     4009: "retry",
   });
   assert.equal(closeVerdict(4001, "", true).kind, "terminal", "a static token cannot be renewed");
-  assert.equal(closeVerdict(4008, "", false).kind === "retry" && closeVerdict(4008, "", false).rateLimited, true);
+  const rateLimited = closeVerdict(4008, "", false);
+  assert.ok(rateLimited.kind === "retry" && rateLimited.rateLimited === true, "4008 waits the longer rate-limited floor");
   assert.equal(closeVerdict(1002, "", false).code, "protocol_error");
   assert.equal(closeVerdict(4003, "", false).code, "policy_violation");
   assert.match(closeVerdict(1006, "reset", false).message, /1006: reset/);
