@@ -20,15 +20,16 @@ import {
 } from "@herald/core";
 import type { Broker } from "@herald/broker";
 import type { Registry } from "prom-client";
-import { ClientMessages } from "./client-messages.js";
 import type { GatewayConfig } from "./config.js";
+import type { TopicSink } from "./connection.js";
 import { Fanout } from "./fanout.js";
 import { attachOperationalRoutes, sendJson } from "./http-routes.js";
 import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
+import { ProtocolHandler } from "./protocol-handler.js";
 import { SocketGuard, backpressureCap } from "./socket-guard.js";
-import { channelTopic, type Session } from "./session.js";
 import { createUpgradeHandler } from "./upgrade.js";
-import { LISTEN_EXCLUSIVE_PORT, uws, type TemplatedApp, type WebSocket, type us_listen_socket } from "./uws.js";
+import { LISTEN_EXCLUSIVE_PORT, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
+import type { WsConnection, WsUserData } from "./ws-connection.js";
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -79,7 +80,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const subjects = new Subjects(config.subjectPrefix);
   const ipLimiter = new IpLimiter(config.maxConnectionsPerIp, config.ipv6LimitPrefix);
   const userLimiter = new KeyedLimiter(config.maxConnectionsPerUser);
-  const sockets = new Set<WebSocket<Session>>();
+  const sockets = new Set<WsConnection>();
   /** Upgrades in flight, and whether the gateway is draining (read by the upgrade handler). */
   const gate = { pending: 0, draining: false };
   let listenSockets: us_listen_socket[] = [];
@@ -87,16 +88,29 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const app: TemplatedApp = uws.App();
   // Set below, with the socket guard: counts bytes written to topics for the send-buffer checks.
   let onTopicBytes: (bytes: number) => void = () => {};
-  const fanout = new Fanout(app, broker, metrics, tracing, logger, config.writeDelayMs, (bytes) => onTopicBytes(bytes));
-  const messages = new ClientMessages({
+  // uWS pub/sub copies each frame to every socket on the topic in C++.
+  const sink: TopicSink = {
+    publish: (topic, frame) => void app.publish(topic, frame, false, false),
+    subscribers: (topic) => app.numSubscribers(topic),
+  };
+  const fanout = new Fanout({
+    broker,
+    sink,
+    metrics,
+    tracing,
+    logger,
+    writeDelayMs: config.writeDelayMs,
+    onWritten: (bytes) => onTopicBytes(bytes),
+    slowConsumerBytes: config.slowConsumerBytes,
+    historyMaxPerChannel: config.history.maxPerChannel,
+  });
+  const protocol = new ProtocolHandler({
     broker,
     fanout,
     subjects,
     metrics,
     logger,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
-    slowConsumerBytes: config.slowConsumerBytes,
-    historyMaxPerChannel: config.history.maxPerChannel,
   });
 
   metrics.brokerConnected.set(broker.connected ? 1 : 0);
@@ -127,7 +141,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     openConnections: () => sockets.size,
   });
 
-  app.ws<Session>("/ws", {
+  app.ws<WsUserData>("/ws", {
     // uWS drops frames over maxPayloadLength without a close frame (the
     // client only sees 1006). We let somewhat larger frames through and answer
     // those over MAX_PAYLOAD_BYTES ourselves with a proper 1009; only frames
@@ -147,83 +161,74 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     upgrade: upgradeHandler,
 
     open: (ws) => {
-      const s = ws.getUserData();
-      sockets.add(ws);
+      const { conn } = ws.getUserData();
+      conn.bind(ws);
+      sockets.add(conn);
       metrics.connectionsOpen.inc();
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
       try {
-        // The reference first: if taking it throws, the close handler's
-        // release must not drop another socket's reference to the topic.
-        void fanout.acquire({ topic: s.userTopic, subject: subjects.user(s.sub), head: userMessageHead(s.sub) });
-        ws.subscribe(s.userTopic);
+        void fanout.join(conn, { topic: conn.userTopic, subject: subjects.user(conn.identity.sub), head: userMessageHead(conn.identity.sub) });
       } catch (err) {
         // Backstop: uWS hands an exception thrown here to uncaughtException,
         // where main.ts exits, and every socket of the process would see 1006.
         // Without its user subscription this socket cannot be served: a
         // proper close frame lets the client reconnect (1011, RFC 6455).
-        logger.error({ err, connection: s.id }, "connection setup failed");
-        ws.end(CloseCode.InternalError, "connection setup failed");
+        logger.error({ err, connection: conn.id }, "connection setup failed");
+        conn.close(CloseCode.InternalError, "connection setup failed");
         return;
       }
-      ws.send(welcomeFrame(s.sub, s.id), false);
+      conn.send(welcomeFrame(conn.identity.sub, conn.id));
     },
 
     message: (ws, message, isBinary) => {
-      const session = ws.getUserData();
-      session.lastFrameAt = Date.now();
-      session.pinged = false;
+      const { conn } = ws.getUserData();
+      conn.heard();
       if (message.byteLength > config.maxPayloadBytes) {
         metrics.errors.inc({ code: "too_large" });
-        ws.end(CloseCode.TooLarge, "frame too large");
+        conn.close(CloseCode.TooLarge, "frame too large");
         return;
       }
-      const verdict = session.limiter.take();
+      const verdict = conn.limiter.take();
       if (verdict !== "ok") {
         if (verdict === "abusive") {
           metrics.errors.inc({ code: "rate_limited" });
-          ws.end(CloseCode.RateLimited, "rate limited");
+          conn.close(CloseCode.RateLimited, "rate limited");
         } else {
           // The id lets the client retry exactly the request that was refused.
           const id = isBinary ? undefined : peekRequestId(message);
-          messages.error(ws, "rate_limited", "too many messages, slow down", id);
+          protocol.error(conn, "rate_limited", "too many messages, slow down", id);
         }
         return;
       }
       if (isBinary) {
-        messages.error(ws, "bad_request", "binary frames are not supported; send JSON text", undefined);
+        protocol.error(conn, "bad_request", "binary frames are not supported; send JSON text", undefined);
         return;
       }
       // Buffer.from(ArrayBuffer) is a view; toString copies before uWS neuters it.
       const text = Buffer.from(message).toString("utf8");
       try {
-        messages.handle(ws, text);
+        protocol.handle(conn, text);
       } catch (err) {
         // Backstop: nothing one client sends may take the process down.
-        logger.error({ err, connection: ws.getUserData().id }, "client frame handler failed");
-        messages.error(ws, "bad_request", "the frame could not be handled", undefined);
+        logger.error({ err, connection: conn.id }, "client frame handler failed");
+        protocol.error(conn, "bad_request", "the frame could not be handled", undefined);
       }
     },
 
-    pong: (ws) => {
-      const s = ws.getUserData();
-      s.lastFrameAt = Date.now();
-      s.pinged = false;
-    },
+    pong: (ws) => ws.getUserData().conn.heard(),
 
     close: (ws, code, message) => {
-      const s = ws.getUserData();
-      s.closed = true;
+      const { conn } = ws.getUserData();
+      conn.unbind();
       if (logger.isLevelEnabled("debug")) {
-        logger.debug({ connection: s.id, sub: s.sub, code, reason: Buffer.from(message).toString() }, "connection closed");
+        logger.debug({ connection: conn.id, sub: conn.identity.sub, code, reason: Buffer.from(message).toString() }, "connection closed");
       }
-      sockets.delete(ws);
+      sockets.delete(conn);
       metrics.connectionsOpen.dec();
       metrics.disconnects.inc({ code: closeCodeLabel(code) });
-      if (s.recovering) for (const [channel, buffer] of s.recovering) fanout.unwatch(channelTopic(channel), buffer);
-      for (const channel of s.channels) fanout.release(channelTopic(channel));
-      fanout.release(s.userTopic);
-      ipLimiter.release(s.ip);
-      userLimiter.release(s.sub);
+      fanout.leaveAll(conn);
+      ipLimiter.release(conn.ip);
+      userLimiter.release(conn.identity.sub);
     },
   });
 
@@ -303,10 +308,10 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       while (sockets.size > 0) {
         const elapsed = Date.now() - started;
         const due = elapsed >= windowMs ? Number.POSITIVE_INFINITY : Math.ceil((total * elapsed) / windowMs);
-        for (const ws of sockets) {
+        for (const conn of sockets) {
           if (closed >= due) break;
           closed++;
-          ws.end(CloseCode.GoingAway, "server going away");
+          conn.close(CloseCode.GoingAway, "server going away");
         }
         if (sockets.size > 0) await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
       }
@@ -323,7 +328,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       guard.stop();
       offStatus();
       fanout.stop();
-      for (const ws of [...sockets]) ws.end(CloseCode.GoingAway, "server closing");
+      for (const conn of [...sockets]) conn.close(CloseCode.GoingAway, "server closing");
       closeListeners();
     },
   };

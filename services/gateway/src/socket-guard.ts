@@ -7,8 +7,7 @@
  * bound.
  */
 import { CloseCode, type GatewayMetrics, type Logger } from "@herald/core";
-import type { Session } from "./session.js";
-import type { WebSocket } from "./uws.js";
+import type { WsConnection } from "./ws-connection.js";
 
 /** How often expired tokens, slow consumers and stalled frames are looked for. */
 const SWEEP_INTERVAL_MS = 250;
@@ -44,7 +43,7 @@ export class SocketGuard {
   private laterQueued = false;
 
   constructor(
-    private readonly sockets: ReadonlySet<WebSocket<Session>>,
+    private readonly sockets: ReadonlySet<WsConnection>,
     private readonly opts: SocketGuardOptions,
   ) {
     this.frameTimeoutMs = opts.frameTimeoutSeconds * 1000;
@@ -87,31 +86,30 @@ export class SocketGuard {
   }
 
   private checkSendBuffers(): void {
-    for (const ws of this.sockets) this.shedIfSlow(ws);
+    for (const conn of this.sockets) this.shedIfSlow(conn);
   }
 
   /** Closes a socket whose send buffer passed the bound; true when it did. */
-  private shedIfSlow(ws: WebSocket<Session>): boolean {
+  private shedIfSlow(conn: WsConnection): boolean {
     const { slowConsumerBytes, metrics, logger } = this.opts;
-    const buffered = ws.getBufferedAmount();
+    const buffered = conn.bufferedAmount();
     if (buffered <= slowConsumerBytes) return false;
     // At the hard cap uWS has already dropped frames for this socket.
     const reason = buffered >= this.sendBufferCap ? "backpressure" : "slow_consumer";
     metrics.slowConsumerCloses.inc();
     metrics.drops.inc({ reason });
-    if (logger.isLevelEnabled("debug")) logger.debug({ connection: ws.getUserData().id, buffered, reason }, "slow consumer closed");
-    ws.end(CloseCode.SlowConsumer, "slow consumer");
+    if (logger.isLevelEnabled("debug")) logger.debug({ connection: conn.id, buffered, reason }, "slow consumer closed");
+    conn.close(CloseCode.SlowConsumer, "slow consumer");
     return true;
   }
 
   private pass(): void {
     const now = Date.now();
     const { expiryGraceMs, metrics } = this.opts;
-    for (const ws of this.sockets) {
-      const s = ws.getUserData();
+    for (const s of this.sockets) {
       if (now >= s.identity.expiresAt + expiryGraceMs) {
-        ws.end(CloseCode.TokenExpired, "token expired");
-      } else if (this.shedIfSlow(ws)) {
+        s.close(CloseCode.TokenExpired, "token expired");
+      } else if (this.shedIfSlow(s)) {
         // closed
       } else if (this.frameTimeoutMs > 0 && now - s.lastFrameAt > this.frameTimeoutMs) {
         // A socket in the middle of a frame cannot answer a ping (control
@@ -119,10 +117,10 @@ export class SocketGuard {
         // only complete frames do. Quiet for one timeout: ping; for two: close.
         if (!s.pinged) {
           s.pinged = true;
-          ws.ping();
+          s.ping();
         } else if (now - s.lastFrameAt > 2 * this.frameTimeoutMs) {
           metrics.errors.inc({ code: "frame_timeout" });
-          ws.end(CloseCode.PolicyViolation, "frame not completed in time");
+          s.close(CloseCode.PolicyViolation, "frame not completed in time");
         }
       }
     }

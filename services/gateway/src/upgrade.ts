@@ -1,7 +1,7 @@
 /**
  * The WebSocket upgrade: every check that happens before a socket exists
  * (drain, capacity, origin, token, per-IP and per-user limits), refused with
- * a plain HTTP answer (DESIGN.md "Connecting"), or completed into a Session.
+ * a plain HTTP answer (DESIGN.md "Connecting"), or completed into a WsConnection.
  */
 import { randomBytes } from "node:crypto";
 import {
@@ -23,9 +23,10 @@ import type { GatewayConfig } from "./config.js";
 import { sendJson } from "./http-routes.js";
 import type { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { RateLimiter } from "./rate-limiter.js";
-import { userTopicOf, type Session } from "./session.js";
+import { userTopicOf } from "./connection.js";
 import { findToken } from "./token.js";
 import type { WebSocketBehavior, HttpResponse } from "./uws.js";
+import { WsConnection, type WsUserData } from "./ws-connection.js";
 
 const STATUS: Record<number, string> = {
   401: "401 Unauthorized",
@@ -47,7 +48,7 @@ export interface UpgradeDeps {
   openConnections: () => number;
 }
 
-export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBehavior<Session>["upgrade"]> {
+export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBehavior<WsUserData>["upgrade"]> {
   const { config, verifier, ipLimiter, userLimiter, metrics, logger, tracing, gate, openConnections } = deps;
 
   /** A 401 carries the refusal's reason in the body and an RFC 6750 challenge (no refusal = no token). */
@@ -91,7 +92,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
       ? tracing.tracer.startSpan("herald.upgrade", { kind: SpanKind.SERVER, attributes: { "client.address": ip } })
       : undefined;
 
-    const accept = (identity: Identity, upgrade: (session: Session) => void) => {
+    const accept = (identity: Identity, upgrade: (conn: WsConnection) => void) => {
       span?.setAttributes({ "herald.upgrade.result": aborted ? "aborted" : "accepted", "enduser.id": identity.sub });
       span?.end();
       if (aborted) return ipLimiter.release(ip);
@@ -104,19 +105,15 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
         logger.debug({ ip, sub: identity.sub }, "upgrade refused: per-user connection limit");
         return reject(res, 429, "user_limit", "too many connections for this user", { "Retry-After": "10" });
       }
-      upgrade({
-        id: randomBytes(12).toString("base64url"),
-        sub: identity.sub,
-        ip,
-        identity,
-        userTopic: userTopicOf(userToken(identity.sub)),
-        limiter: new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
-        channels: new Set(),
-        recovering: undefined,
-        closed: false,
-        lastFrameAt: Date.now(),
-        pinged: false,
-      });
+      upgrade(
+        new WsConnection(
+          randomBytes(12).toString("base64url"),
+          identity,
+          ip,
+          userTopicOf(userToken(identity.sub)),
+          new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
+        ),
+      );
     };
     const refuse = (err: unknown) => {
       ipLimiter.release(ip);
@@ -143,7 +140,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
       } catch (err) {
         return refuse(err);
       }
-      return accept(identity, (session) => res.upgrade<Session>(session, secKey, protocol, extensions, context));
+      return accept(identity, (conn) => res.upgrade<WsUserData>({ conn }, secKey, protocol, extensions, context));
     }
     // JWKS keys may have to be fetched. Nothing from req is used after
     // this point, and res may be aborted by the client meanwhile.
@@ -154,7 +151,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
     verifier.verify(token).then(
       (identity) => {
         gate.pending--;
-        accept(identity, (session) => res.cork(() => res.upgrade<Session>(session, secKey, protocol, extensions, context)));
+        accept(identity, (conn) => res.cork(() => res.upgrade<WsUserData>({ conn }, secKey, protocol, extensions, context)));
       },
       (err: unknown) => {
         gate.pending--;

@@ -1,0 +1,165 @@
+/**
+ * Handles one client frame of the `herald.v1` protocol on an open
+ * connection, whatever its transport: parses it, authorizes it against the
+ * token's claims, joins or leaves through the fan-out, publishes, and
+ * replies. Delivery and recovery belong to the fan-out's channel streams.
+ */
+import { randomUUID } from "node:crypto";
+import {
+  BrokerUnavailableError,
+  CloseCode,
+  FrameError,
+  Header,
+  ackFrame,
+  channelMessageHead,
+  channelProblem,
+  errorFrame,
+  hasRawControlCharacter,
+  newTraceparent,
+  parseClientFrame,
+  pongFrame,
+  replyFrame,
+  subscribedWithPosition,
+  type ClientFrame,
+  type GatewayMetrics,
+  type Logger,
+  type ProtocolErrorCode,
+  type RequestId,
+  type Subjects,
+} from "@herald/core";
+import type { Broker } from "@herald/broker";
+import { channelTopic, type Connection } from "./connection.js";
+import type { Destination, Fanout } from "./fanout.js";
+
+export interface ProtocolHandlerOptions {
+  broker: Broker;
+  fanout: Fanout;
+  subjects: Subjects;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  maxChannelsPerConnection: number;
+}
+
+export class ProtocolHandler {
+  constructor(private readonly ctx: ProtocolHandlerOptions) {}
+
+  handle(conn: Connection, text: string): void {
+    let frame: ClientFrame;
+    try {
+      frame = parseClientFrame(text);
+    } catch (err) {
+      this.ctx.metrics.clientMessages.inc({ type: "invalid" });
+      if (hasRawControlCharacter(text)) {
+        // Not JSON, and not a mistake a JSON encoder makes: an unmasked
+        // frame read as masked (RFC 6455 §5.1: the server must close).
+        this.ctx.metrics.errors.inc({ code: "protocol_error" });
+        conn.close(CloseCode.ProtocolError, "frames must be masked JSON text");
+        return;
+      }
+      const e = err as FrameError;
+      this.error(conn, e.code ?? "bad_request", e.message, e.id);
+      return;
+    }
+    this.ctx.metrics.clientMessages.inc({ type: frame.type });
+    switch (frame.type) {
+      case "subscribe":
+        return this.subscribe(conn, frame.channel, frame.id, frame.since);
+      case "unsubscribe":
+        return this.unsubscribe(conn, frame.channel, frame.id);
+      case "publish":
+        return this.publish(conn, frame.channel, frame.payload, frame.id);
+      case "ping":
+        conn.send(pongFrame(frame.id));
+        return;
+    }
+  }
+
+  error(conn: Connection, code: ProtocolErrorCode, message: string, id: RequestId | undefined): void {
+    this.ctx.metrics.errors.inc({ code });
+    conn.send(errorFrame(code, message, id));
+  }
+
+  private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined): void {
+    const { broker, fanout } = this.ctx;
+    const problem = channelProblem(channel);
+    if (problem) return this.error(conn, "invalid_channel", problem, id);
+    if (!conn.identity.channels.matches(channel)) {
+      return this.error(conn, "forbidden", `token does not allow subscribing to ${channel}`, id);
+    }
+    if (!broker.connected) {
+      // Until the broker is connected this process cannot promise delivery,
+      // and on first start it does not yet know whether history is on: a
+      // subscription taken now would run without positions for its lifetime.
+      return this.error(conn, "unavailable", "broker not connected, subscribe again shortly", id);
+    }
+    const topic = channelTopic(channel);
+    if (conn.topics.has(topic)) {
+      // Already subscribed: a plain repeat is a no-op; a repeat with `since`
+      // (the client saw a gap) restarts the subscription from that position.
+      if (since === undefined || !broker.history) {
+        conn.send(replyFrame("subscribed", channel, id));
+        return;
+      }
+      fanout.leave(conn, topic);
+    }
+    if (channelCount(conn) >= this.ctx.maxChannelsPerConnection) {
+      return this.error(conn, "forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection`, id);
+    }
+    fanout
+      .join(conn, this.destination(channel), {
+        since,
+        onJoined: (position) =>
+          conn.send(position ? subscribedWithPosition(channel, id, position.seq, position.recovered) : replyFrame("subscribed", channel, id)),
+      })
+      .catch(() => {
+        if (!conn.closed) conn.batch(() => this.error(conn, "unavailable", "history unavailable, subscribe again", id));
+      });
+  }
+
+  /** Where a channel's messages come from: its live subject, and with history its stored one. */
+  private destination(channel: string): Destination {
+    const topic = channelTopic(channel);
+    const subject = this.ctx.subjects.channel(channel);
+    const head = channelMessageHead(channel);
+    const history = this.ctx.broker.history;
+    if (!history) return { topic, subject, head };
+    return { topic, subject: history.liveSubject(subject), head, historySubject: subject };
+  }
+
+  private unsubscribe(conn: Connection, channel: string, id: RequestId | undefined): void {
+    const problem = channelProblem(channel);
+    if (problem) return this.error(conn, "invalid_channel", problem, id);
+    this.ctx.fanout.leave(conn, channelTopic(channel));
+    conn.send(replyFrame("unsubscribed", channel, id));
+  }
+
+  private publish(conn: Connection, channel: string, json: string, id: RequestId | undefined): void {
+    const problem = channelProblem(channel);
+    if (problem) return this.error(conn, "invalid_channel", problem, id);
+    if (!conn.identity.publish.matches(channel)) {
+      return this.error(conn, "forbidden", `token does not allow publishing to ${channel}`, id);
+    }
+    const payload = Buffer.from(json);
+    const headers = {
+      [Header.Id]: randomUUID(),
+      [Header.PublishedAt]: String(Date.now()),
+      [Header.TraceParent]: newTraceparent(),
+    };
+    this.ctx.broker.publish(this.ctx.subjects.channel(channel), payload, headers).then(
+      () => {
+        if (!conn.closed) conn.batch(() => conn.send(ackFrame(id)));
+      },
+      (err: unknown) => {
+        if (conn.closed) return;
+        const message = err instanceof BrokerUnavailableError ? "broker unavailable, try again" : "publish failed";
+        if (!(err instanceof BrokerUnavailableError)) this.ctx.logger.error({ err }, "client publish failed");
+        conn.batch(() => this.error(conn, "unavailable", message, id));
+      },
+    );
+  }
+}
+
+/** Channels a connection is on: its topics but its user topic. */
+function channelCount(conn: Connection): number {
+  return conn.topics.size - (conn.topics.has(conn.userTopic) ? 1 : 0);
+}
