@@ -10,7 +10,6 @@ import {
   closeCodeLabel,
   createGatewayMetrics,
   newRegistry,
-  peekRequestId,
   userMessageHead,
   welcomeFrame,
   type GatewayMetrics,
@@ -188,31 +187,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         conn.close(CloseCode.TooLarge, "frame too large");
         return;
       }
-      const verdict = conn.limiter.take();
-      if (verdict !== "ok") {
-        if (verdict === "abusive") {
-          metrics.errors.inc({ code: "rate_limited" });
-          conn.close(CloseCode.RateLimited, "rate limited");
-        } else {
-          // The id lets the client retry exactly the request that was refused.
-          const id = isBinary ? undefined : peekRequestId(message);
-          protocol.error(conn, "rate_limited", "too many messages, slow down", id);
-        }
-        return;
-      }
-      if (isBinary) {
-        protocol.error(conn, "bad_request", "binary frames are not supported; send JSON text", undefined);
-        return;
-      }
-      // Buffer.from(ArrayBuffer) is a view; toString copies before uWS neuters it.
-      const text = Buffer.from(message).toString("utf8");
-      try {
-        protocol.handle(conn, text);
-      } catch (err) {
-        // Backstop: nothing one client sends may take the process down.
-        logger.error({ err, connection: conn.id }, "client frame handler failed");
-        protocol.error(conn, "bad_request", "the frame could not be handled", undefined);
-      }
+      protocol.receive(conn, message, isBinary);
     },
 
     pong: (ws) => ws.getUserData().conn.heard(),

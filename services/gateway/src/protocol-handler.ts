@@ -11,6 +11,7 @@ import {
   FrameError,
   Header,
   ackFrame,
+  peekRequestId,
   channelMessageHead,
   channelProblem,
   errorFrame,
@@ -42,6 +43,38 @@ export interface ProtocolHandlerOptions {
 
 export class ProtocolHandler {
   constructor(private readonly ctx: ProtocolHandlerOptions) {}
+
+  /**
+   * One inbound frame, as the transport got it: rate limited (refused with
+   * `rate_limited`, a connection that keeps going is closed with 4008),
+   * text only, then handled. Nothing one client sends may take the process down.
+   */
+  receive(conn: Connection, message: ArrayBuffer, isBinary: boolean): void {
+    const verdict = conn.limiter.take();
+    if (verdict !== "ok") {
+      if (verdict === "abusive") {
+        this.ctx.metrics.errors.inc({ code: "rate_limited" });
+        conn.close(CloseCode.RateLimited, "rate limited");
+      } else {
+        // The id lets the client retry exactly the request that was refused.
+        const id = isBinary ? undefined : peekRequestId(message);
+        this.error(conn, "rate_limited", "too many messages, slow down", id);
+      }
+      return;
+    }
+    if (isBinary) {
+      this.error(conn, "bad_request", "binary frames are not supported; send JSON text", undefined);
+      return;
+    }
+    // Buffer.from(ArrayBuffer) is a view; toString copies before the transport reuses the memory.
+    const text = Buffer.from(message).toString("utf8");
+    try {
+      this.handle(conn, text);
+    } catch (err) {
+      this.ctx.logger.error({ err, connection: conn.id }, "client frame handler failed");
+      this.error(conn, "bad_request", "the frame could not be handled", undefined);
+    }
+  }
 
   handle(conn: Connection, text: string): void {
     let frame: ClientFrame;
