@@ -40,7 +40,10 @@ cleanup() {
       log "--- last log lines of $c"
       docker logs --tail 40 "$c" 2>&1 | sed 's/^/    /' || true
     done
-    [ -f "$tmp/nats.log" ] && { log "--- last lines of nats-server's log"; tail -n 20 "$tmp/nats.log" | sed 's/^/    /'; }
+    if [ -f "$tmp/nats.log" ] && grep -q -E '\[(WRN|ERR|FTL)\]' "$tmp/nats.log"; then
+      log "--- nats-server's warnings and errors"
+      grep -E '\[(WRN|ERR|FTL)\]' "$tmp/nats.log" | tail -n 20 | sed 's/^/    /'
+    fi
   fi
   for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
   if [ -n "$nats_pid" ] && kill -0 "$nats_pid" 2>/dev/null; then
