@@ -5,25 +5,25 @@
 #
 #   bash deploy/image-smoke.sh
 #
-# Needs a Docker engine (without one it runs DOCKER_LOCAL, by default
-# ../shared/tools/docker-local.sh next to the checkout, when that exists),
-# nats-server on PATH, curl and Node 20.10+ (the client uses Node's built-in
-# WebSocket; no npm ci needed). Everything runs with host networking on
-# 127.0.0.1 and free ports. The containers run as Compose runs them: read-only
-# root filesystem, no capabilities, no-new-privileges, nofile 65536/1048576
-# with MIN_OPEN_FILES=65536 (lower when the engine's own limit is lower),
-# health and metrics on METRICS_PORT.
+# Needs a Docker engine (when none answers and DOCKER_LOCAL names a script
+# that starts one, the smoke runs it first), nats-server on PATH, curl and
+# Node 20.10+ (the client uses Node's built-in WebSocket; no npm ci needed).
+# Everything runs with host networking on 127.0.0.1 and free ports. The
+# containers run as Compose runs them: read-only root filesystem, no
+# capabilities, no-new-privileges, nofile 65536/1048576 with
+# MIN_OPEN_FILES=65536 (lower when the engine's own limit is lower), health
+# and metrics on METRICS_PORT.
 #
-# Environment: GATEWAY_IMAGE / PUBLISHER_IMAGE (default herald-gateway:local,
-# herald-publisher:local, the Compose defaults), NODE_IMAGE (passed as the
-# build argument when set), SMOKE_BUILD=0 to reuse already built images.
+# Environment: DOCKER_LOCAL (above); GATEWAY_IMAGE / PUBLISHER_IMAGE (default
+# herald-gateway:local, herald-publisher:local, the Compose defaults);
+# NODE_IMAGE (passed as the build argument when set); SMOKE_BUILD=0 reuses
+# the images already built.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 gateway_image=${GATEWAY_IMAGE:-herald-gateway:local}
 publisher_image=${PUBLISHER_IMAGE:-herald-publisher:local}
-docker_local=${DOCKER_LOCAL:-$repo/../shared/tools/docker-local.sh}
 suffix="smoke-$$"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/herald-image-smoke.XXXXXX")
 nats_pid=""
@@ -65,10 +65,11 @@ node -e 'process.exit(typeof process.versions.node === "string" && Number(proces
 
 # ------------------------------------------------------------------ engine
 if ! docker info >/dev/null 2>&1; then
-  [ -f "$docker_local" ] || die "no Docker engine answers and $docker_local does not exist (set DOCKER_LOCAL or start an engine)"
-  log "no Docker engine answers: running $docker_local"
-  bash "$docker_local"
-  docker info >/dev/null 2>&1 || die "still no Docker engine after $docker_local"
+  [ -n "${DOCKER_LOCAL:-}" ] || die "no Docker engine answers: start one (or set DOCKER_LOCAL to a script that starts one)"
+  [ -f "$DOCKER_LOCAL" ] || die "no Docker engine answers and DOCKER_LOCAL=$DOCKER_LOCAL does not exist"
+  log "no Docker engine answers: running $DOCKER_LOCAL"
+  bash "$DOCKER_LOCAL"
+  docker info >/dev/null 2>&1 || die "still no Docker engine after $DOCKER_LOCAL"
 fi
 log "engine: Docker $(docker version -f '{{.Server.Version}}')"
 
