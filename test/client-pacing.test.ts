@@ -1,0 +1,78 @@
+/**
+ * @herald/client paced flush after a welcome (the gateway's inbound rate
+ * limit: 50/s, burst 100), driven through a scripted socket with mocked
+ * timers; and the Pacer (token bucket) on its own.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { HeraldClient } from "@herald/client";
+import { ScriptedSocket, flushAsync, jwt, mockClock, nextSocket } from "./helpers/scripted-socket.js";
+
+describe("paced flush after a reconnect (gateway rate limit: 50/s, burst 100)", () => {
+  /** Replays send times through the gateway's token bucket; returns how many frames it would refuse. */
+  const refusedByGateway = (times: number[], perSecond = 50, burst = 100): number => {
+    let tokens = burst;
+    let last = times[0] ?? 0;
+    let refused = 0;
+    for (const at of times) {
+      tokens = Math.min(burst, tokens + ((at - last) / 1000) * perSecond);
+      last = at;
+      if (tokens >= 1) tokens -= 1;
+      else refused++;
+    }
+    return refused;
+  };
+
+  test("60 re-subscribes + 100 queued publishes: 40 at once, the rest at 25/s, in order, never over the gateway's bucket", async (t) => {
+    mockClock(t);
+    ScriptedSocket.all = [];
+    const client = new HeraldClient({ url: "ws://scripted/ws", token: "t.e.st", WebSocket: ScriptedSocket, pingIntervalMs: 0, backoff: { baseMs: 10, maxMs: 10 } });
+    const connected = client.connect();
+    const sock1 = await nextSocket(1);
+    await connected;
+    // Lost: while reconnecting, 60 subscriptions and a full offline queue pile up.
+    sock1.close(1006, "");
+    await flushAsync();
+    assert.equal(client.state, "reconnecting");
+    const later: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 60; i++) later.push(client.subscribe(`ch.${i}`));
+    for (let i = 0; i < 100; i++) later.push(client.publish("out", { n: i }));
+    for (const p of later) p.catch(() => undefined); // rejected by close() at the end
+    t.mock.timers.tick(10);
+    const sock2 = await nextSocket(2);
+    assert.equal(client.state, "connected");
+    assert.equal(sock2.sent.length, 40, "at most flushPacing.burst frames right after the welcome");
+    t.mock.timers.tick(1_000);
+    assert.ok(Math.abs(sock2.sent.length - 65) <= 1, `about 25 more per second (sent ${sock2.sent.length})`);
+    // A publish made during the flush waits behind the queue (order is kept).
+    later.push(client.publish("out", { n: 100 }).catch(() => undefined));
+    for (let i = 0; i < 10 && sock2.sent.length < 161; i++) t.mock.timers.tick(1_000);
+    assert.equal(sock2.sent.length, 161);
+    assert.deepEqual(sock2.sent.slice(0, 60).map((f) => f["channel"]), Array.from({ length: 60 }, (_, i) => `ch.${i}`));
+    assert.deepEqual(sock2.sent.slice(60).map((f) => (f["data"] as { n: number }).n), Array.from({ length: 101 }, (_, i) => i));
+    assert.equal(refusedByGateway(sock2.sentAt), 0, "the gateway's token bucket never runs dry");
+    client.close();
+  });
+
+  test("the refresh connection's re-subscribes are paced too; flushPacing is configurable", async (t) => {
+    mockClock(t);
+    ScriptedSocket.all = [];
+    const provider = () => {
+      const iat = Math.floor(Date.now() / 1000);
+      return jwt({ iat, exp: iat + 60 });
+    };
+    const client = new HeraldClient({ url: "ws://scripted/ws", token: provider, WebSocket: ScriptedSocket, pingIntervalMs: 0, flushPacing: { burst: 5, perSecond: 10 } });
+    const connected = client.connect();
+    const sock1 = await nextSocket(1);
+    await connected;
+    const subs = Array.from({ length: 12 }, (_, i) => client.subscribe(`ch.${i}`));
+    for (const f of sock1.sentOf("subscribe")) sock1.push({ type: "subscribed", channel: f["channel"], id: f["id"] });
+    await Promise.all(subs);
+    t.mock.timers.tick(48_000); // exp - 20 % of the 60 s lifetime
+    const sock2 = await nextSocket(2);
+    assert.equal(sock2.sentOf("subscribe").length, 5);
+    t.mock.timers.tick(500);
+    assert.equal(sock2.sentOf("subscribe").length, 10);
+    client.close();
+  });
+});
