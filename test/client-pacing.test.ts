@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { HeraldClient } from "@herald/client";
+import { Pacer } from "../packages/client/src/pacer.js";
 import { ScriptedSocket, flushAsync, jwt, mockClock, nextSocket } from "./helpers/scripted-socket.js";
 
 describe("paced flush after a reconnect (gateway rate limit: 50/s, burst 100)", () => {
@@ -74,5 +75,65 @@ describe("paced flush after a reconnect (gateway rate limit: 50/s, burst 100)", 
     t.mock.timers.tick(500);
     assert.equal(sock2.sentOf("subscribe").length, 10);
     client.close();
+  });
+});
+
+describe("Pacer (the outbox's token bucket)", () => {
+  const pacer = (burst: number, perSecond: number) => {
+    const sent: number[] = [];
+    return { sent, p: new Pacer<number>({ burst, perSecond }, (n) => sent.push(n)) };
+  };
+
+  test("burst at once, then perSecond, in order; send() while items wait queues behind them", (t) => {
+    mockClock(t);
+    const { sent, p } = pacer(3, 10);
+    p.flush([1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(sent, [1, 2, 3]);
+    p.send(7);
+    assert.deepEqual(sent, [1, 2, 3], "behind what waits, not ahead of it");
+    assert.equal(p.length, 4);
+    t.mock.timers.tick(100);
+    assert.deepEqual(sent, [1, 2, 3, 4]);
+    t.mock.timers.tick(300);
+    assert.deepEqual(sent, [1, 2, 3, 4, 5, 6, 7]);
+    assert.equal(p.length, 0);
+  });
+
+  test("with nothing waiting, send() delivers at once", () => {
+    const { sent, p } = pacer(1, 1);
+    p.send(1);
+    p.send(2);
+    assert.deepEqual(sent, [1, 2]);
+  });
+
+  test("the bucket refills while idle, up to burst", (t) => {
+    mockClock(t);
+    const { sent, p } = pacer(2, 10);
+    p.flush([1, 2, 3]);
+    t.mock.timers.tick(100);
+    assert.deepEqual(sent, [1, 2, 3]);
+    t.mock.timers.tick(10_000); // long idle: back to 2, not 100
+    p.flush([4, 5, 6]);
+    assert.deepEqual(sent, [1, 2, 3, 4, 5]);
+  });
+
+  test("perSecond Infinity: no pacing", () => {
+    const { sent, p } = pacer(1, Infinity);
+    p.flush([1, 2, 3]);
+    assert.deepEqual(sent, [1, 2, 3]);
+  });
+
+  test("take() hands back what was not delivered and stops the timer; stop() ends delivery for good", (t) => {
+    mockClock(t);
+    const { sent, p } = pacer(1, 10);
+    p.flush([1, 2, 3]);
+    assert.deepEqual(p.take(), [2, 3]);
+    t.mock.timers.tick(1_000);
+    assert.deepEqual(sent, [1]);
+    p.flush([4, 5]);
+    p.stop();
+    t.mock.timers.tick(1_000);
+    assert.ok(!sent.includes(5), "nothing delivered after stop()");
+    assert.deepEqual(p.take(), [5]);
   });
 });

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { HeraldError, decodeBase64 } from "@herald/client";
+import { MAX_GAP_RECOVERIES, SubState } from "../packages/client/src/subscription.js";
 import { scriptedClient } from "./helpers/scripted-socket.js";
 
 describe("positions: duplicates and gaps (scripted herald.v1 frames)", () => {
@@ -93,5 +94,77 @@ describe("positions: duplicates and gaps (scripted herald.v1 frames)", () => {
     sock.push({ type: "error", id: sock.lastSent("publish")["id"], code: "forbidden", message: "token does not allow publishing to x" });
     await assert.rejects(pub, (err: unknown) => err instanceof HeraldError && err.code === "forbidden" && err.channel === "x");
     client.close();
+  });
+});
+
+describe("SubState: a subscription owns its positions", () => {
+  const owner = { isActive: () => false, unsubscribe: () => Promise.resolve() };
+  const sub = (since?: number) => new SubState("news", owner, since);
+
+  test("since from subscribe() is where it resumes; non-finite values are ignored", () => {
+    assert.equal(sub(41).lastSeq, 41);
+    assert.equal(sub(Number.NaN).lastSeq, undefined);
+    assert.equal(sub().lastSeq, undefined);
+    assert.equal(sub(7).handle.lastSeq, 7, "the public handle reads the same position");
+  });
+
+  test("confirm: a fresh subscribe takes the server's seq; a resume reports the recovery", () => {
+    const fresh = sub();
+    assert.equal(fresh.confirm(undefined, 10, true), undefined);
+    assert.equal(fresh.lastSeq, 10);
+    assert.equal(fresh.confirm(undefined, 99, true), undefined);
+    assert.equal(fresh.lastSeq, 10, "a later fresh confirmation does not move a known position");
+
+    const resumed = sub(5);
+    resumed.recovering = true;
+    resumed.retries = 4;
+    assert.deepEqual(resumed.confirm(5, 5, true), { channel: "news", since: 5, seq: 5, recovered: true });
+    assert.equal(resumed.lastSeq, 5);
+    assert.equal(resumed.recovering, false);
+    assert.equal(resumed.retries, 0);
+  });
+
+  test("confirm: recovered:false or a server without positions drops the position (the stream is accepted from there)", () => {
+    const late = sub(5);
+    assert.deepEqual(late.confirm(5, 100, false), { channel: "news", since: 5, seq: 100, recovered: false });
+    assert.equal(late.lastSeq, undefined);
+    const plain = sub(5);
+    assert.equal(plain.confirm(5, undefined, undefined), undefined, "nothing to report without positions");
+    assert.equal(plain.lastSeq, undefined);
+  });
+
+  test("place: in order delivers and advances; duplicates and old positions are skipped", () => {
+    const s = sub(10);
+    assert.deepEqual(s.place(11, 10, true), { deliver: true, recover: false });
+    assert.deepEqual(s.place(11, 10, true), { deliver: false, recover: false });
+    assert.deepEqual(s.place(3, 2, true), { deliver: false, recover: false });
+    assert.equal(s.lastSeq, 11);
+    const fresh = sub();
+    assert.deepEqual(fresh.place(500, 499, true), { deliver: true, recover: false }, "no position yet: the first message sets it");
+    assert.equal(fresh.lastSeq, 500);
+  });
+
+  test("place: a gap asks for recovery and skips live messages until the replay; after MAX_GAP_RECOVERIES in a row the loss is accepted", () => {
+    const s = sub(1);
+    for (let i = 0; i < MAX_GAP_RECOVERIES; i++) {
+      const placed = s.place(10 + i, 5 + i, true);
+      assert.deepEqual(placed, { deliver: false, recover: true, gap: { channel: "news", lastSeq: 1, prev: 5 + i, seq: 10 + i, recovering: true } });
+      assert.deepEqual(s.place(11 + i, 10 + i, true), { deliver: false, recover: false }, "skipped: the recovery replays it");
+      s.confirm(1, 1, true); // the replay did not close the gap
+    }
+    const accepted = s.place(20, 15, true);
+    assert.equal(accepted.deliver, true);
+    assert.equal(accepted.gap?.recovering, false);
+    assert.equal(s.lastSeq, 20);
+    assert.deepEqual(s.place(21, 20, true), { deliver: true, recover: false }, "in order again");
+    assert.equal(s.gapRecoveries, 0, "an in-order message resets the count");
+  });
+
+  test("place: a connection that cannot recover (not the current one) reports the gap and delivers", () => {
+    const s = sub(1);
+    const placed = s.place(5, 4, false);
+    assert.equal(placed.deliver, true);
+    assert.equal(placed.gap?.recovering, false);
+    assert.equal(s.recovering, false);
   });
 });

@@ -114,6 +114,44 @@ describe("close() and retired connections settle every promise", () => {
   });
 });
 
+describe("a retired connection closes when its last publish settles (no polling)", () => {
+  test("token refresh: the old connection stays open for its publish in flight and closes on that ack, without any timer", async (t) => {
+    mockClock(t);
+    ScriptedSocket.all = [];
+    const provider = () => {
+      const iat = Math.floor(Date.now() / 1000);
+      return jwt({ iat, exp: iat + 60 });
+    };
+    const client = new HeraldClient({ url: "ws://scripted/ws", token: provider, WebSocket: ScriptedSocket, pingIntervalMs: 0 });
+    const connected = client.connect();
+    const sock1 = await nextSocket(1);
+    await connected;
+    const sub = client.subscribe("news");
+    sock1.push({ type: "subscribed", channel: "news", id: sock1.lastSent("subscribe")["id"] });
+    await sub;
+
+    t.mock.timers.tick(48_000); // the refresh is due
+    const sock2 = await nextSocket(2);
+    // Sent on the old connection while the new one re-subscribes.
+    const inFlight = track(client.publish("news", { n: 1 }));
+    assert.equal(sock1.sentOf("publish").length, 1);
+    sock2.push({ type: "subscribed", channel: "news", id: sock2.lastSent("subscribe")["id"] });
+    await flushAsync();
+    const after = track(client.publish("news", { n: 2 }));
+    assert.equal(sock2.sentOf("publish").length, 1, "new publishes go out on the new connection");
+    assert.notEqual(sock1.readyState, 3, "the retired connection waits for its publish's ack");
+
+    sock1.push({ type: "ack", id: sock1.lastSent("publish")["id"] });
+    await flushAsync();
+    assert.equal(inFlight.status, "resolved");
+    assert.equal(sock1.readyState, 3, "closed as soon as its last publish settled");
+    sock2.push({ type: "ack", id: sock2.lastSent("publish")["id"] });
+    await flushAsync();
+    assert.equal(after.status, "resolved");
+    client.close();
+  });
+});
+
 describe("close codes: which ones the client reconnects after", () => {
   test("1008 (a frame or pong the gateway did not get in time) reconnects; 1002 (protocol error) is terminal", async () => {
     const { client, sock } = await scriptedClient();
