@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { HeraldClient } from "@herald/client";
 import { Pacer } from "../packages/client/src/pacer.js";
-import { ScriptedSocket, flushAsync, jwt, mockClock, nextSocket } from "./helpers/scripted-socket.js";
+import { ScriptedSocket, flushAsync, mockClock, nextSocket, refreshingClient } from "./helpers/scripted-socket.js";
 
 describe("paced flush after a reconnect (gateway rate limit: 50/s, burst 100)", () => {
   /** Replays send times through the gateway's token bucket; returns how many frames it would refuse. */
@@ -56,19 +56,8 @@ describe("paced flush after a reconnect (gateway rate limit: 50/s, burst 100)", 
   });
 
   test("the refresh connection's re-subscribes are paced too; flushPacing is configurable", async (t) => {
-    mockClock(t);
-    ScriptedSocket.all = [];
-    const provider = () => {
-      const iat = Math.floor(Date.now() / 1000);
-      return jwt({ iat, exp: iat + 60 });
-    };
-    const client = new HeraldClient({ url: "ws://scripted/ws", token: provider, WebSocket: ScriptedSocket, pingIntervalMs: 0, flushPacing: { burst: 5, perSecond: 10 } });
-    const connected = client.connect();
-    const sock1 = await nextSocket(1);
-    await connected;
-    const subs = Array.from({ length: 12 }, (_, i) => client.subscribe(`ch.${i}`));
-    for (const f of sock1.sentOf("subscribe")) sock1.push({ type: "subscribed", channel: f["channel"], id: f["id"] });
-    await Promise.all(subs);
+    const channels = Array.from({ length: 12 }, (_, i) => `ch.${i}`);
+    const { client } = await refreshingClient(t, channels, { flushPacing: { burst: 5, perSecond: 10 } });
     t.mock.timers.tick(48_000); // exp - 20 % of the 60 s lifetime
     const sock2 = await nextSocket(2);
     assert.equal(sock2.sentOf("subscribe").length, 5);

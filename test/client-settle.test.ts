@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { HeraldClient, HeraldError } from "@herald/client";
-import { ScriptedSocket, flushAsync, jwt, mockClock, nextSocket, scriptedClient, track, until } from "./helpers/scripted-socket.js";
+import { ScriptedSocket, flushAsync, nextSocket, refreshingClient, scriptedClient, track, until } from "./helpers/scripted-socket.js";
 
 describe("rate_limited error frames that echo the request id", () => {
   test("a refused publish (definitely not applied) is sent again after a delay and resolves on the ack", async () => {
@@ -76,19 +76,7 @@ describe("close() and retired connections settle every promise", () => {
   });
 
   test("token refresh: a ping and an unsubscribe in flight on the retired connection are settled, not left hanging", async (t) => {
-    mockClock(t);
-    ScriptedSocket.all = [];
-    const provider = () => {
-      const iat = Math.floor(Date.now() / 1000);
-      return jwt({ iat, exp: iat + 60 });
-    };
-    const client = new HeraldClient({ url: "ws://scripted/ws", token: provider, WebSocket: ScriptedSocket, pingIntervalMs: 0 });
-    const connected = client.connect();
-    const sock1 = await nextSocket(1);
-    await connected;
-    const subs = [client.subscribe("news"), client.subscribe("sports")];
-    for (const f of sock1.sentOf("subscribe")) sock1.push({ type: "subscribed", channel: f["channel"], id: f["id"] });
-    await Promise.all(subs);
+    const { client, sock1 } = await refreshingClient(t, ["news", "sports"]);
 
     t.mock.timers.tick(48_000); // the refresh is due
     const sock2 = await nextSocket(2);
@@ -116,19 +104,7 @@ describe("close() and retired connections settle every promise", () => {
 
 describe("a retired connection closes when its last publish settles (no polling)", () => {
   test("token refresh: the old connection stays open for its publish in flight and closes on that ack, without any timer", async (t) => {
-    mockClock(t);
-    ScriptedSocket.all = [];
-    const provider = () => {
-      const iat = Math.floor(Date.now() / 1000);
-      return jwt({ iat, exp: iat + 60 });
-    };
-    const client = new HeraldClient({ url: "ws://scripted/ws", token: provider, WebSocket: ScriptedSocket, pingIntervalMs: 0 });
-    const connected = client.connect();
-    const sock1 = await nextSocket(1);
-    await connected;
-    const sub = client.subscribe("news");
-    sock1.push({ type: "subscribed", channel: "news", id: sock1.lastSent("subscribe")["id"] });
-    await sub;
+    const { client, sock1 } = await refreshingClient(t, ["news"]);
 
     t.mock.timers.tick(48_000); // the refresh is due
     const sock2 = await nextSocket(2);

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { TestContext } from "node:test";
-import { HeraldClient, type HeraldMessage, type WebSocketLike } from "@herald/client";
+import { HeraldClient, type HeraldClientOptions, type HeraldMessage, type WebSocketLike } from "@herald/client";
 
 export class ScriptedSocket implements WebSocketLike {
   static last: ScriptedSocket | undefined;
@@ -121,4 +121,26 @@ export async function scriptedClient(): Promise<{ client: HeraldClient; sock: Sc
   const got: HeraldMessage[] = [];
   client.on("message", (m) => got.push(m));
   return { client, sock, got };
+}
+
+/**
+ * On mocked timers: a client whose provider hands out 60 s tokens, connected
+ * on scripted socket #1 with `channels` confirmed. Ticking 48 s (exp - 20 % of
+ * the lifetime) makes the refresh due: socket #2 opens.
+ */
+export async function refreshingClient(t: TestContext, channels: string[], options: Partial<HeraldClientOptions> = {}): Promise<{ client: HeraldClient; sock1: ScriptedSocket }> {
+  mockClock(t);
+  ScriptedSocket.all = [];
+  const provider = () => {
+    const iat = Math.floor(Date.now() / 1000);
+    return jwt({ iat, exp: iat + 60 });
+  };
+  const client = new HeraldClient({ url: "ws://scripted/ws", token: provider, WebSocket: ScriptedSocket, pingIntervalMs: 0, ...options });
+  const connected = client.connect();
+  const sock1 = await nextSocket(1);
+  await connected;
+  const subs = channels.map((c) => client.subscribe(c));
+  for (const f of sock1.sentOf("subscribe")) sock1.push({ type: "subscribed", channel: f["channel"], id: f["id"] });
+  await Promise.all(subs);
+  return { client, sock1 };
 }
