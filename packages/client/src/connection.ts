@@ -1,21 +1,11 @@
-/** One WebSocket attempt or connection of the client, and the requests and publishes riding on it. */
+/** One WebSocket attempt or connection of the client, and what rides on it. */
 import type { HeraldError } from "./errors.js";
-import type { ClientFrame, ServerFrame } from "./protocol.js";
+import { Pacer } from "./pacer.js";
 import type { SubState } from "./subscription.js";
-import type { WebSocketLike, Welcome } from "./types.js";
+import { closeSocket, unbindSocket } from "./transport.js";
+import type { FlushPacing, HeraldEvents, WebSocketLike, Welcome } from "./types.js";
 
-export interface Pending {
-  kind: ClientFrame["type"];
-  conn: Conn;
-  channel?: string;
-  since?: number;
-  /** A re-subscribe sent on the refresh connection (counted in resubsPending). */
-  resub?: boolean;
-  resolve: (frame: ServerFrame) => void;
-  reject: (err: HeraldError) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-}
-
+/** A publish waiting for a connection or for its ack. */
 export interface Queued {
   channel: string;
   data: unknown;
@@ -47,26 +37,87 @@ export class Conn {
   welcome: Welcome | undefined;
   timers: Array<ReturnType<typeof setTimeout>> = [];
   pingTimer: ReturnType<typeof setInterval> | undefined;
-  /** Frames waiting for their turn (flushPacing), in order; while non-empty, new frames queue behind them. */
-  outbox: Outgoing[] = [];
-  /** Token bucket of the outbox: frames that may go out now, refilled at flushPacing.perSecond. */
-  credit: number;
-  creditAt = 0;
-  pacer: ReturnType<typeof setTimeout> | undefined;
+  /** Frames after a welcome go out through here, paced (flushPacing). */
+  readonly outbox: Pacer<Outgoing>;
+
   constructor(
     readonly token: string,
-    burst: number,
+    pacing: FlushPacing,
+    deliver: (conn: Conn, item: Outgoing) => void,
   ) {
-    this.credit = burst;
+    this.outbox = new Pacer(pacing, (item) => deliver(this, item));
   }
+
+  /** The socket reported an error; Node `ws` names the HTTP status of a refused upgrade. */
+  noteError(text: string, httpStatus: number | undefined): void {
+    this.errorText = text;
+    if (httpStatus !== undefined) this.httpStatus = httpStatus;
+  }
+
+  /** Welcomed and not closed: requests can go out on it. */
+  usable(): boolean {
+    return this.welcomed && !this.ended;
+  }
+
   clearTimers(): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers = [];
+    this.stopPing();
+  }
+
+  /** A ping every `intervalMs` (0: never); `onDead` when one is not answered within `pongTimeoutMs`. */
+  keepAlive(intervalMs: number, pongTimeoutMs: number, ping: () => Promise<unknown>, onDead: () => void): void {
+    if (intervalMs <= 0) return;
+    this.pingTimer = setInterval(() => {
+      if (this.ended) return;
+      const deadline = setTimeout(onDead, pongTimeoutMs);
+      const answered = () => clearTimeout(deadline);
+      ping().then(answered, answered);
+    }, intervalMs);
+  }
+
+  stopPing(): void {
     if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
     this.pingTimer = undefined;
   }
-  stopPacer(): void {
-    if (this.pacer !== undefined) clearTimeout(this.pacer);
-    this.pacer = undefined;
+
+  /** The publishes still in the outbox: never sent, so safe to send again elsewhere. */
+  takeUnsentPublishes(): Queued[] {
+    const out: Queued[] = [];
+    for (const item of this.outbox.take()) if (item.kind === "publish") out.push(item.q);
+    return out;
   }
+
+  /** Done with this connection: no timers, no pacing, no more events from its socket. */
+  end(): void {
+    this.ended = true;
+    this.clearTimers();
+    this.outbox.stop();
+    if (this.ws) unbindSocket(this.ws);
+  }
+
+  /** end(), and close the socket with `code`. */
+  close(code: number, reason: string): void {
+    this.end();
+    if (this.ws) closeSocket(this.ws, code, reason);
+  }
+}
+
+export type Emit = <K extends keyof HeraldEvents>(event: K, ...args: Parameters<HeraldEvents[K]>) => void;
+
+/** What the subscription and publish bookkeeping may ask of the client about its connections. */
+export interface Links {
+  /** The connection in use (welcomed), or the attempt in progress. */
+  current(): Conn | undefined;
+  /** The second connection opened by a token refresh, until it takes over. */
+  next(): Conn | undefined;
+  /** An old connection finishing its in-flight publishes after a token refresh. */
+  isRetiring(conn: Conn): boolean;
+  /** The connection to send on now, if any (see HeraldClient.usable). */
+  usable(): Conn | undefined;
+  /** Why nothing can be sent any more once the client is closed; undefined while it may still connect. */
+  closedError(): HeraldError | undefined;
+  /** A re-subscribe of the refresh connection was answered or dropped. */
+  resubAnswered(conn: Conn): void;
+  emit: Emit;
 }

@@ -75,3 +75,8 @@ export class HeraldError extends Error {
 export function isHeraldError(err: unknown): err is HeraldError {
   return err instanceof HeraldError;
 }
+
+/** The error for a channel argument that is not a non-empty string; undefined for a good one (the server checks the rest). */
+export function invalidChannel(channel: unknown): HeraldError | undefined {
+  return typeof channel === "string" && channel !== "" ? undefined : new HeraldError("invalid_argument", "channel must be a non-empty string");
+}

@@ -69,3 +69,7 @@ export type ClientFrame =
   | { type: "unsubscribe"; channel: string; id: number }
   | { type: "publish"; channel: string; data: unknown; id: number }
   | { type: "ping"; id: number };
+
+/** A client frame before the request table gives it its id. */
+export type ClientRequest = WithoutId<ClientFrame>;
+type WithoutId<F> = F extends unknown ? Omit<F, "id"> : never;

@@ -1,6 +1,9 @@
-/** A channel subscription: the public handle and the state the client keeps for it. */
+/** A channel subscription: the public handle, and the state it owns, positions first. */
 import type { HeraldError } from "./errors.js";
-import type { HeraldMessage } from "./types.js";
+import type { GapInfo, HeraldMessage, RecoveryInfo } from "./types.js";
+
+/** Gap recoveries in a row (without an in-order message) before the client accepts the loss. */
+export const MAX_GAP_RECOVERIES = 3;
 
 /** What a Subscription handle asks of the client that made it. */
 export interface SubscriptionOwner {
@@ -45,19 +48,102 @@ export interface Deferred {
   reject: (err: HeraldError) => void;
 }
 
-/** @internal */
-export interface SubState {
-  channel: string;
-  handlers: Set<(msg: HeraldMessage) => void>;
+/** Where a channel message stands against the positions seen so far. */
+export interface Placement {
+  /** Hand it to the application. */
+  deliver: boolean;
+  /** Subscribe again with `since` = the last position, to get what is missing. */
+  recover: boolean;
+  /** The message revealed a gap (`prev` after the last position seen). */
+  gap?: GapInfo;
+}
+const DELIVER: Placement = Object.freeze({ deliver: true, recover: false });
+const SKIP: Placement = Object.freeze({ deliver: false, recover: false });
+
+/** @internal The client's state of one channel: handlers, waiters, retries, and the stream positions it resumes from. */
+export class SubState {
+  readonly handlers = new Set<(msg: HeraldMessage) => void>();
+  /** The last position delivered: the `since` of the next subscribe. */
   lastSeq: number | undefined;
   /** Waiting for the answer to a gap-recovery subscribe: live messages are dropped (they will be replayed). */
-  recovering: boolean;
-  gapRecoveries: number;
+  recovering = false;
+  gapRecoveries = 0;
   /** Consecutive transient refusals (rate_limited, unavailable, timeout) of a subscribe. */
-  retries: number;
-  /** subscribe() promises waiting for the first confirmation. */
-  waiters: Deferred[];
-  everConfirmed: boolean;
+  retries = 0;
   retryTimer: ReturnType<typeof setTimeout> | undefined;
-  handle: Subscription;
+  /** subscribe() promises waiting for the first confirmation. */
+  waiters: Deferred[] = [];
+  everConfirmed = false;
+  readonly handle: Subscription;
+
+  constructor(
+    readonly channel: string,
+    owner: SubscriptionOwner,
+    since?: number,
+  ) {
+    this.lastSeq = typeof since === "number" && Number.isFinite(since) ? since : undefined;
+    this.handle = new Subscription(channel, owner, this);
+  }
+
+  /**
+   * The server confirmed a subscribe sent with `since` (undefined: a fresh
+   * one) and answered with `seq`/`recovered`. Returns the recovery to report
+   * when the subscribe asked to resume and the server has positions.
+   */
+  confirm(since: number | undefined, seq: number | undefined, recovered: boolean | undefined): RecoveryInfo | undefined {
+    this.recovering = false;
+    this.retries = 0;
+    if (since === undefined) {
+      if (seq !== undefined && this.lastSeq === undefined) this.lastSeq = seq;
+      return undefined;
+    }
+    const positions = seq !== undefined || recovered !== undefined;
+    // History did not reach back (messages are lost for good), or a plain server
+    // whose positions mean nothing: accept the stream from here on.
+    if (recovered === false || !positions) this.lastSeq = undefined;
+    return positions ? { channel: this.channel, since, seq, recovered: recovered !== false } : undefined;
+  }
+
+  /**
+   * Places a message at `seq` (previous on the channel: `prev`): duplicates
+   * (seq <= last) and messages that a pending recovery will replay are
+   * skipped; a gap (prev > last) asks for recovery while `canRecover` and
+   * fewer than MAX_GAP_RECOVERIES in a row were tried, else the loss is
+   * accepted and the message delivered.
+   */
+  place(seq: number, prev: number | undefined, canRecover: boolean): Placement {
+    if (this.recovering) return SKIP;
+    const last = this.lastSeq;
+    if (last !== undefined && seq <= last) return SKIP;
+    let gap: GapInfo | undefined;
+    if (last !== undefined && prev !== undefined && prev > last) {
+      const recovering = canRecover && this.gapRecoveries < MAX_GAP_RECOVERIES;
+      gap = { channel: this.channel, lastSeq: last, prev, seq, recovering };
+      if (recovering) {
+        this.gapRecoveries++;
+        this.recovering = true;
+        return { deliver: false, recover: true, gap };
+      }
+    }
+    this.lastSeq = seq;
+    if (prev === undefined || last === undefined || prev === last) this.gapRecoveries = 0;
+    return gap ? { deliver: true, recover: false, gap } : DELIVER;
+  }
+
+  resolveWaiters(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  rejectWaiters(err: HeraldError): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  stopRetry(): void {
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
 }

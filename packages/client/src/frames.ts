@@ -1,0 +1,97 @@
+/**
+ * parseServerFrame: the one place server frames are read, so the rest of the
+ * client can trust every field it uses (docs/protocol.md §7). It runs on
+ * every message: the checks are typeof tests on the parsed object, which is
+ * returned as it is, without a copy; fields the client does not know are left
+ * alone (the protocol may add optional ones).
+ */
+import { HeraldError } from "./errors.js";
+import type { RequestId, ServerFrame } from "./protocol.js";
+
+/** A frame that is not herald.v1: code `protocol_error`; `requestId` when the frame named a readable id. */
+export class MalformedFrameError extends HeraldError {
+  constructor(
+    message: string,
+    readonly requestId: RequestId | undefined,
+  ) {
+    super("protocol_error", message);
+  }
+}
+
+type Fields = Record<string, unknown>;
+
+/**
+ * Parses and checks one text frame from the server. Throws
+ * MalformedFrameError for anything that is not a well-formed frame of a known
+ * type; returns undefined for a well-formed frame of a type this client does
+ * not know (a newer server), which the client ignores.
+ */
+export function parseServerFrame(text: string): ServerFrame | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new MalformedFrameError("the server sent a frame that is not JSON", undefined);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new MalformedFrameError("the server sent a frame that is not a JSON object", undefined);
+  }
+  const f = value as Fields;
+  const type = f["type"];
+  if (typeof type !== "string") throw malformed(f, "frame", "type must be a string");
+  const id = f["id"];
+  if (id !== undefined && !isRequestId(id)) throw malformed(f, type, "id must be a number or a string");
+  switch (type) {
+    case "welcome":
+      if (typeof f["sub"] !== "string") throw malformed(f, type, "sub must be a string");
+      if (typeof f["connection"] !== "string") throw malformed(f, type, "connection must be a string");
+      break;
+    case "subscribed":
+      if (typeof f["channel"] !== "string") throw malformed(f, type, "channel must be a string");
+      if (!optionalPosition(f["seq"])) throw malformed(f, type, "seq must be a non-negative integer");
+      if (f["recovered"] !== undefined && typeof f["recovered"] !== "boolean") throw malformed(f, type, "recovered must be a boolean");
+      break;
+    case "unsubscribed":
+      if (typeof f["channel"] !== "string") throw malformed(f, type, "channel must be a string");
+      break;
+    case "ack":
+    case "pong":
+      break;
+    case "message":
+      checkMessage(f);
+      break;
+    case "error":
+      if (typeof f["code"] !== "string" || f["code"] === "") throw malformed(f, type, "code must be a non-empty string");
+      if (f["message"] !== undefined && typeof f["message"] !== "string") throw malformed(f, type, "message must be a string");
+      break;
+    default:
+      return undefined;
+  }
+  return f as unknown as ServerFrame;
+}
+
+function checkMessage(f: Fields): void {
+  const channel = f["channel"];
+  if (channel !== undefined ? typeof channel !== "string" : typeof f["user"] !== "string") {
+    throw malformed(f, "message", "a message needs a string channel or user");
+  }
+  if (!("data" in f)) throw malformed(f, "message", "data is missing");
+  const encoding = f["encoding"];
+  if (encoding !== undefined && (encoding !== "base64" || typeof f["data"] !== "string")) {
+    throw malformed(f, "message", 'encoding must be "base64", with string data');
+  }
+  if (!optionalPosition(f["seq"]) || !optionalPosition(f["prev"])) throw malformed(f, "message", "seq and prev must be non-negative integers");
+}
+
+function optionalPosition(v: unknown): boolean {
+  return v === undefined || (typeof v === "number" && Number.isSafeInteger(v) && v >= 0);
+}
+
+function isRequestId(v: unknown): v is RequestId {
+  return (typeof v === "number" && Number.isFinite(v)) || typeof v === "string";
+}
+
+function malformed(f: Fields, type: string, what: string): MalformedFrameError {
+  const id = f["id"];
+  return new MalformedFrameError(`malformed ${type} frame from the server: ${what}`, isRequestId(id) ? id : undefined);
+}
