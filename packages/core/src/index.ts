@@ -13,3 +13,4 @@ export * from "./metrics-cache.js";
 export * from "./protocol.js";
 export * from "./subjects.js";
 export * from "./tracing.js";
+export * from "./service/nats-url.js";
