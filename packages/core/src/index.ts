@@ -14,3 +14,4 @@ export * from "./protocol.js";
 export * from "./subjects.js";
 export * from "./tracing.js";
 export * from "./service/nats-url.js";
+export * from "./service/config-sections.js";
