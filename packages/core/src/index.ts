@@ -15,3 +15,4 @@ export * from "./subjects.js";
 export * from "./tracing.js";
 export * from "./service/nats-url.js";
 export * from "./service/config-sections.js";
+export * from "./service/http-bodies.js";

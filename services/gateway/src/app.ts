@@ -11,6 +11,7 @@ import {
   createGatewayMetrics,
   newRegistry,
   peekRequestId,
+  readinessReply,
   userMessageHead,
   welcomeFrame,
   type GatewayMetrics,
@@ -23,7 +24,7 @@ import type { Registry } from "prom-client";
 import { ClientMessages } from "./client-messages.js";
 import type { GatewayConfig } from "./config.js";
 import { Fanout } from "./fanout.js";
-import { attachOperationalRoutes, sendJson } from "./http-routes.js";
+import { attachOperationalRoutes, sendJson, type HealthSource } from "./http-routes.js";
 import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { SocketGuard, backpressureCap } from "./socket-guard.js";
 import { channelTopic, type Session } from "./session.js";
@@ -229,9 +230,14 @@ export function buildGateway(opts: GatewayOptions): Gateway {
 
   app.get("/ws", (res) => sendJson(res, "426 Upgrade Required", { error: { code: "upgrade_required", message: "connect with a WebSocket client" } }, { Upgrade: "websocket" }));
 
-  const health = {
-    ready: () => broker.connected && !gate.draining,
-    readyDetail: () => ({ broker: broker.connected ? "connected" : "disconnected", draining: gate.draining, connections: sockets.size }),
+  const health: HealthSource = {
+    get brokerConnected() {
+      return broker.connected;
+    },
+    get draining() {
+      return gate.draining;
+    },
+    detail: () => ({ connections: sockets.size }),
   };
   if (config.metricsPort === undefined) attachOperationalRoutes(app, health, registry);
   const metricsApp = config.metricsPort === undefined ? undefined : uws.App();
@@ -274,7 +280,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       return sockets.size;
     },
     get ready() {
-      return health.ready();
+      return readinessReply(health).ready;
     },
 
     async listen() {
