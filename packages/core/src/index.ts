@@ -16,3 +16,4 @@ export * from "./tracing.js";
 export * from "./service/nats-url.js";
 export * from "./service/config-sections.js";
 export * from "./service/http-bodies.js";
+export * from "./service/run-service.js";

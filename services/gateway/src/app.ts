@@ -47,7 +47,7 @@ export interface Gateway {
   readonly ready: boolean;
   /** Binds the ports; resolves with the bound ports (useful with port 0). */
   listen(): Promise<{ port: number; metricsPort?: number }>;
-  /** SIGTERM behaviour: not ready, stop accepting, 1001 spread over drainSeconds, broker drained. */
+  /** SIGTERM behaviour: not ready, stop accepting, 1001 spread over drainSeconds. Never touches the broker. */
   drain(): Promise<void>;
   /** Immediate stop (tests): closes sockets and listeners, not the broker. */
   close(): void;
@@ -320,8 +320,8 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       offStatus();
       fanout.stop();
       closeListeners();
-      logger.info("connections closed; draining broker");
-      await broker.drain();
+      // The broker is not ours: the process shell drains it once every app has drained.
+      logger.info("connections closed");
     },
 
     close() {
