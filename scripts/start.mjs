@@ -22,7 +22,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 // tsc -b is incremental: this is a no-op when the build is current.
 execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-b"], { cwd: root, stdio: "inherit" });
 
-const { processEnv, runService } = await import("@herald/core");
+const { processEnv, runService, serviceApp } = await import("@herald/core");
 const { brokerFor } = await import("@herald/broker");
 const { buildGateway, readGatewayConfig } = await import("@herald/gateway");
 const { buildPublisher, readPublisherConfig } = await import("@herald/publisher");
@@ -79,8 +79,8 @@ await runService({
     const gateway = buildGateway({ config: gatewayConfig, broker, logger: logger.child({ component: "gateway" }), tracing });
     const publisher = buildPublisher({ config: publisherConfig, broker, logger: logger.child({ component: "publisher" }), tracing });
     const apps = [
-      { name: "gateway", listen: async () => void ({ port: gwPort } = await gateway.listen()), drain: () => gateway.drain(), close: () => gateway.close() },
-      { name: "publisher", listen: async () => void ({ port: pubPort } = await publisher.listen()), drain: () => publisher.drain(), close: () => publisher.close() },
+      serviceApp("gateway", gateway, (bound) => (gwPort = bound.port)),
+      serviceApp("publisher", publisher, (bound) => (pubPort = bound.port)),
     ];
     // The gateway opens GATEWAY_PORT, then METRICS_PORT when set; its error names the port that failed.
     listenPlaces.set("gateway", (err) => ({

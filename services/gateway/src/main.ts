@@ -4,7 +4,7 @@
  * config, logger, tracing, broker, signals, drain order, exit codes) runs
  * the gateway app; all behaviour lives in app.ts.
  */
-import { StartRefused, runService } from "@herald/core";
+import { StartRefused, runService, serviceApp } from "@herald/core";
 import { brokerFor } from "@herald/broker";
 import { buildGateway } from "./app.js";
 import { readGatewayConfig } from "./config.js";
@@ -35,21 +35,12 @@ await runService({
     if (config.natsServers.length === 0) logger.warn("NATS_URL is not set: using the in-process memory broker (single process only)");
   },
   createBroker: (config, logger) => brokerFor(config, logger),
-  build({ config, broker, logger, tracing }) {
-    const gateway = buildGateway({ config, broker, logger, tracing });
-    return [
-      {
-        name: "gateway",
-        async listen() {
-          const bound = await gateway.listen();
-          logger.info(
-            { port: bound.port, metricsPort: bound.metricsPort, broker: broker.kind },
-            `gateway listening on ws://${config.host ?? "0.0.0.0"}:${bound.port}/ws`,
-          );
-        },
-        drain: () => gateway.drain(),
-        close: () => gateway.close(),
-      },
-    ];
-  },
+  build: ({ config, broker, logger, tracing }) => [
+    serviceApp("gateway", buildGateway({ config, broker, logger, tracing }), (bound) =>
+      logger.info(
+        { port: bound.port, metricsPort: bound.metricsPort, broker: broker.kind },
+        `gateway listening on ws://${config.host ?? "0.0.0.0"}:${bound.port}/ws`,
+      ),
+    ),
+  ],
 });

@@ -7,7 +7,7 @@
  * configuration error.
  */
 import { brokerFor } from "@herald/broker";
-import { ConfigError, runService, type Env } from "@herald/core";
+import { ConfigError, runService, serviceApp, type Env } from "@herald/core";
 import { buildPublisher } from "./app.js";
 import { readPublisherConfig, type PublisherConfig } from "./config.js";
 
@@ -37,29 +37,20 @@ await runService({
   name: "herald-publisher",
   readConfig: readStandaloneConfig,
   createBroker: (config, logger) => brokerFor(config, logger),
-  build({ config, broker, logger, tracing }) {
-    const publisher = buildPublisher({ config, broker, logger, tracing });
-    return [
-      {
-        name: "publisher",
-        async listen() {
-          const ports = await publisher.listen();
-          logger.info(
-            {
-              url: displayUrl(config.host, ports.port),
-              metricsUrl: ports.metricsPort !== undefined ? displayUrl(config.host, ports.metricsPort) : undefined,
-              broker: broker.kind,
-              apiKeyAuth: config.apiKey !== undefined,
-              jwtAuth: config.auth !== undefined ? config.auth.algorithms : false,
-              tracing: tracing.enabled,
-              maxBodyBytes: config.maxBodyBytes,
-            },
-            "publisher listening",
-          );
+  build: ({ config, broker, logger, tracing }) => [
+    serviceApp("publisher", buildPublisher({ config, broker, logger, tracing }), (ports) =>
+      logger.info(
+        {
+          url: displayUrl(config.host, ports.port),
+          metricsUrl: ports.metricsPort !== undefined ? displayUrl(config.host, ports.metricsPort) : undefined,
+          broker: broker.kind,
+          apiKeyAuth: config.apiKey !== undefined,
+          jwtAuth: config.auth !== undefined ? config.auth.algorithms : false,
+          tracing: tracing.enabled,
+          maxBodyBytes: config.maxBodyBytes,
         },
-        drain: () => publisher.drain(),
-        close: () => publisher.close(),
-      },
-    ];
-  },
+        "publisher listening",
+      ),
+    ),
+  ],
 });

@@ -78,6 +78,24 @@ export interface ServiceApp {
   close?(): unknown;
 }
 
+/**
+ * A ServiceApp from an app object with listen/drain/close (buildGateway,
+ * buildPublisher); `listening` sees what listen() resolved with (the bound
+ * ports), e.g. to log where it listens.
+ */
+export function serviceApp<Bound>(
+  name: string,
+  app: { listen(): Promise<Bound>; drain(): Promise<void>; close?(): unknown },
+  listening: (bound: Bound) => void = () => {},
+): ServiceApp {
+  return {
+    name,
+    listen: async () => listening(await app.listen()),
+    drain: () => app.drain(),
+    close: () => app.close?.(),
+  };
+}
+
 export interface ServiceContext<C, B> {
   readonly config: C;
   readonly env: Env;
