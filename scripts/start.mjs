@@ -22,8 +22,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 // tsc -b is incremental: this is a no-op when the build is current.
 execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-b"], { cwd: root, stdio: "inherit" });
 
-const { processEnv, createLogger, startTracing, ConfigError, Subjects } = await import("@herald/core");
-const { createBroker } = await import("@herald/broker");
+const { processEnv, runService, serviceApp } = await import("@herald/core");
+const { brokerFor } = await import("@herald/broker");
 const { buildGateway, readGatewayConfig } = await import("@herald/gateway");
 const { buildPublisher, readPublisherConfig } = await import("@herald/publisher");
 const { SignJWT } = await import("jose");
@@ -48,59 +48,6 @@ demoEnv.ALLOWED_ORIGINS ??= [
   "http://localhost:3000", "http://localhost:5173",
 ].join(",");
 
-let gatewayConfig, publisherConfig;
-try {
-  gatewayConfig = readGatewayConfig(demoEnv);
-  // METRICS_PORT is the gateway's here: both services reading it would race for the same port.
-  publisherConfig = readPublisherConfig({ ...demoEnv, METRICS_PORT: undefined });
-} catch (err) {
-  if (err instanceof ConfigError) {
-    console.error(`herald: config error: ${err.message}`);
-    process.exit(2);
-  }
-  throw err;
-}
-
-const logger = createLogger("herald", gatewayConfig.logLevel);
-const tracing = await startTracing(env, "herald");
-const broker = createBroker({
-  servers: gatewayConfig.natsServers,
-  name: "herald-all-in-one",
-  logger,
-  history: gatewayConfig.history,
-  subjects: new Subjects(gatewayConfig.subjectPrefix),
-});
-const gateway = buildGateway({ config: gatewayConfig, broker, logger: logger.child({ component: "gateway" }), tracing });
-const publisher = buildPublisher({ config: publisherConfig, broker, logger: logger.child({ component: "publisher" }), tracing });
-
-/**
- * listen(), or one line naming the port and the variable that moves it, and
- * exit 1. `where` may depend on the error (a service with two ports).
- */
-async function listenOrExit(where, listen) {
-  try {
-    return await listen();
-  } catch (err) {
-    console.error(listenFailure(typeof where === "function" ? where(err) : where, err));
-    process.exit(1);
-  }
-}
-// The gateway opens GATEWAY_PORT, then METRICS_PORT when set; its error names the port that failed.
-const { port: gwPort } = await listenOrExit(
-  (err) => ({
-    service: "gateway",
-    host: gatewayConfig.host,
-    ...(gatewayConfig.metricsPort !== undefined && String(err?.message).includes(`:${gatewayConfig.metricsPort} `)
-      ? { variable: "METRICS_PORT", port: gatewayConfig.metricsPort }
-      : { variable: "GATEWAY_PORT", port: gatewayConfig.port }),
-  }),
-  () => gateway.listen(),
-);
-const { port: pubPort } = await listenOrExit(
-  { service: "publisher", variable: "PUBLISHER_PORT", host: publisherConfig.host, port: publisherConfig.port },
-  () => publisher.listen(),
-);
-
 const canSign = Boolean(demoEnv.JWT_SECRET);
 const demoToken = (lifetime) =>
   new SignJWT({ channels: [">"], publish: [">"] })
@@ -109,88 +56,125 @@ const demoToken = (lifetime) =>
     .setIssuedAt()
     .setExpirationTime(lifetime)
     .sign(new TextEncoder().encode(demoEnv.JWT_SECRET ?? ""));
-const token = canSign ? await demoToken("24h") : "";
 
-// The demo page: a static page using @herald/client, which fetches fresh
-// short-lived tokens from the demo server (a token provider, as a real app would).
-const { startDemoServer } = await import("./demo-server.mjs");
-const demo = canSign
-  ? await listenOrExit({ service: "demo page", variable: "DEMO_PORT", host: demoHost, port: demoPort }, () =>
-      startDemoServer({
-        port: demoPort,
-        host: demoHost,
-        gatewayUrl: `ws://${shownHost(gatewayConfig.host)}:${gwPort}/ws`,
-        publisherUrl: `http://${shownHost(publisherConfig.host)}:${pubPort}`,
-        token: () => demoToken("1h"),
-      }),
-    )
-  : undefined;
+/** Where each app listens, for the one-line listen failure (`where` may depend on the error: two ports). */
+const listenPlaces = new Map();
+/** Filled in as the apps listen. */
+let gwPort, pubPort, demo;
 
-let stopping = false;
-async function stop() {
-  if (stopping) process.exit(1); // second Ctrl-C: leave now
-  stopping = true;
-  publisher.startDraining();
-  await Promise.all([gateway.drain(), publisher.close(), demo?.close()]);
-  await broker.close();
-  await tracing.shutdown();
-  process.exit(0);
-}
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
+// The same process shell as each service alone (signals, drain order, exit
+// codes): both apps drain, then the one broker they share, once.
+await runService({
+  name: "herald",
+  env: demoEnv,
+  readConfig(e) {
+    const gateway = readGatewayConfig(e);
+    // METRICS_PORT is the gateway's here: both services reading it would race for the same port.
+    const publisher = readPublisherConfig({ ...e, METRICS_PORT: undefined });
+    return { gateway, publisher, logLevel: gateway.logLevel, drainSeconds: Math.max(gateway.drainSeconds, publisher.drainSeconds) };
+  },
+  createBroker: (config, logger) => brokerFor(config.gateway, logger, "herald-all-in-one"),
+  build({ config, broker, logger, tracing }) {
+    const { gateway: gatewayConfig, publisher: publisherConfig } = config;
+    const gateway = buildGateway({ config: gatewayConfig, broker, logger: logger.child({ component: "gateway" }), tracing });
+    const publisher = buildPublisher({ config: publisherConfig, broker, logger: logger.child({ component: "publisher" }), tracing });
+    const apps = [
+      serviceApp("gateway", gateway, (bound) => (gwPort = bound.port)),
+      serviceApp("publisher", publisher, (bound) => (pubPort = bound.port)),
+    ];
+    // The gateway opens GATEWAY_PORT, then METRICS_PORT when set; its error names the port that failed.
+    listenPlaces.set("gateway", (err) => ({
+      service: "gateway",
+      host: gatewayConfig.host,
+      ...(gatewayConfig.metricsPort !== undefined && String(err?.message).includes(`:${gatewayConfig.metricsPort} `)
+        ? { variable: "METRICS_PORT", port: gatewayConfig.metricsPort }
+        : { variable: "GATEWAY_PORT", port: gatewayConfig.port }),
+    }));
+    listenPlaces.set("publisher", () => ({ service: "publisher", variable: "PUBLISHER_PORT", host: publisherConfig.host, port: publisherConfig.port }));
+    if (canSign) {
+      // The demo page: a static page using @herald/client, which fetches fresh
+      // short-lived tokens from the demo server (a token provider, as a real app would).
+      listenPlaces.set("demo page", () => ({ service: "demo page", variable: "DEMO_PORT", host: demoHost, port: demoPort }));
+      apps.push({
+        name: "demo page",
+        async listen() {
+          const { startDemoServer } = await import("./demo-server.mjs");
+          demo = await startDemoServer({
+            port: demoPort,
+            host: demoHost,
+            gatewayUrl: `ws://${shownHost(gatewayConfig.host)}:${gwPort}/ws`,
+            publisherUrl: `http://${shownHost(publisherConfig.host)}:${pubPort}`,
+            token: () => demoToken("1h"),
+          });
+        },
+        drain: async () => demo?.close(),
+      });
+    }
+    return apps;
+  },
+  // One line naming the port and the variable that moves it (then exit 1), not a stack trace.
+  listenFailed(app, err) {
+    console.error(listenFailure(listenPlaces.get(app.name)(err), err));
+  },
+  started: ({ config, broker }) => banner(config.gateway, config.publisher, broker),
+});
 
-// Everything listens; with NATS, "running" waits until the broker is
-// connected (it keeps retrying), so the banner never promises a Herald that
-// cannot deliver.
-if (broker.kind === "nats" && !broker.connected) {
-  const where = broker.shownServers.join(",");
-  process.stdout.write(`\nHerald is waiting for NATS at ${where} (NATS_URL); retrying until it answers. Ctrl-C stops.\n`);
-  await new Promise((resolve) => {
-    const off = broker.onStatus((status) => {
-      if (status === "connected") {
-        off();
-        resolve(undefined);
-      }
+/**
+ * Everything listens; with NATS, "running" waits until the broker is
+ * connected (it keeps retrying), so the banner never promises a Herald that
+ * cannot deliver.
+ */
+async function banner(gatewayConfig, publisherConfig, broker) {
+  const token = canSign ? await demoToken("24h") : "";
+  if (broker.kind === "nats" && !broker.connected) {
+    const where = broker.shownServers.join(",");
+    process.stdout.write(`\nHerald is waiting for NATS at ${where} (NATS_URL); retrying until it answers. Ctrl-C stops.\n`);
+    await new Promise((resolve) => {
+      const off = broker.onStatus((status) => {
+        if (status === "connected") {
+          off();
+          resolve(undefined);
+        }
+      });
+      if (broker.connected) resolve(undefined);
     });
-    if (broker.connected) resolve(undefined);
-  });
-}
+  }
 
-const gwUrl = `${shownHost(gatewayConfig.host)}:${gwPort}`;
-const pubUrl = `${shownHost(publisherConfig.host)}:${pubPort}`;
-
-const lines = [
-  "",
-  "Herald is running (all-in-one: gateway + publisher in one process, " +
-    (broker.kind === "nats" ? `NATS at ${broker.shownServers.join(",")})` : "in-process memory broker)"),
-  "",
-  ...(demo ? [`  demo: http://${shownHost(demoHost)}:${demo.port}/   <- open this in a browser`, ""] : []),
-  `  WebSocket   ws://${gwUrl}/ws`,
-  `  Publish API http://${pubUrl}/v1/channels/{channel}/messages`,
-  `  Health      http://${gwUrl}/readyz   Metrics http://${gwUrl}/metrics`,
-  "",
-  ...exposureLines(),
-  "",
-];
-if (generated.JWT_SECRET) lines.push(`  JWT_SECRET (generated for this run)        ${generated.JWT_SECRET}`);
-if (generated.PUBLISHER_API_KEY) lines.push(`  PUBLISHER_API_KEY (generated for this run) ${generated.PUBLISHER_API_KEY}`);
-if (canSign) {
-  lines.push(
+  const gwUrl = `${shownHost(gatewayConfig.host)}:${gwPort}`;
+  const pubUrl = `${shownHost(publisherConfig.host)}:${pubPort}`;
+  const lines = [
     "",
-    "1) Watch a channel (in a second terminal):",
-    `   npm run watch -- demo --url ws://${gwUrl}/ws --token ${token}`,
+    "Herald is running (all-in-one: gateway + publisher in one process, " +
+      (broker.kind === "nats" ? `NATS at ${broker.shownServers.join(",")})` : "in-process memory broker)"),
     "",
-    "2) Publish to it (in a third terminal):",
-    `   curl -i -X POST http://${pubUrl}/v1/channels/demo/messages \\`,
-    `     -H 'Authorization: Bearer ${demoEnv.PUBLISHER_API_KEY}' -H 'Content-Type: application/json' \\`,
-    `     -d '{"text":"hello from Herald"}'`,
+    ...(demo ? [`  demo: http://${shownHost(demoHost)}:${demo.port}/   <- open this in a browser`, ""] : []),
+    `  WebSocket   ws://${gwUrl}/ws`,
+    `  Publish API http://${pubUrl}/v1/channels/{channel}/messages`,
+    `  Health      http://${gwUrl}/readyz   Metrics http://${gwUrl}/metrics`,
     "",
-    "A demo token (sub demo-user, every channel, 24 h):",
-    `   ${token}`,
-  );
+    ...exposureLines(gatewayConfig, publisherConfig),
+    "",
+  ];
+  if (generated.JWT_SECRET) lines.push(`  JWT_SECRET (generated for this run)        ${generated.JWT_SECRET}`);
+  if (generated.PUBLISHER_API_KEY) lines.push(`  PUBLISHER_API_KEY (generated for this run) ${generated.PUBLISHER_API_KEY}`);
+  if (canSign) {
+    lines.push(
+      "",
+      "1) Watch a channel (in a second terminal):",
+      `   npm run watch -- demo --url ws://${gwUrl}/ws --token ${token}`,
+      "",
+      "2) Publish to it (in a third terminal):",
+      `   curl -i -X POST http://${pubUrl}/v1/channels/demo/messages \\`,
+      `     -H 'Authorization: Bearer ${demoEnv.PUBLISHER_API_KEY}' -H 'Content-Type: application/json' \\`,
+      `     -d '{"text":"hello from Herald"}'`,
+      "",
+      "A demo token (sub demo-user, every channel, 24 h):",
+      `   ${token}`,
+    );
+  }
+  lines.push("", "Ctrl-C stops both services.", "");
+  process.stdout.write(lines.join("\n") + "\n");
 }
-lines.push("", "Ctrl-C stops both services.", "");
-process.stdout.write(lines.join("\n") + "\n");
 
 /** A host as a URL shows it: the wildcard addresses are reachable as localhost. */
 function shownHost(host) {
@@ -203,7 +187,7 @@ function isLoopback(host) {
 }
 
 /** Where the all-in-one can be reached from, and what that means for the demo token endpoint. */
-function exposureLines() {
+function exposureLines(gatewayConfig, publisherConfig) {
   const open = [
     ["GATEWAY_HOST", gatewayConfig.host],
     ["PUBLISHER_HOST", publisherConfig.host],

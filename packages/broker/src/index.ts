@@ -1,4 +1,4 @@
-import type { HistoryConfig, Logger, Subjects } from "@herald/core";
+import { Subjects, type HistoryConfig, type Logger, type NatsSection } from "@herald/core";
 import type { Broker } from "./broker.js";
 import { MemoryBroker } from "./memory-broker.js";
 import { NatsBroker } from "./nats-broker.js";
@@ -26,4 +26,12 @@ export function createBroker(opts: CreateBrokerOptions): Broker {
     );
   }
   return new NatsBroker(opts);
+}
+
+/**
+ * The broker a service's NATS section describes (NATS_URL, NATS_NAME,
+ * SUBJECT_PREFIX, HISTORY*); `name` overrides the connection name.
+ */
+export function brokerFor(nats: NatsSection, logger: Logger, name = nats.natsName): Broker {
+  return createBroker({ servers: nats.natsServers, name, logger, history: nats.history, subjects: new Subjects(nats.subjectPrefix) });
 }

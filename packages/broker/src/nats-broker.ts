@@ -7,7 +7,7 @@
  * a gateway resumes delivery without restarting.
  */
 import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection, type Subscription } from "nats";
-import { BrokerUnavailableError, Header, type HistoryConfig, type Logger, type Subjects } from "@herald/core";
+import { BrokerUnavailableError, Header, redactServers, type HistoryConfig, type Logger, type Subjects } from "@herald/core";
 import type { Broker, BrokerMessage, BrokerStatus, BrokerSubscription, MessageHandler } from "./broker.js";
 import { NatsHistory } from "./nats-history.js";
 
@@ -33,15 +33,6 @@ export const NATS_DEFAULTS = {
   reconnectMaxMs: 5000,
   historySetupMs: 30_000,
 } as const;
-
-/**
- * Server URLs as logs may show them: an operator reading "connect failed"
- * needs to know WHERE it tried, but NATS URLs can carry user:password@ or a
- * token@, which must never reach a log line.
- */
-export function redactServers(servers: readonly string[]): string[] {
-  return servers.map((s) => s.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^@/]*@/i, "$1***@"));
-}
 
 class NatsMessage implements BrokerMessage {
   constructor(private readonly msg: Msg) {}

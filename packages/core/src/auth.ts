@@ -318,6 +318,18 @@ export function bearerChallenge(refusal?: { reason: string; message: string }): 
   return `${base}, error="invalid_token", error_description=${quotedString(refusal.message)}`;
 }
 
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
+/**
+ * The credential of an `Authorization: Bearer <credential>` header value, or
+ * undefined for another scheme or "Bearer" alone. The one Bearer rule of both
+ * services: the scheme is case-insensitive (RFC 7235) and the credential is
+ * one run of non-space characters.
+ */
+export function bearerCredential(authorization: string): string | undefined {
+  return BEARER.exec(authorization)?.[1];
+}
+
 /** A `publish` entry granting direct messages to users (read by the publisher), not a channel pattern. */
 export const USER_GRANT_PREFIX = "user:";
 /** Longest `sub`, and so the longest user in a `user:<sub>` grant. */

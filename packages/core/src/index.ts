@@ -13,3 +13,7 @@ export * from "./metrics-cache.js";
 export * from "./protocol.js";
 export * from "./subjects.js";
 export * from "./tracing.js";
+export * from "./service/nats-url.js";
+export * from "./service/config-sections.js";
+export * from "./service/http-bodies.js";
+export * from "./service/run-service.js";

@@ -10,6 +10,7 @@ import {
   closeCodeLabel,
   createGatewayMetrics,
   newRegistry,
+  readinessReply,
   userMessageHead,
   welcomeFrame,
   type GatewayMetrics,
@@ -22,7 +23,7 @@ import type { Registry } from "prom-client";
 import type { GatewayConfig } from "./config.js";
 import type { TopicSink } from "./connection.js";
 import { Fanout } from "./fanout.js";
-import { attachOperationalRoutes, sendJson } from "./http-routes.js";
+import { attachOperationalRoutes, sendJson, type HealthSource } from "./http-routes.js";
 import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { ProtocolHandler } from "./protocol-handler.js";
 import { SocketGuard, backpressureCap } from "./socket-guard.js";
@@ -46,7 +47,7 @@ export interface Gateway {
   readonly ready: boolean;
   /** Binds the ports; resolves with the bound ports (useful with port 0). */
   listen(): Promise<{ port: number; metricsPort?: number }>;
-  /** SIGTERM behaviour: not ready, stop accepting, 1001 spread over drainSeconds, broker drained. */
+  /** SIGTERM behaviour: not ready, stop accepting, 1001 spread over drainSeconds. Never touches the broker. */
   drain(): Promise<void>;
   /** Immediate stop (tests): closes sockets and listeners, not the broker. */
   close(): void;
@@ -166,7 +167,10 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       metrics.connectionsOpen.inc();
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
       try {
-        void fanout.join(conn, { topic: conn.userTopic, subject: subjects.user(conn.identity.sub), head: userMessageHead(conn.identity.sub) });
+        // The shell treats an unhandled rejection as fatal: one connection's join must never be one.
+        fanout
+          .join(conn, { topic: conn.userTopic, subject: subjects.user(conn.identity.sub), head: userMessageHead(conn.identity.sub) })
+          .catch((err: unknown) => logger.error({ err, connection: conn.id }, "joining the user topic failed"));
       } catch (err) {
         // Backstop: uWS hands an exception thrown here to uncaughtException,
         // where main.ts exits, and every socket of the process would see 1006.
@@ -209,9 +213,14 @@ export function buildGateway(opts: GatewayOptions): Gateway {
 
   app.get("/ws", (res) => sendJson(res, "426 Upgrade Required", { error: { code: "upgrade_required", message: "connect with a WebSocket client" } }, { Upgrade: "websocket" }));
 
-  const health = {
-    ready: () => broker.connected && !gate.draining,
-    readyDetail: () => ({ broker: broker.connected ? "connected" : "disconnected", draining: gate.draining, connections: sockets.size }),
+  const health: HealthSource = {
+    get brokerConnected() {
+      return broker.connected;
+    },
+    get draining() {
+      return gate.draining;
+    },
+    detail: () => ({ connections: sockets.size }),
   };
   if (config.metricsPort === undefined) attachOperationalRoutes(app, health, registry);
   const metricsApp = config.metricsPort === undefined ? undefined : uws.App();
@@ -254,7 +263,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       return sockets.size;
     },
     get ready() {
-      return health.ready();
+      return readinessReply(health).ready;
     },
 
     async listen() {
@@ -294,8 +303,8 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       offStatus();
       fanout.stop();
       closeListeners();
-      logger.info("connections closed; draining broker");
-      await broker.drain();
+      // The broker is not ours: the process shell drains it once every app has drained.
+      logger.info("connections closed");
     },
 
     close() {

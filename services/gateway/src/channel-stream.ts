@@ -312,7 +312,8 @@ export class ChannelStream {
           }
         }
         caughtUp();
-      });
+      })
+      .catch((err: unknown) => this.ctx.logger.error({ err, topic: this.topic }, "delivering after a catch-up failed"));
   }
 
   /**

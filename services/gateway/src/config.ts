@@ -5,22 +5,20 @@
  */
 import {
   ConfigError,
-  LOG_LEVELS,
   read,
   readAuthConfig,
-  readHistoryConfig,
-  isValidSubjectPrefix,
+  readNatsSection,
+  readServeSection,
   type AuthConfig,
-  type HistoryConfig,
   type Env,
-  type LogLevel,
+  type NatsSection,
+  type ServeSection,
 } from "@herald/core";
 import { OriginPolicy } from "./origin.js";
 import { TrustedProxies } from "./client-ip.js";
 
 export const GATEWAY_DEFAULTS = {
   port: 8080,
-  subjectPrefix: "herald",
   natsName: "herald-gateway",
   maxConnections: 50_000,
   maxConnectionsPerIp: 1000,
@@ -36,23 +34,18 @@ export const GATEWAY_DEFAULTS = {
   frameTimeoutSeconds: 15,
   drainSeconds: 10,
   writeDelayMs: 0,
-  logLevel: "info" as LogLevel,
 } as const;
 
 /** Shortest IPV6_LIMIT_PREFIX: a /32 is a whole provider allocation; shorter would lump unrelated clients together. */
 export const IPV6_LIMIT_PREFIX_MIN = 32;
 
-export interface GatewayConfig {
-  /** Interface to bind; undefined = every interface, IPv4 and IPv6. */
-  host: string | undefined;
-  port: number;
-  /** Separate port for /healthz, /readyz and /metrics; undefined = the main port. */
-  metricsPort: number | undefined;
-  natsServers: string[];
-  natsName: string;
-  subjectPrefix: string;
-  /** Message history for recovery (JetStream / memory). */
-  history: HistoryConfig;
+/**
+ * host (undefined = every interface, IPv4 and IPv6), port, metricsPort (a
+ * separate port for /healthz, /readyz and /metrics; undefined = the main
+ * port), drainSeconds (1001 closes are spread over it), logLevel, and the
+ * NATS section: shared with the publisher (packages/core config-sections).
+ */
+export interface GatewayConfig extends ServeSection<string | undefined>, NatsSection {
   auth: AuthConfig;
   origins: OriginPolicy;
   trustedProxies: TrustedProxies;
@@ -75,7 +68,6 @@ export interface GatewayConfig {
    * cannot pin its buffer. 0 = off.
    */
   frameTimeoutSeconds: number;
-  drainSeconds: number;
   /**
    * Broadcast frames are held up to this long and written together: one
    * send() per socket for all of them instead of one per frame. 0 = at once.
@@ -83,21 +75,10 @@ export interface GatewayConfig {
   writeDelayMs: number;
   /** When set, the fd soft limit must be at least this (checked at start). */
   minOpenFiles: number | undefined;
-  logLevel: LogLevel;
 }
 
 export function readGatewayConfig(env: Env): GatewayConfig {
   const d = GATEWAY_DEFAULTS;
-  const subjectPrefix = read.str(env, "SUBJECT_PREFIX", d.subjectPrefix);
-  if (!isValidSubjectPrefix(subjectPrefix)) {
-    throw new ConfigError("SUBJECT_PREFIX", `must be dot-separated tokens of [A-Za-z0-9_-], got "${subjectPrefix}"`);
-  }
-  const natsServers = read.list(env, "NATS_URL");
-  for (const s of natsServers) {
-    if (!/^(nats|tls|ws|wss):\/\/|^[^:/]+:\d+$/.test(s)) {
-      throw new ConfigError("NATS_URL", `"${s}" is not a NATS URL (nats://host:port)`);
-    }
-  }
   const idleTimeoutSeconds = read.int(env, "IDLE_TIMEOUT_SECONDS", d.idleTimeoutSeconds, 0, 960);
   if (idleTimeoutSeconds !== 0 && idleTimeoutSeconds < 8) {
     throw new ConfigError("IDLE_TIMEOUT_SECONDS", "must be 0 (off) or at least 8 (uWebSockets.js resolution is 4 s)");
@@ -106,13 +87,8 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     ? undefined
     : read.int(env, "MIN_OPEN_FILES", 0, 1, 100_000_000);
   return {
-    host: read.str(env, "GATEWAY_HOST"),
-    port: read.port(env, "GATEWAY_PORT", d.port),
-    metricsPort: read.optionalPort(env, "METRICS_PORT"),
-    natsServers,
-    natsName: read.str(env, "NATS_NAME", d.natsName),
-    subjectPrefix,
-    history: readHistoryConfig(env),
+    ...readServeSection(env, { hostVariable: "GATEWAY_HOST", portVariable: "GATEWAY_PORT", host: undefined, port: d.port, drainSeconds: d.drainSeconds }),
+    ...readNatsSection(env, { natsName: d.natsName }),
     auth: readAuthConfig(env),
     origins: OriginPolicy.parse(read.list(env, "ALLOWED_ORIGINS"), "ALLOWED_ORIGINS"),
     trustedProxies: TrustedProxies.parse(read.list(env, "TRUSTED_PROXIES"), "TRUSTED_PROXIES"),
@@ -127,9 +103,7 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     slowConsumerBytes: read.int(env, "SLOW_CONSUMER_BYTES", d.slowConsumerBytes, 16 * 1024, 1024 * 1024 * 1024),
     idleTimeoutSeconds,
     frameTimeoutSeconds: read.int(env, "FRAME_TIMEOUT_SECONDS", d.frameTimeoutSeconds, 0, 3600),
-    drainSeconds: read.num(env, "DRAIN_SECONDS", d.drainSeconds, 0, 3600),
     writeDelayMs: read.int(env, "WRITE_DELAY_MS", d.writeDelayMs, 0, 1000),
     minOpenFiles,
-    logLevel: read.oneOf(env, "LOG_LEVEL", d.logLevel, LOG_LEVELS),
   };
 }

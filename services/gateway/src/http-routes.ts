@@ -1,12 +1,11 @@
 /** /healthz, /readyz and /metrics on a uWS app (the service port or METRICS_PORT). */
-import { MetricsCache } from "@herald/core";
+import { MetricsCache, errorBody, readinessReply, type ReadinessState } from "@herald/core";
 import type { Registry } from "prom-client";
 import type { HttpResponse, TemplatedApp } from "./uws.js";
 
-export interface HealthSource {
-  /** True when the broker is connected and the gateway is not draining. */
-  ready(): boolean;
-  readyDetail(): Record<string, unknown>;
+/** What /readyz reports: the shared readiness state, plus the gateway's own fields. */
+export interface HealthSource extends ReadinessState {
+  detail(): Record<string, unknown>;
 }
 
 export function sendJson(res: HttpResponse, status: string, body: unknown, headers: Record<string, string> = {}): void {
@@ -20,8 +19,8 @@ export function sendJson(res: HttpResponse, status: string, body: unknown, heade
 export function attachOperationalRoutes(app: TemplatedApp, health: HealthSource, registry: Registry): void {
   app.get("/healthz", (res) => sendJson(res, "200 OK", { status: "ok" }));
   app.get("/readyz", (res) => {
-    const ok = health.ready();
-    sendJson(res, ok ? "200 OK" : "503 Service Unavailable", { status: ok ? "ready" : "not ready", ...health.readyDetail() });
+    const reply = readinessReply(health, health.detail());
+    sendJson(res, reply.ready ? "200 OK" : "503 Service Unavailable", reply.body);
   });
   // Concurrent scrapes share one render; bursts get the latest one (issue 8).
   const cache = new MetricsCache(registry);
@@ -44,7 +43,7 @@ export function attachOperationalRoutes(app: TemplatedApp, health: HealthSource,
         if (!aborted) reply(res, body);
       },
       (err: Error) => {
-        if (!aborted) sendJson(res, "500 Internal Server Error", { error: { code: "internal", message: err.message } });
+        if (!aborted) sendJson(res, "500 Internal Server Error", errorBody("internal", err.message));
       },
     );
   });

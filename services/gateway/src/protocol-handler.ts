@@ -145,7 +145,12 @@ export class ProtocolHandler {
           conn.send(position ? subscribedWithPosition(channel, id, position.seq, position.recovered) : replyFrame("subscribed", channel, id)),
       })
       .catch(() => {
-        if (!conn.closed) conn.batch(() => this.error(conn, "unavailable", "history unavailable, subscribe again", id));
+        // Nothing may reject from here: the process shell exits on an unhandled rejection.
+        try {
+          if (!conn.closed) conn.batch(() => this.error(conn, "unavailable", "history unavailable, subscribe again", id));
+        } catch (err) {
+          this.ctx.logger.error({ err, connection: conn.id }, "could not report a failed recovery");
+        }
       });
   }
 
@@ -188,7 +193,8 @@ export class ProtocolHandler {
         if (!(err instanceof BrokerUnavailableError)) this.ctx.logger.error({ err }, "client publish failed");
         conn.batch(() => this.error(conn, "unavailable", message, id));
       },
-    );
+    )
+      .catch((err: unknown) => this.ctx.logger.error({ err, connection: conn.id }, "answering a client publish failed"));
   }
 }
 

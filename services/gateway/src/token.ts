@@ -3,7 +3,7 @@
  * `Authorization: Bearer <jwt>`, the subprotocol pair `herald.v1, bearer.<jwt>`
  * or the `access_token` query parameter.
  */
-import { SUBPROTOCOL } from "@herald/core";
+import { SUBPROTOCOL, bearerCredential } from "@herald/core";
 
 export interface TokenSource {
   token: string;
@@ -14,8 +14,8 @@ export interface TokenSource {
 export function findToken(authorization: string, protocols: string, accessToken: string): TokenSource {
   const offered = protocols === "" ? [] : protocols.split(",").map((p) => p.trim());
   const protocol = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : "";
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-  if (bearer) return { token: bearer[1]!, protocol };
+  const bearer = bearerCredential(authorization);
+  if (bearer !== undefined) return { token: bearer, protocol };
   const fromProtocol = offered.find((p) => p.startsWith("bearer."));
   if (fromProtocol) return { token: fromProtocol.slice("bearer.".length), protocol };
   return { token: accessToken, protocol };

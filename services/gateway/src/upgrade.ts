@@ -157,6 +157,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
         gate.pending--;
         refuse(err);
       },
-    );
+    )
+      // The shell exits on an unhandled rejection: a failed answer to one upgrade must not.
+      .catch((err: unknown) => logger.error({ err }, "completing an upgrade failed"));
   };
 }

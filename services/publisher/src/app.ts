@@ -71,6 +71,8 @@ export interface Publisher {
    * DRAIN_SECONDS), then closes every connection. Does not touch the broker.
    */
   close(): Promise<void>;
+  /** The shell's drain step (runService): /readyz 503, then close(). Never the broker. */
+  drain(): Promise<void>;
 }
 
 interface RequestLog {
@@ -306,6 +308,11 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
     offStatus();
   }
 
+  function closeOnce(): Promise<void> {
+    closing ??= doClose();
+    return closing;
+  }
+
   return {
     server,
     metricsServer,
@@ -321,10 +328,8 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
       return { port, metricsPort };
     },
     startDraining,
-    close() {
-      closing ??= doClose();
-      return closing;
-    },
+    close: closeOnce,
+    drain: closeOnce,
   };
 }
 

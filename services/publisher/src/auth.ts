@@ -27,6 +27,7 @@ import {
   TokenVerifier,
   USER_GRANT_PREFIX,
   bearerChallenge,
+  bearerCredential,
   type AuthConfig,
   type Identity,
   type Logger,
@@ -49,8 +50,6 @@ export const ALL_USERS_GRANT = "user:*";
 
 /** Why a credential was refused: a token refusal, or a wrong key where only PUBLISHER_API_KEY is accepted. */
 export type CredentialRefusalReason = TokenRefusalReason | "invalid_api_key";
-
-const BEARER = /^Bearer +([^\s]+) *$/i;
 
 function unauthorized(reason: CredentialRefusalReason, message: string): HttpError {
   return new HttpError(401, "unauthorized", message, { "WWW-Authenticate": bearerChallenge({ reason, message }) }, reason);
@@ -77,7 +76,7 @@ export class Authenticator {
     if (authorization === undefined || authorization.trim() === "") {
       throw this.refuse("missing", "missing bearer token: send Authorization: Bearer <API key or JWT>");
     }
-    const credential = BEARER.exec(authorization)?.[1];
+    const credential = bearerCredential(authorization);
     // Another scheme (or "Bearer" alone) carries no bearer credential: RFC 6750 answers that without an error code.
     if (credential === undefined) throw this.refuse("missing", "Authorization must be 'Bearer <API key or JWT>'");
 

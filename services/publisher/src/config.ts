@@ -6,34 +6,23 @@
  */
 import {
   ConfigError,
-  LOG_LEVELS,
-  isValidSubjectPrefix,
   read,
   readAuthConfig,
-  readHistoryConfig,
-  type HistoryConfig,
+  readNatsSection,
+  readServeSection,
   type AuthConfig,
   type Env,
-  type LogLevel,
+  type NatsSection,
+  type ServeSection,
 } from "@herald/core";
 
 export const PUBLISHER_DEFAULTS = {
   host: "0.0.0.0",
   port: 8081,
   natsName: "herald-publisher",
-  subjectPrefix: "herald",
   maxBodyBytes: 65536,
-  logLevel: "info",
   drainSeconds: 5,
-} as const satisfies {
-  host: string;
-  port: number;
-  natsName: string;
-  subjectPrefix: string;
-  maxBodyBytes: number;
-  logLevel: LogLevel;
-  drainSeconds: number;
-};
+} as const;
 
 /** Limits of the settings (not defaults): validated bounds. */
 export const PUBLISHER_LIMITS = {
@@ -41,63 +30,37 @@ export const PUBLISHER_LIMITS = {
   maxBodyBytes: 64 * 1024 * 1024,
   minApiKeyLength: 16,
   maxApiKeyLength: 4096,
-  maxDrainSeconds: 300,
 } as const;
 
-export interface PublisherConfig {
-  host: string;
-  port: number;
-  /** When set, /healthz, /readyz and /metrics are also served on this port. */
-  metricsPort?: number;
-  /** NATS servers; empty means the in-process memory broker. */
-  natsServers: string[];
-  natsName: string;
-  subjectPrefix: string;
-  /** History stream settings; must match the gateways'. */
-  history: HistoryConfig;
+/**
+ * host, port, metricsPort (when set, /healthz, /readyz and /metrics are also
+ * served there), drainSeconds (the longest wait for in-flight requests at
+ * shutdown), logLevel, and the NATS section: shared with the gateway
+ * (packages/core config-sections).
+ */
+export interface PublisherConfig extends ServeSection<string>, NatsSection {
   /** Static key accepted as `Authorization: Bearer <key>`; full publish rights. */
   apiKey?: string;
   /** JWT settings; absent when only the API key is configured. */
   auth?: AuthConfig;
   maxBodyBytes: number;
-  logLevel: LogLevel;
-  /** Upper bound on waiting for in-flight requests at shutdown. */
-  drainSeconds: number;
 }
 
 /** Variables that select a JWT key; any of them turns JWT auth on. */
 const JWT_KEY_VARS = ["JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL"] as const;
 
 export function readPublisherConfig(env: Env): PublisherConfig {
-  const subjectPrefix = read.str(env, "SUBJECT_PREFIX", PUBLISHER_DEFAULTS.subjectPrefix);
-  if (!isValidSubjectPrefix(subjectPrefix)) {
-    throw new ConfigError(
-      "SUBJECT_PREFIX",
-      `must be dot-separated tokens of A-Z a-z 0-9 _ - (at most 64 characters), got "${subjectPrefix}"`,
-    );
-  }
-
+  const d = PUBLISHER_DEFAULTS;
+  const serve = readServeSection(env, { hostVariable: "PUBLISHER_HOST", portVariable: "PUBLISHER_PORT", host: d.host, port: d.port, drainSeconds: d.drainSeconds });
+  const nats = readNatsSection(env, { natsName: d.natsName });
   const apiKey = readApiKey(env);
   const auth = readOptionalAuth(env, apiKey !== undefined);
 
   const config: PublisherConfig = {
-    host: read.str(env, "PUBLISHER_HOST", PUBLISHER_DEFAULTS.host),
-    port: read.port(env, "PUBLISHER_PORT", PUBLISHER_DEFAULTS.port),
-    natsServers: readNatsServers(env),
-    history: readHistoryConfig(env),
-    natsName: read.str(env, "NATS_NAME", PUBLISHER_DEFAULTS.natsName),
-    subjectPrefix,
-    maxBodyBytes: read.int(env, "MAX_BODY_BYTES", PUBLISHER_DEFAULTS.maxBodyBytes, 1, PUBLISHER_LIMITS.maxBodyBytes),
-    logLevel: read.oneOf(env, "LOG_LEVEL", PUBLISHER_DEFAULTS.logLevel, LOG_LEVELS),
-    drainSeconds: read.int(env, "DRAIN_SECONDS", PUBLISHER_DEFAULTS.drainSeconds, 0, PUBLISHER_LIMITS.maxDrainSeconds),
+    ...serve,
+    ...nats,
+    maxBodyBytes: read.int(env, "MAX_BODY_BYTES", d.maxBodyBytes, 1, PUBLISHER_LIMITS.maxBodyBytes),
   };
-  const metricsPort = read.optionalPort(env, "METRICS_PORT");
-  if (metricsPort !== undefined) {
-    if (metricsPort === config.port) {
-      throw new ConfigError("METRICS_PORT", `must differ from PUBLISHER_PORT (${config.port}); leave it unset to serve metrics on the main port`);
-    }
-    config.metricsPort = metricsPort;
-  }
   if (apiKey !== undefined) config.apiKey = apiKey;
   if (auth !== undefined) config.auth = auth;
   return config;
@@ -133,32 +96,4 @@ function readOptionalAuth(env: Env, haveApiKey: boolean): AuthConfig | undefined
     "PUBLISHER_API_KEY",
     `no way to authenticate publishers: set PUBLISHER_API_KEY and/or one of ${JWT_KEY_VARS.join(", ")}`,
   );
-}
-
-const NATS_SCHEMES = new Set(["nats:", "tls:", "ws:", "wss:"]);
-
-function readNatsServers(env: Env): string[] {
-  const servers = read.list(env, "NATS_URL");
-  for (const server of servers) {
-    // nats.js accepts bare host:port as well as URLs.
-    const candidate = server.includes("://") ? server : `nats://${server}`;
-    let url: URL;
-    try {
-      url = new URL(candidate);
-    } catch {
-      throw new ConfigError("NATS_URL", `"${redactUserinfo(server)}" is not a valid server URL`);
-    }
-    if (!NATS_SCHEMES.has(url.protocol) || url.hostname === "") {
-      throw new ConfigError(
-        "NATS_URL",
-        `"${redactUserinfo(server)}" must be a nats://, tls://, ws:// or wss:// URL (comma-separated list)`,
-      );
-    }
-  }
-  return servers;
-}
-
-/** NATS URLs may carry user:password@; keep credentials out of error messages. */
-function redactUserinfo(server: string): string {
-  return server.replace(/\/\/[^@/]*@/, "//[redacted]@");
 }

@@ -3,6 +3,7 @@
  * `{"error":{"code","message"}}` (401s add `reason`), with a stable code callers can test on.
  */
 import type { ServerResponse } from "node:http";
+import { errorBody } from "@herald/core";
 
 export type ErrorCode =
   | "bad_request"
@@ -47,6 +48,5 @@ export function sendJson(
 }
 
 export function sendError(res: ServerResponse, err: HttpError): void {
-  const error = err.reason === undefined ? { code: err.code, message: err.message } : { code: err.code, reason: err.reason, message: err.message };
-  sendJson(res, err.status, { error }, err.headers);
+  sendJson(res, err.status, errorBody(err.code, err.message, err.reason), err.headers);
 }

@@ -3,21 +3,16 @@
  * and not draining) and /metrics (Prometheus text).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { MetricsCache, type newRegistry } from "@herald/core";
+import { MetricsCache, readinessReply, type ReadinessState, type newRegistry } from "@herald/core";
 import { sendJson } from "./http-error.js";
 
 export type Registry = ReturnType<typeof newRegistry>;
-
-export interface Readiness {
-  readonly brokerConnected: boolean;
-  readonly draining: boolean;
-}
 
 export async function handleOps(
   name: "healthz" | "readyz" | "metrics",
   req: IncomingMessage,
   res: ServerResponse,
-  state: Readiness,
+  state: ReadinessState,
   registry: Registry,
 ): Promise<void> {
   switch (name) {
@@ -25,9 +20,8 @@ export async function handleOps(
       sendJson(res, 200, { status: "ok" });
       return;
     case "readyz": {
-      if (state.draining) sendJson(res, 503, { status: "unavailable", reason: "draining" });
-      else if (!state.brokerConnected) sendJson(res, 503, { status: "unavailable", reason: "broker_disconnected" });
-      else sendJson(res, 200, { status: "ok" });
+      const reply = readinessReply(state);
+      sendJson(res, reply.status, reply.body);
       return;
     }
     case "metrics": {
