@@ -12,7 +12,10 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:f
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { findBinary, freePort, isRecord, loadYaml, readText, repoPath, requireBinary, run, start, tail, waitFor } from "./deploy/util.js";
+import { findBinary, spawnChild, tail } from "./helpers/children.js";
+import { freePort } from "./helpers/ports.js";
+import { waitFor } from "./helpers/wait.js";
+import { isRecord, loadYaml, readText, repoPath, requireBinary, run } from "./deploy/util.js";
 import { allStrings, composeSchemaValidator, interpolateDeep, parseEnvFile, referencedVars } from "./deploy/compose.js";
 import { effectiveLogFormat, logsPath, queryLeaks, rawRequest, sections } from "./deploy/haproxy.js";
 import { knownSettings } from "./deploy/settings.js";
@@ -338,7 +341,7 @@ test("compose: a real HAProxy with this config logs no token and hands the gatew
   const work = mkdtempSync(path.join(tmpdir(), "herald-haproxy-"));
   const cfgFile = path.join(work, "haproxy.cfg");
   writeFileSync(cfgFile, cfg);
-  const proc = start("haproxy", haproxy, ["-db", "-f", cfgFile], process.env);
+  const proc = spawnChild("haproxy", haproxy, ["-db", "-f", cfgFile], { env: process.env });
   t.after(async () => {
     await proc.stop();
     await new Promise((resolve) => backend.close(resolve));
@@ -354,7 +357,7 @@ test("compose: a real HAProxy with this config logs no token and hands the gatew
       const r = await upgrade(`/ws?access_token=${token}&v=1`, ["X-Forwarded-For: 203.0.113.7", "X-Forwarded-For: 198.51.100.1, 192.0.2.9"]);
       return r.status === 200 ? r : undefined;
     },
-    { timeoutMs: 15_000, intervalMs: 250, what: `HAProxy forwarding to the backend\n${tail(proc)}` },
+    { timeoutMs: 15_000, intervalMs: 250, message: `HAProxy forwarding to the backend\n${tail(proc)}` },
   );
   assert.deepEqual(JSON.parse(res.headers.get("x-seen-xff")?.[0] ?? "null"), ["127.0.0.1"], "the client's X-Forwarded-For lines are dropped; HAProxy's is the only one");
   assert.ok(seen.some((s) => s.url === `/ws?access_token=${token}&v=1`), "the gateway still receives the token in the query");
@@ -365,7 +368,7 @@ test("compose: a real HAProxy with this config logs no token and hands the gatew
   assert.deepEqual(seen.filter((s) => s.url !== `/ws?access_token=${token}&v=1`), [], "only /ws requests reach the gateway's client port");
 
   const logged = () => proc.logs.filter((l) => / ws (gateways|ws)\//.test(l));
-  await waitFor(() => logged().length >= 3, { timeoutMs: 5_000, what: `three request log lines\n${tail(proc)}` });
+  await waitFor(() => logged().length >= 3, { timeoutMs: 5_000, message: `three request log lines\n${tail(proc)}` });
   assert.ok(logged().some((l) => l.includes('"GET /ws HTTP/1.1"')), `the request is logged with its path:\n${logged().join("\n")}`);
   assert.ok(logged().some((l) => l.includes('"GET /metrics HTTP/1.1"')));
   for (const line of proc.logs) {

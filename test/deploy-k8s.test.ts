@@ -11,7 +11,10 @@ import { existsSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from "nod
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { findBinary, freePort, readText, repoPath, run, start, tail, waitFor } from "./deploy/util.js";
+import { findBinary, spawnChild, tail } from "./helpers/children.js";
+import { freePort } from "./helpers/ports.js";
+import { waitFor } from "./helpers/wait.js";
+import { readText, repoPath, run } from "./deploy/util.js";
 import {
   byKind,
   find,
@@ -486,13 +489,13 @@ test("k8s: NATS probes follow the Helm chart: ready only with a JetStream meta l
   swap(/pid_file: \S+/, `pid_file: ${JSON.stringify(path.join(dir, "nats.pid"))}`);
   const file = path.join(dir, "nats.conf");
   writeFileSync(file, conf);
-  const proc = start("nats-server", natsServer, ["-c", file], { ...process.env, SERVER_NAME: "nats-0" });
+  const proc = spawnChild("nats-server", natsServer, ["-c", file], { env: { ...process.env, SERVER_NAME: "nats-0" } });
   t.after(async () => {
     await proc.stop();
     rmSync(dir, { recursive: true, force: true });
   });
   const status = async (p: string) => (await fetch(`http://127.0.0.1:${monitor}${p}`)).status;
-  await waitFor(async () => (await status("/varz")) === 200, { timeoutMs: 10_000, what: `NATS monitoring\n${tail(proc)}` });
+  await waitFor(async () => (await status("/varz")) === 200, { timeoutMs: 10_000, message: `NATS monitoring\n${tail(proc)}` });
   assert.equal(await status(expected.readiness), 503, "not ready without a JetStream meta leader (js-enabled-only would say 200 here)");
   assert.equal(await status(expected.startup), 503, "startup waits for the meta leader too");
   assert.equal(await status(expected.liveness), 200, "alive: restarting it would not bring the quorum back");
