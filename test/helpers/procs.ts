@@ -77,7 +77,8 @@ async function startService(
 ): Promise<ServiceProcess> {
   if (!existsSync(main)) throw new Error(`${path.relative(REPO_ROOT, main)} is missing; run npm run build first`);
   const port = env[portVar] ? Number(env[portVar]) : await freePort();
-  const merged: Env = { ...baseEnv(), [hostVar]: "127.0.0.1", ...env, [portVar]: String(port) };
+  // A port given in `env` is passed as written (tests of bad values); the free port otherwise.
+  const merged: Env = { ...baseEnv(), [hostVar]: "127.0.0.1", ...env, [portVar]: env[portVar] || String(port) };
   const cleanEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(merged)) if (v !== undefined) cleanEnv[k] = v;
 
