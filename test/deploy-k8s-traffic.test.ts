@@ -7,10 +7,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { isIP } from "node:net";
-import path from "node:path";
 import { readText, repoPath } from "./deploy/util.js";
 import { byKind, find, podTemplate, renderWithComponent, selects } from "./deploy/k8s.js";
-import { K8S, target, allTargets, gatewayOf, envValue } from "./deploy/k8s-targets.js";
+import { K8S, allTargets, gatewayOf, envValue } from "./deploy/k8s-targets.js";
 
 test("k8s: only the ingress controller reaches the gateway port, only Prometheus its METRICS_PORT", () => {
   for (const t of allTargets()) {

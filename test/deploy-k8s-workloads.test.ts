@@ -13,7 +13,7 @@ import { freePort } from "./helpers/ports.js";
 import { waitFor } from "./helpers/wait.js";
 import { run } from "./deploy/util.js";
 import { byKind, find, podTemplate, render, selects } from "./deploy/k8s.js";
-import { K8S, target, allTargets, gatewayOf } from "./deploy/k8s-targets.js";
+import { K8S, allTargets, gatewayOf } from "./deploy/k8s-targets.js";
 
 test("k8s: HPA and PDBs cover the workloads; Services select pods; references resolve", () => {
   for (const t of allTargets()) {

@@ -13,9 +13,10 @@ import { connect as natsConnect } from "nats";
 import { NatsBroker, type BrokerMessage } from "@herald/broker";
 import { createLogger } from "@herald/core";
 import { natsControlSkipReason, startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, httpGet, missingBuild, startGateway, uniqueName, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
+import { GATEWAY_MAIN, httpGet, missingBuild, startGateway, uniqueName, waitFor, withTimeout } from "./helpers/procs.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 import { closeAll, connect, type Client } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const skip = missingBuild(GATEWAY_MAIN);
 
@@ -26,15 +27,9 @@ const FRESH_PER_ROUND = 200;
 const DURING_OUTAGE = 10;
 
 describe("gateway after NATS restarts (core NATS)", { skip }, () => {
-  const servers: NatsServer[] = [];
-  const gateways: ServiceProcess[] = [];
-  const clients: Client[] = [];
-
-  after(async () => {
-    await closeAll(clients);
-    await Promise.all(gateways.map((g) => g.stop()));
-    await Promise.all(servers.map((s) => s.stop()));
-  });
+  const stack = new TestStack();
+  const { natsServers: servers, services: gateways, clients } = stack;
+  after(() => stack.close());
 
   test(`${ROUNDS} rounds of SIGKILL + restart, each followed by ${FRESH_PER_ROUND} fresh clients: welcome, subscribed and the message for all; no socket closes`, async (t) => {
     const nats = await startNats();

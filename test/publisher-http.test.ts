@@ -18,9 +18,8 @@ import {
   Inbox,
   OTHER_SECRET,
   SECRET,
-  TRACEPARENT,
-  UUID,
   assertError,
+  assertPublishedAsIs,
   assertRefused,
   call,
   mint,
@@ -82,21 +81,7 @@ describe("publisher HTTP contract (in-process, memory broker)", () => {
   test("POST with a JWT: 202 {id}, the broker gets the exact body bytes and the three headers", async () => {
     const token = await mint({ publish: ["news", "chat.*"] });
     secrets.push(token);
-    const body = ' {"hello" : "wörld", "n": [1, 2, 3]}\n'; // odd spacing: must arrive byte for byte
-    const before = Date.now();
-    const reply = await call(channelUrl("news"), { body, auth: `Bearer ${token}` });
-    const afterPost = Date.now();
-    assert.equal(reply.status, 202, reply.text);
-    const id = reply.json?.id;
-    assert.ok(id && UUID.test(id), `id should be a UUID: ${reply.text}`);
-
-    const msg = await news.next();
-    assert.equal(msg.subject, "herald.ch.news");
-    assert.deepEqual(Buffer.from(msg.data), Buffer.from(body, "utf8"));
-    assert.equal(msg.header("Herald-Id"), id);
-    const publishedAt = Number(msg.header("Herald-Published-At"));
-    assert.ok(Number.isInteger(publishedAt) && publishedAt >= before && publishedAt <= afterPost, `Herald-Published-At ${publishedAt}`);
-    assert.match(msg.header("traceparent") ?? "", TRACEPARENT);
+    await assertPublishedAsIs(channelUrl("news"), `Bearer ${token}`, ' {"hello" : "wörld", "n": [1, 2, 3]}\n', news, "herald.ch.news");
   });
 
   test("Idempotency-Key becomes the message id (Herald-Id); a malformed key is 400", async () => {

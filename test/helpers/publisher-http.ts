@@ -14,8 +14,8 @@ import { withTimeout } from "./wait.js";
 export const SECRET = "publisher-test-secret-" + "x".repeat(32); // HS256 needs >= 32 bytes
 export const OTHER_SECRET = "some-other-secret-" + "y".repeat(32);
 export const API_KEY = "publisher-test-api-key-" + Math.random().toString(36).slice(2);
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-export const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /** A published message, from either source. */
 export interface Published {
@@ -101,6 +101,28 @@ export async function call(
     json = undefined;
   }
   return { status: res.status, headers: res.headers, text, json };
+}
+
+/**
+ * POSTs `body` (odd spacing welcome: it must arrive byte for byte) with
+ * `auth` to `url` and checks the answer is 202 {id: UUID} and the next message
+ * of `inbox` is on `subject` with exactly those bytes, Herald-Id = the id,
+ * Herald-Published-At within the request and a traceparent.
+ */
+export async function assertPublishedAsIs(url: string, auth: string, body: string, inbox: Inbox, subject: string): Promise<void> {
+  const before = Date.now();
+  const reply = await call(url, { body, auth });
+  const afterPost = Date.now();
+  assert.equal(reply.status, 202, reply.text);
+  const id = reply.json?.id;
+  assert.ok(id && UUID.test(id), `id should be a UUID: ${reply.text}`);
+  const msg = await inbox.next();
+  assert.equal(msg.subject, subject);
+  assert.deepEqual(Buffer.from(msg.data), Buffer.from(body, "utf8"));
+  assert.equal(msg.header("Herald-Id"), id);
+  const publishedAt = Number(msg.header("Herald-Published-At"));
+  assert.ok(Number.isInteger(publishedAt) && publishedAt >= before && publishedAt <= afterPost, `Herald-Published-At ${publishedAt}`);
+  assert.match(msg.header("traceparent") ?? "", TRACEPARENT);
 }
 
 /**
