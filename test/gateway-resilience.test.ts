@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { connect as natsConnect } from "nats";
-import { natsControlSkipReason, startNats, subscriptionCount } from "./helpers/nats.js";
+import { startNats, subscriptionCount } from "./helpers/nats.js";
 import { GATEWAY_MAIN, httpGet, missingBuild, startGateway, uniqueName, waitFor, withTimeout } from "./helpers/procs.js";
 import { scrape } from "./helpers/metrics.js";
 import { TEST_SECRET, hsToken, nowSeconds } from "./helpers/tokens.js";
@@ -21,13 +21,10 @@ describe("gateway resilience", { skip }, () => {
   after(() => stack.close());
 
   test("NATS killed and restarted on the same port: readyz 503 then 200, delivery resumes on the same process and socket", async (t) => {
-    const nats = await startNats();
-    servers.push(nats);
-    const reason = natsControlSkipReason(nats);
-    if (reason) return t.skip(reason);
+    const nats = await stack.controllableNats(t);
+    if (!nats) return;
     const name = uniqueName("herald-gw-resilience");
-    const gw = await startGateway({ NATS_URL: nats.url, NATS_NAME: name, JWT_SECRET: TEST_SECRET });
-    gateways.push(gw);
+    const gw = await stack.gateway(nats, { NATS_NAME: name });
     const pid = gw.pid;
 
     const c = await connect(gw.wsUrl, { token: await hsToken({ sub: "survivor", channels: ["alerts"] }) });
@@ -80,10 +77,8 @@ describe("gateway resilience", { skip }, () => {
   });
 
   test("a gateway started before NATS answers subscribe with `unavailable` until the broker is up, then with positions", async (t) => {
-    const nats = await startNats({ jetstream: true });
-    servers.push(nats);
-    const reason = natsControlSkipReason(nats);
-    if (reason) return t.skip(reason);
+    const nats = await stack.controllableNats(t, { jetstream: true });
+    if (!nats) return;
     await nats.kill();
     const gw = await startGateway(
       { NATS_URL: nats.url, NATS_NAME: uniqueName("herald-gw-early"), JWT_SECRET: TEST_SECRET },

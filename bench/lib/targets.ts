@@ -85,6 +85,24 @@ const stopAll = (nats: BenchNats, procs: Proc[]) => async () => {
   await nats.stop();
 };
 
+/** A target of herald-protocol WebSocket servers (`procs` on `ports`) in front of their own NATS. */
+function heraldProtocolTarget(name: string, nats: BenchNats, procs: Proc[], ports: number[], auth: { secret: string } | { token: string }): RunningTarget {
+  return {
+    stop: stopAll(nats, procs),
+    spec: {
+      name,
+      proto: "herald",
+      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
+      ...auth,
+      subjectPrefix: "herald",
+      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
+      serverPids: procs.map((p) => p.pid),
+      brokerPids: [nats.pid],
+      spreadLocal: true,
+    },
+  };
+}
+
 /**
  * Herald on core NATS (no positions), or with `history` on JetStream: every
  * channel message stored and republished with its position (recovery mode).
@@ -105,20 +123,7 @@ export async function startHerald(n: number, opts: TargetOptions = {}, history =
     // As `npm run gateway` and the image start it.
     GLIBC_TUNABLES: GLIBC_TUNABLES_DEFAULT,
   }), opts);
-  return {
-    stop: stopAll(nats, procs),
-    spec: {
-      name: history ? "herald-history" : n === 1 ? "herald" : `herald-x${n}`,
-      proto: "herald",
-      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
-      secret: BENCH_SECRET,
-      subjectPrefix: "herald",
-      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
-      serverPids: procs.map((p) => p.pid),
-      brokerPids: [nats.pid],
-      spreadLocal: true,
-    },
-  };
+  return heraldProtocolTarget(history ? "herald-history" : n === 1 ? "herald" : `herald-x${n}`, nats, procs, ports, { secret: BENCH_SECRET });
 }
 
 export async function startWsBaseline(n: number, opts: TargetOptions = {}): Promise<RunningTarget> {
@@ -128,20 +133,7 @@ export async function startWsBaseline(n: number, opts: TargetOptions = {}): Prom
     NATS_URL: nats.url,
     JWT_SECRET: BENCH_SECRET,
   }), opts);
-  return {
-    stop: stopAll(nats, procs),
-    spec: {
-      name: n === 1 ? "ws-baseline" : `ws-baseline-x${n}`,
-      proto: "herald",
-      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
-      secret: BENCH_SECRET,
-      subjectPrefix: "herald",
-      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
-      serverPids: procs.map((p) => p.pid),
-      brokerPids: [nats.pid],
-      spreadLocal: true,
-    },
-  };
+  return heraldProtocolTarget(n === 1 ? "ws-baseline" : `ws-baseline-x${n}`, nats, procs, ports, { secret: BENCH_SECRET });
 }
 
 export async function startNatsWs(): Promise<RunningTarget> {
@@ -166,20 +158,7 @@ export async function startNatsWs(): Promise<RunningTarget> {
 export async function startUwsCeiling(): Promise<RunningTarget> {
   const nats = await startNats();
   const { procs, ports } = await nodeServers(`uws-ceiling`, 1, join(PEERS, "uws-broadcast.ts"), (port) => ({ PORT: String(port), NATS_URL: nats.url }), {});
-  return {
-    stop: stopAll(nats, procs),
-    spec: {
-      name: "uws-ceiling",
-      proto: "herald",
-      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
-      token: "none",
-      subjectPrefix: "herald",
-      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
-      serverPids: procs.map((p) => p.pid),
-      brokerPids: [nats.pid],
-      spreadLocal: true,
-    },
-  };
+  return heraldProtocolTarget("uws-ceiling", nats, procs, ports, { token: "none" });
 }
 
 export type TargetName = "herald" | "herald-history" | "herald-batched" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";

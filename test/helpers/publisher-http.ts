@@ -9,7 +9,8 @@ import { request, type IncomingHttpHeaders } from "node:http";
 import type { Broker } from "@herald/broker";
 import { SignJWT } from "jose";
 import type { NatsConnection } from "nats";
-import { withTimeout } from "./wait.js";
+import { httpStatus } from "./http.js";
+import { waitFor, withTimeout } from "./wait.js";
 
 export const SECRET = "publisher-test-secret-" + "x".repeat(32); // HS256 needs >= 32 bytes
 export const OTHER_SECRET = "some-other-secret-" + "y".repeat(32);
@@ -123,6 +124,20 @@ export async function assertPublishedAsIs(url: string, auth: string, body: strin
   const publishedAt = Number(msg.header("Herald-Published-At"));
   assert.ok(Number.isInteger(publishedAt) && publishedAt >= before && publishedAt <= afterPost, `Herald-Published-At ${publishedAt}`);
   assert.match(msg.header("traceparent") ?? "", TRACEPARENT);
+}
+
+/**
+ * With the broker gone: /readyz turns 503, a publish to `channelUrl` is
+ * 503 unavailable with Retry-After: 1, /healthz stays 200 and the broker
+ * gauge reads 0.
+ */
+export async function assertUnavailableWithoutBroker(baseUrl: string, channelUrl: string, apiKey: string): Promise<void> {
+  await waitFor(async () => (await httpStatus(`${baseUrl}/readyz`)) === 503, { message: "/readyz = 503 without the broker" });
+  const reply = await call(channelUrl, { body: "{}", auth: `Bearer ${apiKey}` });
+  assertError(reply, 503, "unavailable");
+  assert.equal(reply.headers.get("retry-after"), "1");
+  assert.equal((await call(`${baseUrl}/healthz`, { method: "GET" })).status, 200, "still alive");
+  assert.match(await (await fetch(`${baseUrl}/metrics`)).text(), /^herald_broker_connected 0$/m);
 }
 
 /**

@@ -5,7 +5,8 @@
  * first), then closes every client, then stops the services, then NATS —
  * each group at once. Use one per describe: `after(() => stack.close())`.
  */
-import { startNats, type NatsOptions, type NatsServer } from "./nats.js";
+import type { TestContext } from "node:test";
+import { natsControlSkipReason, startNats, type NatsOptions, type NatsServer } from "./nats.js";
 import { startGateway, startPublisher, uniqueName, type Env, type ServiceProcess, type StartOptions } from "./procs.js";
 import { TEST_SECRET } from "./tokens.js";
 import { closeAll, connect, type Client, type ConnectOptions } from "./ws.js";
@@ -20,6 +21,18 @@ export class TestStack {
     const nats = await startNats(opts);
     this.natsServers.push(nats);
     return nats;
+  }
+
+  /**
+   * NATS the test may kill and restart; undefined (and `t` skipped with the
+   * reason) when it is external or a container.
+   */
+  async controllableNats(t: TestContext, opts: NatsOptions = {}): Promise<NatsServer | undefined> {
+    const nats = await this.nats(opts);
+    const reason = natsControlSkipReason(nats);
+    if (reason === undefined) return nats;
+    t.skip(reason);
+    return undefined;
   }
 
   /**
