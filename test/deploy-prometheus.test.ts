@@ -23,7 +23,7 @@ import { stringify } from "yaml";
 import { spawnChild, tail, type Proc } from "./helpers/children.js";
 import { httpOk } from "./helpers/http.js";
 import { freePort } from "./helpers/ports.js";
-import { waitFor } from "./helpers/wait.js";
+import { waitFor, waitForEvent } from "./helpers/wait.js";
 import { loadYaml, repoPath, requireBinary } from "./deploy/util.js";
 import { loadDashboards, panelsOf, substitute } from "./deploy/dashboards.js";
 
@@ -69,11 +69,8 @@ async function client(url: string, jwt: string): Promise<{ ws: WebSocket; frames
       frames.push({ type: "unparsable" });
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    ws.once("open", () => resolve());
-    ws.once("error", reject);
-    ws.once("unexpected-response", (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-  });
+  ws.once("unexpected-response", (_req, res) => ws.emit("error", new Error(`upgrade refused: ${res.statusCode}`)));
+  await waitForEvent(ws, "open", { timeoutMs: 5_000 });
   await waitFor(() => frames.some((f) => f["type"] === "welcome"), { message: "welcome frame", timeoutMs: 5_000 });
   return { ws, frames };
 }
