@@ -4,11 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { findBinary, liveChildren, spawnChild, tail } from "./helpers/children.js";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { findBinary, liveChildren, scratchDir, spawnChild, tail } from "./helpers/children.js";
 import { freePorts } from "./helpers/ports.js";
 import { waitFor, waitForEvent, withTimeout } from "./helpers/wait.js";
 
@@ -87,6 +87,13 @@ describe("child processes and binaries", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("a scratch directory is removed on release (and at exit otherwise)", () => {
+    const s = scratchDir(mkdtempSync(path.join(tmpdir(), "herald-scratch-")));
+    assert.ok(existsSync(s.dir));
+    s.release();
+    assert.ok(!existsSync(s.dir));
   });
 
   test("freePorts gives distinct ports", async () => {

@@ -6,11 +6,13 @@
  * collects output; `track` registers a child spawned elsewhere.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
 import { withTimeout } from "./wait.js";
 
 const children = new Set<ChildProcess>();
+/** Scratch directories of tracked children, removed at exit when nobody did so before. */
+const scratchDirs = new Set<string>();
 let installed = false;
 
 const running = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
@@ -36,13 +38,22 @@ export function liveChildren(): number {
 
 const SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
 
+function removeScratchDirs(): void {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+  scratchDirs.clear();
+}
+
 function install(): void {
   if (installed) return;
   installed = true;
-  process.on("exit", killAll);
+  process.on("exit", () => {
+    killAll();
+    removeScratchDirs();
+  });
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.once(sig, () => {
       killAll();
+      removeScratchDirs();
       process.exit(128 + SIGNAL_NUMBERS[sig]);
     });
   }
@@ -53,6 +64,25 @@ export function track(child: ChildProcess): void {
   install();
   children.add(child);
   child.once("exit", () => children.delete(child));
+}
+
+export interface ScratchDir {
+  dir: string;
+  /** Removes the directory now. */
+  release(): void;
+}
+
+/** Registers `dir` for removal (recursively) when this process exits, unless released before. */
+export function scratchDir(dir: string): ScratchDir {
+  install();
+  scratchDirs.add(dir);
+  return {
+    dir,
+    release() {
+      rmSync(dir, { recursive: true, force: true });
+      scratchDirs.delete(dir);
+    },
+  };
 }
 
 export interface ExitInfo {

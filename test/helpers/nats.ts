@@ -7,10 +7,10 @@
  * A spawned server is controllable (stop/kill/restart on the same ports);
  * the others throw `NatsControlUnsupported`, so fault tests skip with a reason.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { spawnChild, type Proc } from "./children.js";
+import { scratchDir, spawnChild, type Proc, type ScratchDir } from "./children.js";
 import { startNatsContainer } from "./nats-container.js";
 import { NatsControlUnsupported } from "./nats-errors.js";
 import { natsServerBinary, natsSource } from "./nats-source.js";
@@ -63,7 +63,7 @@ class SpawnedNats implements NatsServer {
     private readonly args: string[],
     readonly port: number,
     readonly monitorPort: number,
-    private readonly workDir: string | undefined,
+    private readonly workDir: ScratchDir | undefined,
     private readonly timeoutMs: number,
     readonly label = "nats",
   ) {
@@ -107,7 +107,7 @@ class SpawnedNats implements NatsServer {
 
   async stop(): Promise<void> {
     await this.stopProcess();
-    if (this.workDir) rmSync(this.workDir, { recursive: true, force: true });
+    this.workDir?.release();
   }
 
   async restart(): Promise<void> {
@@ -159,15 +159,16 @@ function requireBinary(what: string): string {
 }
 
 /** Arguments for one node; a work dir when JetStream or a config file needs one. */
-function nodeArgs(label: string, port: number, monitorPort: number, opts: NatsOptions): { args: string[]; workDir: string | undefined } {
+function nodeArgs(label: string, port: number, monitorPort: number, opts: NatsOptions): { args: string[]; workDir: ScratchDir | undefined } {
   const args = ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-n", label];
-  const workDir = opts.jetstream || opts.config ? mkdtempSync(path.join(tmpdir(), "herald-nats-")) : undefined;
+  // Removed by stop(), or at exit when the test never got there.
+  const workDir = opts.jetstream || opts.config ? scratchDir(mkdtempSync(path.join(tmpdir(), "herald-nats-"))) : undefined;
   if (workDir && opts.config) {
-    const file = path.join(workDir, "nats.conf");
+    const file = path.join(workDir.dir, "nats.conf");
     writeFileSync(file, opts.config.join("\n") + "\n");
     args.unshift("-c", file);
   }
-  if (workDir && opts.jetstream) args.push("--js", "-sd", path.join(workDir, "js"));
+  if (workDir && opts.jetstream) args.push("--js", "-sd", path.join(workDir.dir, "js"));
   return { args, workDir };
 }
 
