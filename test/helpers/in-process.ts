@@ -42,7 +42,7 @@ export interface InProcessPublisher {
   close(): Promise<void>;
 }
 
-/** Log lines (parsed JSON) of a logger made by captureLogger(). */
+/** A logger made by captureLogger() and the JSON lines it wrote. */
 export interface CapturedLogs {
   logger: Logger;
   /** Every line as written (after redaction). */
