@@ -4,14 +4,16 @@
  * answers with an RFC 6750 challenge, `WWW-Authenticate: Bearer
  * realm="herald", error="invalid_token", error_description="..."` (only the
  * realm when no token was sent). The token never appears in the answer.
- * Tokens are built here with jose; the gateways are real processes.
+ * Tokens are built here with jose; the gateways are built in this process
+ * (buildGateway on the memory broker), their logs captured.
  */
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { CompactSign, SignJWT, exportJWK, generateKeyPair } from "jose";
-import { GATEWAY_MAIN, missingBuild, startGateway, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { captureLogger, startGatewayInProcess, type InProcessGateway } from "./helpers/in-process.js";
+import { waitFor } from "./helpers/wait.js";
 import { TEST_SECRET, hsToken, noneToken, nowSeconds, rsKeys, rsToken, tamper, type Claims, type RsKeys } from "./helpers/tokens.js";
 import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
 
@@ -27,10 +29,11 @@ interface Refusal {
   challenge: string;
 }
 
-describe("token refusals say why (gateway)", { skip: missingBuild(GATEWAY_MAIN) }, () => {
-  let hs: ServiceProcess; // HS256 with iss/aud
-  let rs: ServiceProcess; // JWT_PUBLIC_KEY (RSA), default algorithms RS256,ES256,EdDSA
-  let jw: ServiceProcess; // JWT_JWKS_URL
+describe("token refusals say why (gateway)", () => {
+  const hsLogs = captureLogger("gateway", "debug");
+  let hs: InProcessGateway; // HS256 with iss/aud
+  let rs: InProcessGateway; // JWT_PUBLIC_KEY (RSA), default algorithms RS256,ES256,EdDSA
+  let jw: InProcessGateway; // JWT_JWKS_URL
   let keys: RsKeys;
   let jwksKeys: RsKeys;
   let jwks: Server;
@@ -51,20 +54,20 @@ describe("token refusals say why (gateway)", { skip: missingBuild(GATEWAY_MAIN) 
     await new Promise<void>((resolve) => jwks.listen(0, "127.0.0.1", resolve));
     const jwksPort = (jwks.address() as AddressInfo).port;
     [hs, rs, jw] = await Promise.all([
-      startGateway({ JWT_SECRET: TEST_SECRET, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, LOG_LEVEL: "debug" }),
-      startGateway({ JWT_PUBLIC_KEY: keys.publicPem }),
-      startGateway({ JWT_JWKS_URL: `http://127.0.0.1:${jwksPort}/jwks.json`, JWT_ALGORITHMS: "RS256", JWT_JWKS_TIMEOUT_MS: "1000" }),
+      startGatewayInProcess({ JWT_SECRET: TEST_SECRET, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE }, { logger: hsLogs.logger }),
+      startGatewayInProcess({ JWT_PUBLIC_KEY: keys.publicPem }),
+      startGatewayInProcess({ JWT_JWKS_URL: `http://127.0.0.1:${jwksPort}/jwks.json`, JWT_ALGORITHMS: "RS256", JWT_JWKS_TIMEOUT_MS: "1000" }),
     ]);
   });
 
   after(async () => {
     await closeAll(clients);
-    await Promise.all([hs?.stop(), rs?.stop(), jw?.stop()]);
+    await Promise.all([hs?.close(), rs?.close(), jw?.close()]);
     await new Promise((resolve) => jwks?.close(resolve));
   });
 
   /** Expects a 401 with `code` and `reason`, the RFC 6750 challenge, and no trace of the token. */
-  async function refused(gw: ServiceProcess, token: string | undefined, code: string, reason: string): Promise<Refusal> {
+  async function refused(gw: InProcessGateway, token: string | undefined, code: string, reason: string): Promise<Refusal> {
     const r = await expectRejected(gw.wsUrl, token === undefined ? {} : { token });
     assert.equal(r.status, 401, `expected 401, got ${r.status} ${r.body}`);
     const body = JSON.parse(r.body) as { error?: { code?: string; reason?: string; message?: string } };
@@ -204,10 +207,10 @@ describe("token refusals say why (gateway)", { skip: missingBuild(GATEWAY_MAIN) 
   });
 
   test("refusals are logged at debug level with their reason, never with the token", async () => {
-    await waitFor(() => hs.logs.some((l) => l.includes('"refusal":"bad_signature"')), {
+    await waitFor(() => hsLogs.lines.some((l) => l.includes('"refusal":"bad_signature"')), {
       timeoutMs: 3000,
       message: "a debug line naming the refusal reason",
     });
-    assert.ok(!hs.logs.join("\n").includes(TEST_SECRET));
+    assert.ok(!hsLogs.lines.join("\n").includes(TEST_SECRET));
   });
 });

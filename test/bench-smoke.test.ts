@@ -11,18 +11,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { liveChildren, killAll, natsServerBin } from "../bench/lib/procs.js";
+import { liveChildren, killAll } from "./helpers/children.js";
+import { natsServerBinary } from "./helpers/nats-source.js";
 import { GATEWAY_MAIN } from "../bench/lib/targets.js";
 import { writeReport } from "../bench/report.js";
 import { runBench, type RunResult } from "../bench/run.js";
 import type { Row } from "../bench/scenarios.js";
 
-const natsBin = natsServerBin();
-const skip = !existsSync(GATEWAY_MAIN)
-  ? `${GATEWAY_MAIN} missing (npm run build)`
-  : natsBin === "nats-server" && !process.env["PATH"]?.split(":").some((d) => existsSync(join(d, "nats-server")))
-    ? "nats-server not installed"
-    : false;
+const skip = !existsSync(GATEWAY_MAIN) ? `${GATEWAY_MAIN} missing (npm run build)` : natsServerBinary() ? false : "nats-server not installed";
 
 describe("bench smoke: Herald vs nats-ws vs ws baseline", { skip, timeout: 90_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), "herald-bench-smoke-"));

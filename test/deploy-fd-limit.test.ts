@@ -9,7 +9,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { freePort, repoPath, requireBinary, start, tail, waitFor, type Proc } from "./deploy/util.js";
+import { spawnChild, tail, type Proc } from "./helpers/children.js";
+import { freePort } from "./helpers/ports.js";
+import { waitFor, withTimeout } from "./helpers/wait.js";
+import { repoPath, requireBinary } from "./deploy/util.js";
 
 const MAIN = repoPath("services/gateway/dist/main.js");
 
@@ -39,7 +42,8 @@ async function gateway(t: import("node:test").TestContext, soft: number, hard: n
   const prlimit = requireBinary("prlimit", "util-linux");
   assert.ok(existsSync(MAIN), `${MAIN} missing: run \`npm run build\` first`);
   const port = await freePort();
-  const p = start("gateway", prlimit, [`--nofile=${soft}:${hard}`, process.execPath, MAIN], {
+  const p = spawnChild("gateway", prlimit, [`--nofile=${soft}:${hard}`, process.execPath, MAIN], {
+    env: {
     ...process.env,
     GATEWAY_HOST: "127.0.0.1",
     GATEWAY_PORT: String(port),
@@ -47,6 +51,7 @@ async function gateway(t: import("node:test").TestContext, soft: number, hard: n
     MIN_OPEN_FILES: String(minOpenFiles),
     LOG_LEVEL: "info",
     NATS_URL: "",
+    },
   });
   t.after(() => p.stop());
   return { p, port };
@@ -57,7 +62,7 @@ test("fd limit: the gateway runs with its soft limit raised to the hard limit an
   assert.ok(hard > 1024, "this machine allows more than 1024 files");
   // Soft 1024 (the usual default) but hard high, like `ulimits: nofile: {soft: 1024, hard: ...}`.
   const { p, port } = await gateway(t, 1024, hard, hard);
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, { what: "gateway ready", timeoutMs: 15_000 }).catch((err: Error) => {
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, { message: "gateway ready", timeoutMs: 15_000 }).catch((err: Error) => {
     throw new Error(`${err.message}\n${tail(p)}`);
   });
   const line = parsed(p).find((l) => l.msg === "open files limit");
@@ -68,8 +73,7 @@ test("fd limit: the gateway runs with its soft limit raised to the hard limit an
 
 test("fd limit: a hard limit below MIN_OPEN_FILES stops the gateway with a clear log line", async (t) => {
   const { p } = await gateway(t, 512, 1024, 65_536);
-  const code = await Promise.race([p.exited, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 15_000))]);
-  assert.notEqual(code, "timeout", `the gateway must exit\n${tail(p)}`);
+  const { code } = await withTimeout(p.exited, 15_000, `the gateway exit\n${tail(p)}`);
   assert.notEqual(code, 0);
   const line = parsed(p).find((l) => l.required === 65_536);
   assert.ok(line, `a log line naming the required minimum\n${tail(p)}`);

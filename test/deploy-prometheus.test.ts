@@ -20,7 +20,11 @@ import path from "node:path";
 import { SignJWT } from "jose";
 import WebSocket from "ws";
 import { stringify } from "yaml";
-import { freePort, loadYaml, repoPath, requireBinary, start, tail, waitFor, type Proc } from "./deploy/util.js";
+import { spawnChild, tail, type Proc } from "./helpers/children.js";
+import { httpOk } from "./helpers/http.js";
+import { freePort } from "./helpers/ports.js";
+import { waitFor, waitForEvent } from "./helpers/wait.js";
+import { loadYaml, repoPath, requireBinary } from "./deploy/util.js";
 import { loadDashboards, panelsOf, substitute } from "./deploy/dashboards.js";
 
 const JWT_SECRET = "deploy-test-secret-0123456789abcdefghij";
@@ -45,16 +49,6 @@ async function promQuery(base: string, expr: string): Promise<PromResponse> {
   return (await res.json()) as PromResponse;
 }
 
-async function httpOk(url: string): Promise<boolean> {
-  try {
-    const r = await fetch(url);
-    await r.arrayBuffer();
-    return r.ok;
-  } catch {
-    return false;
-  }
-}
-
 async function token(claims: Record<string, unknown>): Promise<string> {
   return new SignJWT(claims)
     .setProtectedHeader({ alg: "HS256" })
@@ -75,12 +69,9 @@ async function client(url: string, jwt: string): Promise<{ ws: WebSocket; frames
       frames.push({ type: "unparsable" });
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    ws.once("open", () => resolve());
-    ws.once("error", reject);
-    ws.once("unexpected-response", (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-  });
-  await waitFor(() => frames.some((f) => f["type"] === "welcome"), { what: "welcome frame", timeoutMs: 5_000 });
+  ws.once("unexpected-response", (_req, res) => ws.emit("error", new Error(`upgrade refused: ${res.statusCode}`)));
+  await waitForEvent(ws, "open", { timeoutMs: 5_000 });
+  await waitFor(() => frames.some((f) => f["type"] === "welcome"), { message: "welcome frame", timeoutMs: 5_000 });
   return { ws, frames };
 }
 
@@ -122,7 +113,7 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   // NATS carries publisher -> gateway messages, as in Compose and Kubernetes.
   const natsPort = await freePort();
   // With JetStream, as in Compose and Kubernetes: history and recovery are on.
-  const nats = start("nats-server", natsServer, ["-a", "127.0.0.1", "-p", String(natsPort), "--js", "-sd", path.join(work, "js")], process.env);
+  const nats = spawnChild("nats-server", natsServer, ["-a", "127.0.0.1", "-p", String(natsPort), "--js", "-sd", path.join(work, "js")], { env: process.env });
   procs.push(nats);
   const natsUrl = `nats://127.0.0.1:${natsPort}`;
 
@@ -134,29 +125,33 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   const gwMetricsPorts = [await freePort(), await freePort()];
   for (const [i, port] of gwPorts.entries()) {
     procs.push(
-      start(`gateway-${i}`, process.execPath, [repoPath("services/gateway/dist/main.js")], {
-        ...baseEnv,
-        GATEWAY_HOST: "127.0.0.1",
-        GATEWAY_PORT: String(port),
-        METRICS_PORT: String(gwMetricsPorts[i]),
-        MIN_OPEN_FILES: "1024",
+      spawnChild(`gateway-${i}`, process.execPath, [repoPath("services/gateway/dist/main.js")], {
+        env: {
+          ...baseEnv,
+          GATEWAY_HOST: "127.0.0.1",
+          GATEWAY_PORT: String(port),
+          METRICS_PORT: String(gwMetricsPorts[i]),
+          MIN_OPEN_FILES: "1024",
+        },
       }),
     );
   }
   const pubPort = await freePort();
   const pubMetricsPort = await freePort();
   procs.push(
-    start("publisher", process.execPath, [repoPath("services/publisher/dist/main.js")], {
-      ...baseEnv,
-      PUBLISHER_HOST: "127.0.0.1",
-      PUBLISHER_PORT: String(pubPort),
-      METRICS_PORT: String(pubMetricsPort),
-      PUBLISHER_API_KEY: API_KEY,
+    spawnChild("publisher", process.execPath, [repoPath("services/publisher/dist/main.js")], {
+      env: {
+        ...baseEnv,
+        PUBLISHER_HOST: "127.0.0.1",
+        PUBLISHER_PORT: String(pubPort),
+        METRICS_PORT: String(pubMetricsPort),
+        PUBLISHER_API_KEY: API_KEY,
+      },
     }),
   );
   const services = [...gwMetricsPorts, pubMetricsPort].map((p) => `127.0.0.1:${p}`);
   for (const addr of services) {
-    await waitFor(() => httpOk(`http://${addr}/readyz`), { what: `${addr}/readyz`, timeoutMs: 20_000 }).catch((err: Error) => {
+    await waitFor(() => httpOk(`http://${addr}/readyz`), { message: `${addr}/readyz`, timeoutMs: 20_000 }).catch((err: Error) => {
       throw new Error(`${err.message}\n${explain()}`);
     });
   }
@@ -200,14 +195,14 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   const promPort = await freePort();
   const promUrl = `http://127.0.0.1:${promPort}`;
   procs.push(
-    start("prometheus", prometheus, [
+    spawnChild("prometheus", prometheus, [
       `--config.file=${cfgFile}`,
       `--storage.tsdb.path=${path.join(work, "data")}`,
       `--web.listen-address=127.0.0.1:${promPort}`,
       "--log.level=warn",
-    ], process.env),
+    ], { env: process.env }),
   );
-  await waitFor(() => httpOk(`${promUrl}/-/ready`), { what: "Prometheus ready", timeoutMs: 30_000 }).catch((err: Error) => {
+  await waitFor(() => httpOk(`${promUrl}/-/ready`), { message: "Prometheus ready", timeoutMs: 30_000 }).catch((err: Error) => {
     throw new Error(`${err.message}\n${explain()}`);
   });
   await waitFor(
@@ -215,7 +210,7 @@ test("prometheus: every gateway and publisher dashboard query returns data after
       const r = await promQuery(promUrl, "sum(up)");
       return Number(r.data.result[0]?.value[1] ?? 0) === services.length;
     },
-    { what: "all targets up", timeoutMs: 20_000 },
+    { message: "all targets up", timeoutMs: 20_000 },
   );
 
   // ---- real traffic ------------------------------------------------------
@@ -227,7 +222,7 @@ test("prometheus: every gateway and publisher dashboard query returns data after
     const c = await client(wsUrls[i % 2]!, full);
     clients.push(c.ws);
     c.ws.send(JSON.stringify({ type: "subscribe", channel: CHANNEL, id: i }));
-    await waitFor(() => c.frames.some((f) => f["type"] === "subscribed"), { what: "subscribed", timeoutMs: 5_000 });
+    await waitFor(() => c.frames.some((f) => f["type"] === "subscribed"), { message: "subscribed", timeoutMs: 5_000 });
     subscribed.push(c);
   }
   // Refused upgrades (401) so the rejection series exist.
@@ -242,7 +237,7 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   errs.ws.send(JSON.stringify({ type: "subscribe", channel: "bad*channel", id: 1 }));
   errs.ws.send(JSON.stringify({ type: "subscribe", channel: "not.allowed", id: 2 }));
   errs.ws.send(JSON.stringify({ type: "ping", id: 3 }));
-  await waitFor(() => errs.frames.filter((f) => f["type"] === "error").length >= 3, { what: "error frames", timeoutMs: 5_000 }).catch((err: Error) => {
+  await waitFor(() => errs.frames.filter((f) => f["type"] === "error").length >= 3, { message: "error frames", timeoutMs: 5_000 }).catch((err: Error) => {
     throw new Error(`${err.message}; frames: ${JSON.stringify(errs.frames)}\n${explain()}`);
   });
   // A client publish through the gateway.
@@ -262,7 +257,7 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   assert.equal(await publish("{not json"), 400);
   assert.equal(await publish("{}", "Bearer wrong-key-wrong-key-wrong"), 401);
   await waitFor(() => subscribed.every((c) => c.frames.filter((f) => f["type"] === "message").length >= 20), {
-    what: "messages delivered to every subscriber",
+    message: "messages delivered to every subscriber",
     timeoutMs: 10_000,
   });
   // A client resuming from its last position (recovery), on the other replica.
@@ -271,7 +266,7 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   clients.push(resumer.ws);
   resumer.ws.send(JSON.stringify({ type: "subscribe", channel: CHANNEL, id: 7, since: Math.max(0, lastSeq - 5) }));
   await waitFor(() => resumer.frames.some((f) => f["type"] === "subscribed" && f["recovered"] === true), {
-    what: "a recovered resume",
+    message: "a recovered resume",
     timeoutMs: 5_000,
   });
   // One normal close, so the disconnect series exist.
@@ -318,7 +313,7 @@ test("prometheus: every gateway and publisher dashboard query returns data after
         }
         return pending.size === 0;
       },
-      { what: "every panel query to return data", timeoutMs: 45_000, intervalMs: 1_000 },
+      { message: "every panel query to return data", timeoutMs: 45_000, intervalMs: 1_000 },
     );
   } catch {
     const list = [...pending].map((q) => `  ${q.board} / ${q.panel} [${q.refId}]: ${q.expr}${lastError.has(q) ? ` (error: ${lastError.get(q)})` : ""}`);

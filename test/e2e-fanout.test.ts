@@ -8,19 +8,11 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { connect as natsConnect, type NatsConnection } from "nats";
 import { userToken } from "../packages/core/src/subjects.js";
-import { startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
-import {
-  GATEWAY_MAIN,
-  PUBLISHER_MAIN,
-  missingBuild,
-  startGateway,
-  startPublisher,
-  uniqueName,
-  waitFor,
-  type ServiceProcess,
-} from "./helpers/procs.js";
-import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
-import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
+import { subscriptionCount, type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild, uniqueName, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { hsToken } from "./helpers/tokens.js";
+import { connect, type Client, type Frame } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const skip = missingBuild(GATEWAY_MAIN) ?? missingBuild(PUBLISHER_MAIN);
 const API_KEY = "test-api-key-" + Math.random().toString(36).slice(2);
@@ -32,25 +24,20 @@ describe("e2e fan-out: 2 gateways + publisher + NATS", { skip }, () => {
   let pub: ServiceProcess;
   let nc: NatsConnection;
   const names = { gw1: uniqueName("herald-gw1"), gw2: uniqueName("herald-gw2") };
-  const clients: Client[] = [];
+  const stack = new TestStack();
+  const { clients } = stack;
 
   before(async () => {
-    nats = await startNats();
-    const common = { NATS_URL: nats.url, JWT_SECRET: TEST_SECRET };
+    nats = await stack.nats();
     [gw1, gw2, pub] = await Promise.all([
-      startGateway({ ...common, NATS_NAME: names.gw1 }),
-      startGateway({ ...common, NATS_NAME: names.gw2 }),
-      startPublisher({ ...common, PUBLISHER_API_KEY: API_KEY, NATS_NAME: uniqueName("herald-pub") }),
+      stack.gateway(nats, { NATS_NAME: names.gw1 }),
+      stack.gateway(nats, { NATS_NAME: names.gw2 }),
+      stack.publisher(nats, { PUBLISHER_API_KEY: API_KEY, NATS_NAME: uniqueName("herald-pub") }),
     ]);
     nc = await natsConnect({ servers: nats.url, name: "e2e-raw-publisher" });
+    stack.defer(() => nc.close());
   });
-
-  after(async () => {
-    await closeAll(clients);
-    await nc?.close().catch(() => undefined);
-    await Promise.all([gw1?.stop(), gw2?.stop(), pub?.stop()]);
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   async function client(gw: ServiceProcess, sub: string, channels: string[] = []): Promise<Client> {
     const c = await connect(gw.wsUrl, { token: await hsToken({ sub, channels }) });

@@ -1,12 +1,13 @@
 /**
  * Authentication and admission (DESIGN.md "Connecting"): every refusal is a
  * plain HTTP answer before any 101, tokens are accepted from the three
- * transports, and tokens never appear in the logs.
+ * transports, and tokens never appear in the logs. The gateways are built in
+ * this process (buildGateway on the memory broker), their debug logs captured.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startNats, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, uniqueName, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { captureLogger, startGatewayInProcess, type InProcessGateway } from "./helpers/in-process.js";
+import { waitFor } from "./helpers/wait.js";
 import { scrape } from "./helpers/metrics.js";
 import {
   TEST_SECRET,
@@ -26,10 +27,11 @@ const ISSUER = "https://auth.herald.test/";
 const AUDIENCE = "herald-gateway";
 const claims = (extra: Record<string, unknown> = {}) => ({ sub: "user-1", channels: ["news"], iss: ISSUER, aud: AUDIENCE, ...extra });
 
-describe("gateway authentication and admission", { skip: missingBuild(GATEWAY_MAIN) }, () => {
-  let nats: NatsServer;
-  let hs: ServiceProcess; // HS256 gateway with iss/aud, origins, per-IP limit
-  let rs: ServiceProcess; // RS256-only gateway (JWT_PUBLIC_KEY)
+describe("gateway authentication and admission", () => {
+  /** Both gateways log at debug level into memory. */
+  const logs = { hs: captureLogger("gateway", "debug"), rs: captureLogger("gateway", "debug") };
+  let hs: InProcessGateway; // HS256 gateway with iss/aud, origins, per-IP limit
+  let rs: InProcessGateway; // RS256-only gateway (JWT_PUBLIC_KEY)
   let keys: RsKeys;
   const clients: Client[] = [];
   /** Every token handed to a gateway in this file, checked against the logs at the end. */
@@ -37,36 +39,29 @@ describe("gateway authentication and admission", { skip: missingBuild(GATEWAY_MA
   const remember = (t: string) => (usedTokens.push(t), t);
 
   before(async () => {
-    nats = await startNats();
     keys = await rsKeys();
     [hs, rs] = await Promise.all([
-      startGateway({
-        NATS_URL: nats.url,
-        NATS_NAME: uniqueName("herald-gw-auth-hs"),
-        JWT_SECRET: TEST_SECRET,
-        JWT_ISSUER: ISSUER,
-        JWT_AUDIENCE: AUDIENCE,
-        ALLOWED_ORIGINS: "https://app.example.com,https://*.example.org",
-        MAX_CONNECTIONS_PER_IP: "2",
-        TRUSTED_PROXIES: "127.0.0.7",
-        LOG_LEVEL: "debug",
-      }),
-      startGateway({
-        NATS_URL: nats.url,
-        NATS_NAME: uniqueName("herald-gw-auth-rs"),
-        JWT_PUBLIC_KEY: keys.publicPem,
-        LOG_LEVEL: "debug",
-      }),
+      startGatewayInProcess(
+        {
+          JWT_SECRET: TEST_SECRET,
+          JWT_ISSUER: ISSUER,
+          JWT_AUDIENCE: AUDIENCE,
+          ALLOWED_ORIGINS: "https://app.example.com,https://*.example.org",
+          MAX_CONNECTIONS_PER_IP: "2",
+          TRUSTED_PROXIES: "127.0.0.7",
+        },
+        { logger: logs.hs.logger },
+      ),
+      startGatewayInProcess({ JWT_PUBLIC_KEY: keys.publicPem }, { logger: logs.rs.logger }),
     ]);
   });
 
   after(async () => {
     await closeAll(clients);
-    await Promise.all([hs?.stop(), rs?.stop()]);
-    await nats?.stop();
+    await Promise.all([hs?.close(), rs?.close()]);
   });
 
-  async function rejected(gw: ServiceProcess, opts: Parameters<typeof expectRejected>[1], status: number) {
+  async function rejected(gw: InProcessGateway, opts: Parameters<typeof expectRejected>[1], status: number) {
     if (opts?.token) remember(opts.token);
     const r = await expectRejected(gw.wsUrl, opts);
     assert.equal(r.status, status, `expected HTTP ${status}, got ${r.status} ${r.body.slice(0, 200)}`);
@@ -257,9 +252,9 @@ describe("gateway authentication and admission", { skip: missingBuild(GATEWAY_MA
   test("no token (nor its signature) ever appears in the gateway logs (LOG_LEVEL=debug)", async () => {
     assert.ok(usedTokens.length > 10);
     // Make sure the gateways wrote something at all, so an empty log does not pass vacuously.
-    await waitFor(() => hs.logs.length > 0 && rs.logs.length > 0, { timeoutMs: 3000, message: "gateways have logged something" });
-    for (const [name, gw] of [["hs", hs], ["rs", rs]] as const) {
-      const text = gw.logs.join("\n");
+    await waitFor(() => logs.hs.lines.length > 0 && logs.rs.lines.length > 0, { timeoutMs: 3000, message: "gateways have logged something" });
+    for (const [name, log] of [["hs", logs.hs], ["rs", logs.rs]] as const) {
+      const text = log.lines.join("\n");
       for (const token of usedTokens) {
         const sig = token.split(".")[2] ?? "";
         assert.ok(!text.includes(token), `${name} gateway logged a whole token`);

@@ -9,26 +9,23 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { scrape } from "./helpers/metrics.js";
-import { startNats, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, waitFor, type ServiceProcess } from "./helpers/procs.js";
-import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
-import { closeAll, connect, type Client } from "./helpers/ws.js";
+import { type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, missingBuild, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { hsToken } from "./helpers/tokens.js";
+import { connect } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 describe("drops are counted where they happen", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  const stack = new TestStack();
+  const { clients } = stack;
   let nats: NatsServer;
   let gw: ServiceProcess;
-  const clients: Client[] = [];
 
   before(async () => {
-    nats = await startNats();
-    gw = await startGateway({ NATS_URL: nats.url, JWT_SECRET: TEST_SECRET });
+    nats = await stack.nats();
+    gw = await stack.gateway(nats);
   });
-
-  after(async () => {
-    await closeAll(clients);
-    await gw?.stop();
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   test("a lost NATS connection with clients on it counts broker_disconnect and says what is lost", async () => {
     const c = await connect(gw.wsUrl, { token: await hsToken({ sub: "watcher", channels: ["news"] }) });

@@ -7,31 +7,29 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { userToken } from "../packages/core/src/subjects.js";
-import { natsSubscriptions, startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, uniqueName, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { natsSubscriptions, subscriptionCount, type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, missingBuild, uniqueName, waitFor, type ServiceProcess } from "./helpers/procs.js";
 import { scrape } from "./helpers/metrics.js";
-import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
-import { closeAll, connect, type Client } from "./helpers/ws.js";
+import { hsToken } from "./helpers/tokens.js";
+import { connect, type Client } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 describe("gateway NATS interest follows local subscribers", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  const stack = new TestStack();
+  const { clients } = stack;
   let nats: NatsServer;
   let gw: ServiceProcess;
   const name = uniqueName("herald-gw-interest");
-  const clients: Client[] = [];
 
   before(async () => {
-    nats = await startNats();
-    gw = await startGateway({ NATS_URL: nats.url, NATS_NAME: name, JWT_SECRET: TEST_SECRET });
+    nats = await stack.nats();
+    gw = await stack.gateway(nats, { NATS_NAME: name });
     await waitFor(async () => (await natsSubscriptions(nats.monitorUrl)).some((c) => c.name === name), {
       message: `a NATS connection named ${name}`,
     });
   });
 
-  after(async () => {
-    await closeAll(clients);
-    await gw?.stop();
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   const count = (subject: string) => subscriptionCount(nats.monitorUrl, name, subject);
   const waitCount = (subject: string, want: number, what: string) =>

@@ -12,10 +12,11 @@ import { after, describe, test } from "node:test";
 import { connect as natsConnect } from "nats";
 import { NatsBroker, type BrokerMessage } from "@herald/broker";
 import { createLogger } from "@herald/core";
-import { natsControlSkipReason, startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, httpGet, missingBuild, startGateway, uniqueName, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
-import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
+import { startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, httpGet, missingBuild, uniqueName, waitFor, withTimeout } from "./helpers/procs.js";
+import { hsToken } from "./helpers/tokens.js";
 import { closeAll, connect, type Client } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const skip = missingBuild(GATEWAY_MAIN);
 
@@ -26,24 +27,15 @@ const FRESH_PER_ROUND = 200;
 const DURING_OUTAGE = 10;
 
 describe("gateway after NATS restarts (core NATS)", { skip }, () => {
-  const servers: NatsServer[] = [];
-  const gateways: ServiceProcess[] = [];
-  const clients: Client[] = [];
-
-  after(async () => {
-    await closeAll(clients);
-    await Promise.all(gateways.map((g) => g.stop()));
-    await Promise.all(servers.map((s) => s.stop()));
-  });
+  const stack = new TestStack();
+  const { clients } = stack;
+  after(() => stack.close());
 
   test(`${ROUNDS} rounds of SIGKILL + restart, each followed by ${FRESH_PER_ROUND} fresh clients: welcome, subscribed and the message for all; no socket closes`, async (t) => {
-    const nats = await startNats();
-    servers.push(nats);
-    const reason = natsControlSkipReason(nats);
-    if (reason) return t.skip(reason);
+    const nats = await stack.controllableNats(t);
+    if (!nats) return;
     const name = uniqueName("herald-gw-natsrestart");
-    const gw = await startGateway({ NATS_URL: nats.url, NATS_NAME: name, JWT_SECRET: TEST_SECRET });
-    gateways.push(gw);
+    const gw = await stack.gateway(nats, { NATS_NAME: name });
     const pid = gw.pid;
     const channels = ["news"];
 
@@ -127,16 +119,13 @@ describe("gateway after NATS restarts (core NATS)", { skip }, () => {
     // socket down itself at the end of res.cork() when the upgrade completed
     // there (static-key-jws.ts). It hit about one round in 12 with a gateway
     // that had just reconnected; 40 rounds catch that almost always.
-    const nats = await startNats();
-    servers.push(nats);
-    const reason = natsControlSkipReason(nats);
-    if (reason) return t.skip(reason);
+    const nats = await stack.controllableNats(t);
+    if (!nats) return;
     const failures: string[] = [];
     for (let round = 0; round < 40; round++) {
       // Debug logging, as in the runs that caught it: the allocations it adds
       // make the misread state bits come up far more often (about 1 round in 12).
-      const gw = await startGateway({ NATS_URL: nats.url, JWT_SECRET: TEST_SECRET, LOG_LEVEL: "debug" });
-      gateways.push(gw);
+      const gw = await stack.gateway(nats, { LOG_LEVEL: "debug" });
       await nats.kill();
       await nats.restart();
       await waitFor(async () => (await httpGet(`${gw.url}/readyz`)).status === 200, { timeoutMs: 15_000, intervalMs: 20, message: "gateway ready again" });
@@ -158,12 +147,9 @@ describe("gateway after NATS restarts (core NATS)", { skip }, () => {
   });
 
   test("after a short NATS outage the gateway is ready again within a second or two, not at the backoff cap", async (t) => {
-    const nats = await startNats();
-    servers.push(nats);
-    const reason = natsControlSkipReason(nats);
-    if (reason) return t.skip(reason);
-    const gw = await startGateway({ NATS_URL: nats.url, JWT_SECRET: TEST_SECRET });
-    gateways.push(gw);
+    const nats = await stack.controllableNats(t);
+    if (!nats) return;
+    const gw = await stack.gateway(nats);
     const waits: number[] = [];
     for (let round = 0; round < 3; round++) {
       await nats.kill();

@@ -3,46 +3,54 @@
  * authorisation of subscribe/publish by token claims, channel validation,
  * malformed input, per-connection limits, oversized frames and rate limits.
  * Misbehaving clients are answered or closed; nobody else is affected and the
- * process keeps serving.
+ * gateway keeps serving. The gateway is built in this process (buildGateway)
+ * on the memory broker: none of this needs a process or NATS.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, uniqueName, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
+import { MemoryBroker, type BrokerSubscription, type MessageHandler } from "@herald/broker";
+import { startGatewayInProcess, type InProcessGateway } from "./helpers/in-process.js";
 import { scrape } from "./helpers/metrics.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
+import { withTimeout } from "./helpers/wait.js";
 import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
+
+/** The memory broker, remembering every subject the gateway subscribed to. */
+class RecordingBroker extends MemoryBroker {
+  readonly subscribed: string[] = [];
+  override subscribe(subject: string, handler: MessageHandler): BrokerSubscription {
+    this.subscribed.push(subject);
+    return super.subscribe(subject, handler);
+  }
+}
 
 const MAX_PAYLOAD = 4096;
 const MAX_CHANNELS = 5;
 const RATE = 10;
 const BURST = 20;
 
-describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => {
-  let nats: NatsServer;
-  let gw: ServiceProcess;
-  const name = uniqueName("herald-gw-protocol");
+describe("gateway client protocol (in-process, memory broker)", () => {
+  const broker = new RecordingBroker();
+  let gw: InProcessGateway;
   const clients: Client[] = [];
-  let pid: number;
 
   before(async () => {
-    nats = await startNats();
-    gw = await startGateway({
-      NATS_URL: nats.url,
-      NATS_NAME: name,
-      JWT_SECRET: TEST_SECRET,
-      MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
-      MAX_CHANNELS_PER_CONNECTION: String(MAX_CHANNELS),
-      RATE_LIMIT_PER_SECOND: String(RATE),
-      RATE_LIMIT_BURST: String(BURST),
-    });
-    pid = gw.pid;
+    gw = await startGatewayInProcess(
+      {
+        JWT_SECRET: TEST_SECRET,
+        MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
+        MAX_CHANNELS_PER_CONNECTION: String(MAX_CHANNELS),
+        RATE_LIMIT_PER_SECOND: String(RATE),
+        RATE_LIMIT_BURST: String(BURST),
+      },
+      { broker },
+    );
   });
 
   after(async () => {
     await closeAll(clients);
-    await gw?.stop();
-    await nats?.stop();
+    await gw?.close();
+    await broker.close();
   });
 
   async function client(claims: { sub?: string; channels?: string[]; publish?: string[] }): Promise<Client> {
@@ -52,11 +60,6 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
   }
 
   const isError = (f: Frame) => f.type === "error";
-  const interest = (subject: string) =>
-    waitFor(async () => ((await subscriptionCount(nats.monitorUrl, name, subject)) ?? 0) >= 1, {
-      timeoutMs: 5000,
-      message: `gateway subscribed to ${subject} in NATS`,
-    });
 
   test("subscribe / unsubscribe / ping replies echo the id", async () => {
     const c = await client({ channels: ["news", "chat.*"] });
@@ -116,13 +119,9 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
       const reply = await c.request({ type: "subscribe", channel, id: 3 });
       assert.equal(reply.type, "subscribed", `subscribe ${channel.slice(0, 40)}: ${JSON.stringify(reply).slice(0, 200)}`);
     }
-    // Nothing with a wildcard reached NATS.
-    const { natsSubscriptions } = await import("./helpers/nats.js");
-    const mine = (await natsSubscriptions(nats.monitorUrl)).filter((x) => x.name === name);
-    // (nats.js' own _INBOX.<id>.* request multiplexer is not a Herald subject.)
-    for (const s of mine.flatMap((x) => x.subscriptions_list).filter((x) => x.startsWith("herald."))) {
-      assert.ok(!/[*>]/.test(s), `gateway holds a wildcard NATS subscription: ${s}`);
-    }
+    // Nothing with a wildcard reached the broker.
+    assert.ok(broker.subscribed.length >= 3, "the valid channels were subscribed");
+    for (const subject of broker.subscribed) assert.ok(!/[*>]/.test(subject), `gateway subscribed to a wildcard subject: ${subject}`);
   });
 
   test("invalid JSON and malformed frames -> bad_request; the connection stays open", async () => {
@@ -147,7 +146,6 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
   test("publish needs a publish claim covering the channel; an allowed publish is acked and delivered", async () => {
     const reader = await client({ sub: "reader", channels: ["chat.*", "readonly"] });
     assert.equal((await reader.request({ type: "subscribe", channel: "chat.42", id: 1 })).type, "subscribed");
-    await interest("herald.ch.chat.42");
 
     const noPublish = await client({ sub: "viewer", channels: ["chat.*"] });
     const r1 = await noPublish.request({ type: "publish", channel: "chat.42", data: { x: 1 }, id: 10 });
@@ -165,14 +163,14 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
     assert.equal(reader.all((f) => f.type === "message").length, 1, "refused publishes were never delivered");
   });
 
-  test("data nested too deeply to re-encode -> bad_request; the connection and the process survive", async (t) => {
+  test("data nested too deeply to re-encode -> bad_request; the connection and the gateway survive", async (t) => {
     // JSON.parse accepts any depth, JSON.stringify throws RangeError on a few
     // thousand levels: 40 KB of brackets, under the default MAX_PAYLOAD_BYTES
     // (this suite's own gateway has a 4 KiB limit, so it gets one of its own).
     const depth = 20_000;
     const deep = "[".repeat(depth) + "]".repeat(depth);
-    const roomy = await startGateway({ NATS_URL: nats.url, NATS_NAME: uniqueName("herald-gw-deep"), JWT_SECRET: TEST_SECRET });
-    t.after(() => roomy.stop());
+    const roomy = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET });
+    t.after(() => roomy.close());
     const writer = await connect(roomy.wsUrl, { token: await hsToken({ sub: "deep-writer", channels: [], publish: [">"] }) });
     clients.push(writer);
     writer.sendRaw(`{"type":"publish","channel":"deep","id":1,"data":${deep}}`);
@@ -183,7 +181,7 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
     assert.deepEqual([e2["code"], e2["id"]], ["bad_request", 2]);
     assert.ok(writer.isOpen);
     assert.deepEqual(await writer.request({ type: "publish", channel: "deep", data: { fine: true }, id: 3 }), { type: "ack", id: 3 });
-    assert.ok(roomy.alive);
+    assert.equal(roomy.gateway.connections, 1, "the gateway still holds the connection");
   });
 
   test(`more than MAX_CHANNELS_PER_CONNECTION (${MAX_CHANNELS}) subscriptions -> error, existing ones intact`, async () => {
@@ -204,7 +202,6 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
   test(`an oversized frame (> MAX_PAYLOAD_BYTES=${MAX_PAYLOAD}) closes that socket with 1009; others keep receiving`, async () => {
     const bystander = await client({ sub: "bystander", channels: ["big.room"] });
     assert.equal((await bystander.request({ type: "subscribe", channel: "big.room", id: 1 })).type, "subscribed");
-    await interest("herald.ch.big.room");
     const writer = await client({ sub: "big-writer", publish: ["big.room"] });
 
     // Just over the limit: a clean 1009. Far over it (beyond the frame cap,
@@ -253,9 +250,8 @@ describe("gateway client protocol", { skip: missingBuild(GATEWAY_MAIN) }, () => 
     assert.equal(c.all(isError).length, 0);
   });
 
-  test("after all of this the same gateway process is alive and serves new connections", async () => {
-    assert.ok(gw.alive, "gateway process still running");
-    assert.equal(gw.pid, pid);
+  test("after all of this the same gateway serves new connections", async () => {
+    assert.ok(gw.gateway.ready);
     const c = await client({ sub: "late", channels: ["news"] });
     assert.equal(c.welcome?.["sub"], "late");
     assert.deepEqual(await c.request({ type: "subscribe", channel: "news", id: 1 }), { type: "subscribed", channel: "news", id: 1 });

@@ -6,42 +6,25 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { connect as natsConnect } from "nats";
-import { natsControlSkipReason, startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
-import {
-  GATEWAY_MAIN,
-  httpGet,
-  missingBuild,
-  startGateway,
-  uniqueName,
-  waitFor,
-  withTimeout,
-  type ServiceProcess,
-} from "./helpers/procs.js";
+import { startNats, subscriptionCount } from "./helpers/nats.js";
+import { GATEWAY_MAIN, httpGet, missingBuild, startGateway, uniqueName, waitFor, withTimeout } from "./helpers/procs.js";
 import { scrape } from "./helpers/metrics.js";
 import { TEST_SECRET, hsToken, nowSeconds } from "./helpers/tokens.js";
-import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
+import { connect, expectRejected, type Client } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const skip = missingBuild(GATEWAY_MAIN);
 
 describe("gateway resilience", { skip }, () => {
-  const servers: NatsServer[] = [];
-  const gateways: ServiceProcess[] = [];
-  const clients: Client[] = [];
-
-  after(async () => {
-    await closeAll(clients);
-    await Promise.all(gateways.map((g) => g.stop()));
-    await Promise.all(servers.map((s) => s.stop()));
-  });
+  const stack = new TestStack();
+  const { natsServers: servers, services: gateways, clients } = stack;
+  after(() => stack.close());
 
   test("NATS killed and restarted on the same port: readyz 503 then 200, delivery resumes on the same process and socket", async (t) => {
-    const nats = await startNats();
-    servers.push(nats);
-    const reason = natsControlSkipReason(nats);
-    if (reason) return t.skip(reason);
+    const nats = await stack.controllableNats(t);
+    if (!nats) return;
     const name = uniqueName("herald-gw-resilience");
-    const gw = await startGateway({ NATS_URL: nats.url, NATS_NAME: name, JWT_SECRET: TEST_SECRET });
-    gateways.push(gw);
+    const gw = await stack.gateway(nats, { NATS_NAME: name });
     const pid = gw.pid;
 
     const c = await connect(gw.wsUrl, { token: await hsToken({ sub: "survivor", channels: ["alerts"] }) });
@@ -94,10 +77,8 @@ describe("gateway resilience", { skip }, () => {
   });
 
   test("a gateway started before NATS answers subscribe with `unavailable` until the broker is up, then with positions", async (t) => {
-    const nats = await startNats({ jetstream: true });
-    servers.push(nats);
-    const reason = natsControlSkipReason(nats);
-    if (reason) return t.skip(reason);
+    const nats = await stack.controllableNats(t, { jetstream: true });
+    if (!nats) return;
     await nats.kill();
     const gw = await startGateway(
       { NATS_URL: nats.url, NATS_NAME: uniqueName("herald-gw-early"), JWT_SECRET: TEST_SECRET },

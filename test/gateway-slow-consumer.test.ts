@@ -6,11 +6,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { connect as natsConnect, type NatsConnection } from "nats";
-import { startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, uniqueName, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
+import { subscriptionCount, type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, missingBuild, uniqueName, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
 import { scrape } from "./helpers/metrics.js";
-import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
-import { closeAll, connect, type Client } from "./helpers/ws.js";
+import { hsToken } from "./helpers/tokens.js";
+import { connect } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const SLOW_CONSUMER_BYTES = 256 * 1024;
 const MESSAGE_BYTES = 8 * 1024;
@@ -18,29 +19,20 @@ const BATCH = 50;
 const MAX_BATCHES = 200; // at most 80 MB in total; the kernel buffers a few MB at most
 
 describe("gateway slow consumer handling", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  const stack = new TestStack();
+  const { clients } = stack;
   let nats: NatsServer;
   let gw: ServiceProcess;
   let nc: NatsConnection;
   const name = uniqueName("herald-gw-slow");
-  const clients: Client[] = [];
 
   before(async () => {
-    nats = await startNats();
-    gw = await startGateway({
-      NATS_URL: nats.url,
-      NATS_NAME: name,
-      JWT_SECRET: TEST_SECRET,
-      SLOW_CONSUMER_BYTES: String(SLOW_CONSUMER_BYTES),
-    });
+    nats = await stack.nats();
+    gw = await stack.gateway(nats, { NATS_NAME: name, SLOW_CONSUMER_BYTES: String(SLOW_CONSUMER_BYTES) });
     nc = await natsConnect({ servers: nats.url, name: "slow-test-publisher" });
+    stack.defer(() => nc.close());
   });
-
-  after(async () => {
-    await closeAll(clients);
-    await nc?.close().catch(() => undefined);
-    await gw?.stop();
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   test("a socket that stops reading is closed with 4009; a normal reader gets every message", async () => {
     const token = await hsToken({ sub: "reader", channels: ["firehose"] });

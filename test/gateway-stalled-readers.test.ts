@@ -13,11 +13,12 @@ import { after, before, describe, test } from "node:test";
 import { connect as natsConnect, type NatsConnection } from "nats";
 import { scrape } from "./helpers/metrics.js";
 import { rssBytes } from "./helpers/rss.js";
-import { startNats, subscriptionCount, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, uniqueName, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { subscriptionCount, type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, missingBuild, uniqueName, waitFor, type ServiceProcess } from "./helpers/procs.js";
 import { clientFrame, rawUpgrade, type RawSocket } from "./helpers/raw-ws.js";
-import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
-import { closeAll, connect, type Client } from "./helpers/ws.js";
+import { hsToken } from "./helpers/tokens.js";
+import { connect } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const READERS = Number(process.env["HERALD_STALLED_READERS"] ?? 50);
 const MiB = 1024 * 1024;
@@ -29,26 +30,22 @@ const MAX_BATCHES = 100;
 
 
 describe("stalled readers are shed near SLOW_CONSUMER_BYTES", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  const stack = new TestStack();
+  const { clients } = stack;
   let nats: NatsServer;
   let gw: ServiceProcess;
   let nc: NatsConnection;
   const name = uniqueName("herald-gw-stalled");
   const raws: RawSocket[] = [];
-  const clients: Client[] = [];
 
   before(async () => {
-    nats = await startNats();
-    gw = await startGateway({ NATS_URL: nats.url, NATS_NAME: name, JWT_SECRET: TEST_SECRET, SLOW_CONSUMER_BYTES: String(BOUND), MAX_CONNECTIONS_PER_IP: "0", LOG_LEVEL: "debug" });
+    nats = await stack.nats();
+    gw = await stack.gateway(nats, { NATS_NAME: name, SLOW_CONSUMER_BYTES: String(BOUND), MAX_CONNECTIONS_PER_IP: "0", LOG_LEVEL: "debug" });
     nc = await natsConnect({ servers: nats.url });
+    stack.defer(() => nc.close());
+    stack.defer(() => raws.forEach((r) => r.destroy()));
   });
-
-  after(async () => {
-    for (const r of raws) r.destroy();
-    await closeAll(clients);
-    await nc?.close().catch(() => undefined);
-    await gw?.stop();
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   // uWS writes frames of 16 KiB and more to the sockets at once, and queues
   // smaller ones until the loop iteration ends: both paths are checked.

@@ -16,10 +16,11 @@ import { connect as tcpConnect, type Socket } from "node:net";
 import { after, describe, test } from "node:test";
 import { createHash } from "node:crypto";
 import { METRICS_CACHE_MS, METRICS_RENDER_BURST } from "@herald/core";
-import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild, startGateway, startPublisher, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
-import { startNats, type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild, startGateway, startPublisher, waitFor, withTimeout } from "./helpers/procs.js";
+import { startNats } from "./helpers/nats.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
-import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
+import { connect, expectRejected } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const skip = missingBuild(GATEWAY_MAIN) ?? missingBuild(PUBLISHER_MAIN);
 
@@ -137,14 +138,9 @@ function sample(text: string, name: string, labels: string): number {
 }
 
 describe("metrics scrapes: cached render, bursts do not stall the gateway", { skip }, () => {
-  const services: ServiceProcess[] = [];
-  const natsServers: NatsServer[] = [];
-  const clients: Client[] = [];
-  after(async () => {
-    await closeAll(clients);
-    await Promise.all(services.map((s) => s.stop()));
-    await Promise.all(natsServers.map((n) => n.stop()));
-  });
+  const stack = new TestStack();
+  const { natsServers, services, clients } = stack;
+  after(() => stack.close());
 
   /**
    * Scrapes, each right after an action that moves `counter`: the first

@@ -10,12 +10,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { decodeJwt, decodeProtectedHeader } from "jose";
-import { startNats, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, uniqueName, type ServiceProcess } from "./helpers/procs.js";
+import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
 import { runScript } from "./helpers/scripts.js";
 import { TEST_SECRET } from "./helpers/tokens.js";
 import { withTimeout } from "./helpers/wait.js";
-import { closeAll, connect, type Client } from "./helpers/ws.js";
+import { connect } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
@@ -26,20 +26,14 @@ async function mint(args: string[], env: Record<string, string> = { JWT_SECRET: 
 }
 
 describe("npm run token", { skip: missingBuild(GATEWAY_MAIN) }, () => {
-  let nats: NatsServer;
+  const stack = new TestStack();
+  const { clients } = stack;
   let gateway: ServiceProcess;
-  const clients: Client[] = [];
 
   before(async () => {
-    nats = await startNats();
-    gateway = await startGateway({ NATS_URL: nats.url, NATS_NAME: uniqueName("gw-token"), JWT_SECRET: TEST_SECRET });
+    gateway = await stack.gateway(await stack.nats());
   });
-
-  after(async () => {
-    await closeAll(clients);
-    await gateway?.stop();
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   test("prints only the token; the gateway grants exactly --channels and --publish", async () => {
     const out = await mint(["--sub", "alice", "--channels", "news.>", "--publish", "chat.*", "--ttl", "1h"]);

@@ -6,31 +6,24 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startNats, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, uniqueName, type ServiceProcess } from "./helpers/procs.js";
+import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
 import { runScript, type ScriptProcess } from "./helpers/scripts.js";
-import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
+import { hsToken } from "./helpers/tokens.js";
 import { withTimeout } from "./helpers/wait.js";
+import { TestStack } from "./helpers/stack.js";
 
 describe("npm run watch", { skip: missingBuild(GATEWAY_MAIN) }, () => {
-  let nats: NatsServer;
+  const stack = new TestStack();
   let gateway: ServiceProcess;
-  const watchers: ScriptProcess[] = [];
 
   before(async () => {
-    nats = await startNats();
-    gateway = await startGateway({ NATS_URL: nats.url, NATS_NAME: uniqueName("gw-watch"), JWT_SECRET: TEST_SECRET });
+    gateway = await stack.gateway(await stack.nats());
   });
-
-  after(async () => {
-    await Promise.all(watchers.map((w) => w.stop()));
-    await gateway?.stop();
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   function watch(channel: string, token: string): ScriptProcess {
     const w = runScript("watch.mjs", [channel, "--url", gateway.wsUrl, "--token", token], {});
-    watchers.push(w);
+    stack.defer(() => w.stop());
     return w;
   }
 

@@ -9,10 +9,11 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { connect as natsConnect, type NatsConnection } from "nats";
 import { messageFrame, channelMessageHead } from "../packages/core/src/protocol.js";
-import { startNats, type NatsServer } from "./helpers/nats.js";
-import { GATEWAY_MAIN, missingBuild, startGateway, startPublisher, uniqueName, type ServiceProcess } from "./helpers/procs.js";
-import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
-import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
+import { type NatsServer } from "./helpers/nats.js";
+import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
+import { hsToken } from "./helpers/tokens.js";
+import { connect, type Frame } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const API_KEY = "bom-test-api-key-0123456789";
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
@@ -42,24 +43,17 @@ describe("BOM payloads end to end (JetStream history)", { skip: missingBuild(GAT
   let gw: ServiceProcess;
   let publisher: ServiceProcess;
   let nc: NatsConnection;
-  const clients: Client[] = [];
+  const stack = new TestStack();
+  const { clients } = stack;
 
   before(async () => {
-    nats = await startNats({ jetstream: true });
-    const common = { NATS_URL: nats.url, JWT_SECRET: TEST_SECRET, HISTORY_STREAM: "BOM_TEST" };
-    [gw, publisher] = await Promise.all([
-      startGateway({ ...common, NATS_NAME: uniqueName("bom-gw") }),
-      startPublisher({ ...common, PUBLISHER_API_KEY: API_KEY }),
-    ]);
+    nats = await stack.nats({ jetstream: true });
+    const common = { HISTORY_STREAM: "BOM_TEST" };
+    [gw, publisher] = await Promise.all([stack.gateway(nats, common), stack.publisher(nats, { ...common, PUBLISHER_API_KEY: API_KEY })]);
     nc = await natsConnect({ servers: nats.url });
+    stack.defer(() => nc.close());
   });
-
-  after(async () => {
-    await closeAll(clients);
-    await nc?.close().catch(() => undefined);
-    await Promise.all([gw?.stop(), publisher?.stop()]);
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   test("live and recovering subscribers get parseable frames with the BOM dropped", async () => {
     const token = await hsToken({ sub: "bom-reader", channels: ["bom"] });

@@ -12,7 +12,8 @@ import { connect as natsConnect } from "nats";
 import { GATEWAY_MAIN, missingBuild, startGateway, startPublisher, uniqueName, waitFor, withTimeout, type ServiceProcess } from "./helpers/procs.js";
 import { scrape } from "./helpers/metrics.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
-import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
+import { connect, type Frame } from "./helpers/ws.js";
+import { TestStack } from "./helpers/stack.js";
 
 const API_KEY = "recovery-test-api-key-0123456789";
 const isMessage = (channel: string) => (f: Frame) => f.type === "message" && f.channel === channel;
@@ -31,25 +32,21 @@ describe("recovery with JetStream history", { skip: missingBuild(GATEWAY_MAIN) }
   let gw1: ServiceProcess;
   let gw2: ServiceProcess;
   let publisher: ServiceProcess;
-  const clients: Client[] = [];
+  const stack = new TestStack();
+  const { clients } = stack;
   let token: string;
 
   before(async () => {
-    nats = await startNats({ jetstream: true });
-    const common = { NATS_URL: nats.url, JWT_SECRET: TEST_SECRET, HISTORY_MAX_PER_CHANNEL: "5", HISTORY_STREAM: "RECOVERY_TEST" };
+    nats = await stack.nats({ jetstream: true });
+    const common = { HISTORY_MAX_PER_CHANNEL: "5", HISTORY_STREAM: "RECOVERY_TEST" };
     [gw1, gw2, publisher] = await Promise.all([
-      startGateway({ ...common, NATS_NAME: uniqueName("gw1") }),
-      startGateway({ ...common, NATS_NAME: uniqueName("gw2") }),
-      startPublisher({ ...common, PUBLISHER_API_KEY: API_KEY }),
+      stack.gateway(nats, common),
+      stack.gateway(nats, common),
+      stack.publisher(nats, { ...common, PUBLISHER_API_KEY: API_KEY }),
     ]);
     token = await hsToken({ sub: "reader", channels: ["news", "small"] });
   });
-
-  after(async () => {
-    await closeAll(clients);
-    await Promise.all([gw1?.stop(), gw2?.stop(), publisher?.stop()]);
-    await nats?.stop();
-  });
+  after(() => stack.close());
 
   test("every channel message carries seq/prev; resuming on another gateway delivers exactly the missed ones", async () => {
     const a = await connect(gw1.wsUrl, { token });

@@ -2,25 +2,27 @@
  * MAX_CONNECTIONS_PER_USER (issue 8): with the frame cap it bounds what one
  * token holder can make a gateway buffer in unfinished frames, whatever
  * addresses the connections come from. Refusals are 429 `user_limit` with
- * Retry-After, and a slot is free again once a connection closes.
+ * Retry-After, and a slot is free again once a connection closes. The
+ * gateway is built in this process (buildGateway on the memory broker).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { GATEWAY_MAIN, missingBuild, startGateway, waitFor, type ServiceProcess } from "./helpers/procs.js";
+import { startGatewayInProcess, type InProcessGateway } from "./helpers/in-process.js";
+import { waitFor } from "./helpers/wait.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
 
-describe("per-user connection limit", { skip: missingBuild(GATEWAY_MAIN) }, () => {
-  let gw: ServiceProcess;
+describe("per-user connection limit", () => {
+  let gw: InProcessGateway;
   const clients: Client[] = [];
 
   before(async () => {
-    gw = await startGateway({ JWT_SECRET: TEST_SECRET, MAX_CONNECTIONS_PER_USER: "2" });
+    gw = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET, MAX_CONNECTIONS_PER_USER: "2" });
   });
 
   after(async () => {
     await closeAll(clients);
-    await gw?.stop();
+    await gw?.close();
   });
 
   test("the third connection of one sub is refused from any address; other users are not affected", async () => {

@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { track } from "../../test/helpers/children.js";
 import { Histogram, type LatencySummary } from "./hdr.js";
 import type { ConnectPlan, Endpoint, FromWorker, Shape, ToWorker, WorkerSnapshot } from "./protocol.js";
 import { Publisher, type PublishVia } from "./publisher.js";
@@ -95,6 +96,7 @@ export class LoadGen {
         stdio: ["ignore", "inherit", "inherit", "ipc"],
         serialization: "advanced",
       });
+      track(child); // killed with the other children if this process exits first
       this.workers.push(child);
       this.progress.push({ ready: 0, attempted: 0, failed: 0, msgs: 0 });
       hellos.push(
@@ -109,7 +111,6 @@ export class LoadGen {
         }),
       );
     }
-    process.once("exit", this.onExit);
     await Promise.all(hellos);
   }
 
@@ -316,8 +317,6 @@ export class LoadGen {
     this.totalConns = 0;
   }
 
-  private readonly onExit = () => this.kill();
-
   kill(): void {
     for (const w of this.workers) if (w.exitCode === null) w.kill("SIGKILL");
   }
@@ -331,6 +330,5 @@ export class LoadGen {
       if (w.exitCode === null) w.kill("SIGKILL");
     }
     this.workers = [];
-    process.off("exit", this.onExit);
   }
 }

@@ -2,7 +2,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
-import { natsServerBin } from "./procs.js";
+import { natsServerBinary } from "../../test/helpers/nats-source.js";
 
 export function describeMachine(): Record<string, unknown> {
   const read = (f: string) => {
@@ -15,7 +15,7 @@ export function describeMachine(): Record<string, unknown> {
   const osRelease = /PRETTY_NAME="([^"]+)"/.exec(read("/etc/os-release"))?.[1];
   let nats = "";
   try {
-    nats = execFileSync(natsServerBin(), ["--version"], { encoding: "utf8" }).trim();
+    nats = execFileSync(natsServerBinary() ?? "nats-server", ["--version"], { encoding: "utf8" }).trim();
   } catch {
     nats = "unknown";
   }

@@ -7,13 +7,15 @@
  *   ws-N         the `ws` + `nats` baseline gateway (bench/peers/ws-gateway.ts), N processes + nats-server
  *   uws-ceiling  a trivial uWS broadcaster (bench/peers/uws-broadcast.ts) + nats-server: the generator's ceiling
  */
-import { GLIBC_TUNABLES_DEFAULT } from "../../services/gateway/src/malloc-tunables.js";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { GLIBC_TUNABLES_DEFAULT } from "../../services/gateway/src/malloc-tunables.js";
+import { spawnChild, type Proc } from "../../test/helpers/children.js";
+import { httpOk } from "../../test/helpers/http.js";
+import { spawnNats } from "../../test/helpers/nats.js";
+import { freePort, freePorts } from "../../test/helpers/ports.js";
+import { waitFor } from "../../test/helpers/wait.js";
 import type { TargetSpec } from "./loadgen.js";
-import { freePorts, httpOk, natsServerBin, start, waitUntil, type Proc } from "./procs.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const GATEWAY_MAIN = join(ROOT, "services/gateway/dist/main.js");
@@ -25,7 +27,6 @@ export const BATCHED_WRITE_DELAY_MS = 10;
 
 export interface RunningTarget {
   spec: TargetSpec;
-  procs: Proc[];
   stop(): Promise<void>;
 }
 
@@ -35,24 +36,21 @@ export interface TargetOptions {
   env?: Record<string, string>;
 }
 
-async function startNats(opts: { websocket?: boolean; token?: string; jetstream?: boolean } = {}): Promise<{ proc: Proc; url: string; wsPort?: number }> {
-  const [port, mon, wsPort] = await freePorts(3);
-  const dir = mkdtempSync(join(tmpdir(), "herald-bench-nats-"));
-  const conf = join(dir, "nats.conf");
-  const lines = [
-    `listen: "127.0.0.1:${port}"`,
-    `http: "127.0.0.1:${mon}"`,
-    `max_payload: 1048576`,
-    `max_connections: 100000`,
-    `write_deadline: "10s"`,
-  ];
-  if (opts.token) lines.push(`authorization { token: "${opts.token}" }`);
-  if (opts.websocket) lines.push(`websocket { listen: "127.0.0.1:${wsPort}", no_tls: true, compression: false }`);
-  if (opts.jetstream) lines.push(`jetstream { store_dir: "${join(dir, "js")}" }`);
-  writeFileSync(conf, lines.join("\n") + "\n");
-  const proc = start("nats-server", natsServerBin(), ["-c", conf]);
-  await waitUntil("nats-server", httpOk(`http://127.0.0.1:${mon}/healthz`), 15_000, proc);
-  return { proc, url: `nats://127.0.0.1:${port}`, ...(opts.websocket ? { wsPort: wsPort! } : {}) };
+/** The target's own nats-server (never NATS_URL: the bench samples the broker process too). */
+interface BenchNats {
+  url: string;
+  pid: number;
+  wsPort?: number;
+  stop(): Promise<void>;
+}
+
+async function startNats(opts: { websocket?: boolean; token?: string; jetstream?: boolean } = {}): Promise<BenchNats> {
+  const wsPort = opts.websocket ? await freePort() : undefined;
+  const config = [`max_payload: 1048576`, `max_connections: 100000`, `write_deadline: "10s"`];
+  if (opts.token) config.push(`authorization { token: "${opts.token}" }`);
+  if (wsPort) config.push(`websocket { listen: "127.0.0.1:${wsPort}", no_tls: true, compression: false }`);
+  const nats = await spawnNats({ config, ...(opts.jetstream ? { jetstream: true } : {}), timeoutMs: 15_000 });
+  return { url: nats.url, pid: nats.pid ?? -1, stop: () => nats.stop(), ...(wsPort ? { wsPort } : {}) };
 }
 
 async function nodeServers(
@@ -64,20 +62,46 @@ async function nodeServers(
 ): Promise<{ procs: Proc[]; ports: number[] }> {
   const ports = await freePorts(n);
   const procs = ports.map((port, i) =>
-    start(`${name}#${i}`, process.execPath, [...(opts.nodeArgs ?? []), ...(script.endsWith(".ts") ? ["--import", "tsx"] : []), script], {
+    spawnChild(`${name}#${i}`, process.execPath, [...(opts.nodeArgs ?? []), ...(script.endsWith(".ts") ? ["--import", "tsx"] : []), script], {
       cwd: ROOT,
       env: { PATH: process.env["PATH"] ?? "", ...env(port, i), ...(opts.env ?? {}) },
+      maxLines: 200,
     }),
   );
-  await Promise.all(procs.map((p, i) => waitUntil(`${p.name} /readyz`, httpOk(`http://127.0.0.1:${ports[i]}/readyz`), 30_000, p)));
+  try {
+    await Promise.all(
+      procs.map((p, i) => waitFor(() => httpOk(`http://127.0.0.1:${ports[i]}/readyz`), { timeoutMs: 30_000, intervalMs: 50, proc: p, message: `${p.name} /readyz` })),
+    );
+  } catch (err) {
+    for (const p of procs) p.kill("SIGKILL");
+    throw err;
+  }
   return { procs, ports };
 }
 
-const stopAll = (procs: Proc[]) => async () => {
-  // servers first (SIGTERM so --cpu-prof profiles get written), then their broker
-  await Promise.all(procs.slice(1).map((p) => p.stop("SIGTERM", 8000)));
-  await procs[0]?.stop("SIGTERM", 3000);
+/** Servers first (SIGTERM so --cpu-prof profiles get written), then their broker. */
+const stopAll = (nats: BenchNats, procs: Proc[]) => async () => {
+  await Promise.all(procs.map((p) => p.stop(8000)));
+  await nats.stop();
 };
+
+/** A target of herald-protocol WebSocket servers (`procs` on `ports`) in front of their own NATS. */
+function heraldProtocolTarget(name: string, nats: BenchNats, procs: Proc[], ports: number[], auth: { secret: string } | { token: string }): RunningTarget {
+  return {
+    stop: stopAll(nats, procs),
+    spec: {
+      name,
+      proto: "herald",
+      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
+      ...auth,
+      subjectPrefix: "herald",
+      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
+      serverPids: procs.map((p) => p.pid),
+      brokerPids: [nats.pid],
+      spreadLocal: true,
+    },
+  };
+}
 
 /**
  * Herald on core NATS (no positions), or with `history` on JetStream: every
@@ -99,22 +123,7 @@ export async function startHerald(n: number, opts: TargetOptions = {}, history =
     // As `npm run gateway` and the image start it.
     GLIBC_TUNABLES: GLIBC_TUNABLES_DEFAULT,
   }), opts);
-  const all = [nats.proc, ...procs];
-  return {
-    procs: all,
-    stop: stopAll(all),
-    spec: {
-      name: history ? "herald-history" : n === 1 ? "herald" : `herald-x${n}`,
-      proto: "herald",
-      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
-      secret: BENCH_SECRET,
-      subjectPrefix: "herald",
-      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
-      serverPids: procs.map((p) => p.pid),
-      brokerPids: [nats.proc.pid],
-      spreadLocal: true,
-    },
-  };
+  return heraldProtocolTarget(history ? "herald-history" : n === 1 ? "herald" : `herald-x${n}`, nats, procs, ports, { secret: BENCH_SECRET });
 }
 
 export async function startWsBaseline(n: number, opts: TargetOptions = {}): Promise<RunningTarget> {
@@ -124,29 +133,13 @@ export async function startWsBaseline(n: number, opts: TargetOptions = {}): Prom
     NATS_URL: nats.url,
     JWT_SECRET: BENCH_SECRET,
   }), opts);
-  const all = [nats.proc, ...procs];
-  return {
-    procs: all,
-    stop: stopAll(all),
-    spec: {
-      name: n === 1 ? "ws-baseline" : `ws-baseline-x${n}`,
-      proto: "herald",
-      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
-      secret: BENCH_SECRET,
-      subjectPrefix: "herald",
-      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
-      serverPids: procs.map((p) => p.pid),
-      brokerPids: [nats.proc.pid],
-      spreadLocal: true,
-    },
-  };
+  return heraldProtocolTarget(n === 1 ? "ws-baseline" : `ws-baseline-x${n}`, nats, procs, ports, { secret: BENCH_SECRET });
 }
 
 export async function startNatsWs(): Promise<RunningTarget> {
   const nats = await startNats({ websocket: true, token: NATS_WS_TOKEN });
   return {
-    procs: [nats.proc],
-    stop: () => nats.proc.stop("SIGTERM", 3000),
+    stop: () => nats.stop(),
     spec: {
       name: "nats-ws",
       proto: "nats",
@@ -155,7 +148,7 @@ export async function startNatsWs(): Promise<RunningTarget> {
       subjectPrefix: "herald",
       publish: { kind: "nats", url: nats.url, token: NATS_WS_TOKEN, subjectPrefix: "herald" },
       // the WebSocket server and the broker are the same process
-      serverPids: [nats.proc.pid],
+      serverPids: [nats.pid],
       brokerPids: [],
       spreadLocal: true,
     },
@@ -165,22 +158,7 @@ export async function startNatsWs(): Promise<RunningTarget> {
 export async function startUwsCeiling(): Promise<RunningTarget> {
   const nats = await startNats();
   const { procs, ports } = await nodeServers(`uws-ceiling`, 1, join(PEERS, "uws-broadcast.ts"), (port) => ({ PORT: String(port), NATS_URL: nats.url }), {});
-  const all = [nats.proc, ...procs];
-  return {
-    procs: all,
-    stop: stopAll(all),
-    spec: {
-      name: "uws-ceiling",
-      proto: "herald",
-      endpoints: ports.map((port) => ({ host: "127.0.0.1", port, path: "/ws" })),
-      token: "none",
-      subjectPrefix: "herald",
-      publish: { kind: "nats", url: nats.url, subjectPrefix: "herald" },
-      serverPids: procs.map((p) => p.pid),
-      brokerPids: [nats.proc.pid],
-      spreadLocal: true,
-    },
-  };
+  return heraldProtocolTarget("uws-ceiling", nats, procs, ports, { token: "none" });
 }
 
 export type TargetName = "herald" | "herald-history" | "herald-batched" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";

@@ -1,5 +1,5 @@
 /**
- * Compose helpers for test/deploy-compose.test.ts: .env parsing, the
+ * Compose helpers for test/deploy-compose*.test.ts: .env parsing, the
  * interpolation rules of the Compose specification, and the JSON schema of
  * the Compose specification as shipped by the `dclint` package.
  */

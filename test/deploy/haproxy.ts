@@ -1,5 +1,5 @@
 /**
- * HAProxy helpers for test/deploy-compose.test.ts: the config split into its
+ * HAProxy helpers for test/deploy-compose-haproxy.test.ts: the config split into its
  * sections, the log format a proxy section ends up with, the log-format
  * variables that would write a request's query string (where browsers carry
  * `access_token=<jwt>`), and raw HTTP/1.1 requests for the live test (raw so

@@ -1,5 +1,5 @@
 /**
- * Kubernetes helpers for test/deploy-k8s.test.ts: rendering with
+ * Kubernetes helpers for test/deploy-k8s*.test.ts: rendering with
  * `kubectl kustomize` and schema validation with the maintained
  * `kubernetes-models` validators (JSON schemas generated from the Kubernetes
  * OpenAPI spec; the Prometheus Operator CRDs from

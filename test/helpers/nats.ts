@@ -1,31 +1,32 @@
 /**
- * A real nats-server for integration tests.
+ * A real NATS for integration tests and benchmarks. `startNats` takes it from
+ * where test/helpers/nats-source.ts says: NATS_URL, else a spawned
+ * nats-server, else a testcontainers container. `spawnNats` and
+ * `startNatsCluster` always spawn the binary (benchmarks, fault tests).
  *
- * - `NATS_URL` set in the environment: that server is used as is (monitor URL
- *   from `NATS_MONITOR_URL` when set); stop/kill/restart are unsupported and
- *   throw `NatsControlUnsupported`, so fault tests skip with a reason.
- * - otherwise `nats-server` (PATH or /usr/sbin, /usr/local/bin) is spawned on
- *   free loopback ports;
- * - otherwise testcontainers is used when that package is installed.
+ * A spawned server is controllable (stop/kill/restart on the same ports);
+ * the others throw `NatsControlUnsupported`, so fault tests skip with a reason.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { track } from "./cleanup.js";
+import { scratchDir, spawnChild, type Proc, type ScratchDir } from "./children.js";
+import { startNatsContainer } from "./nats-container.js";
+import { NatsControlUnsupported } from "./nats-errors.js";
+import { natsServerBinary, natsSource } from "./nats-source.js";
+import { getJson, httpOk } from "./http.js";
 import { freePorts } from "./ports.js";
-import { waitFor, withTimeout } from "./wait.js";
+import { waitFor } from "./wait.js";
 
-export class NatsControlUnsupported extends Error {
-  constructor(what: string) {
-    super(`${what} is not supported for an external NATS (NATS_URL is set)`);
-  }
-}
+export { NatsControlUnsupported } from "./nats-errors.js";
+export { natsServerBinary, natsSource, type NatsSource } from "./nats-source.js";
 
 export interface NatsOptions {
   jetstream?: boolean;
   /** Extra command line arguments for nats-server. */
   args?: string[];
+  /** Lines of a configuration file passed with `-c` (the command line wins over it). */
+  config?: string[];
   /** Startup timeout (default 10 s). */
   timeoutMs?: number;
 }
@@ -34,7 +35,7 @@ export interface NatsServer {
   url: string;
   /** HTTP monitoring endpoint, undefined when unknown (external NATS without NATS_MONITOR_URL). */
   monitorUrl: string | undefined;
-  /** Process id of the current nats-server, undefined when external. */
+  /** Process id of the current nats-server, undefined when not spawned here. */
   readonly pid: number | undefined;
   /** True when the helper controls the process (stop/kill/restart work). */
   controllable: boolean;
@@ -48,49 +49,21 @@ export interface NatsServer {
   logs: string[];
 }
 
-const CANDIDATES = ["/usr/sbin/nats-server", "/usr/local/bin/nats-server", "/usr/bin/nats-server"];
-
-function findBinary(): string | undefined {
-  const fromEnv = process.env["NATS_SERVER_BIN"];
-  if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  for (const dir of (process.env["PATH"] ?? "").split(path.delimiter)) {
-    if (!dir) continue;
-    const p = path.join(dir, "nats-server");
-    if (existsSync(p)) return p;
-  }
-  return CANDIDATES.find((p) => existsSync(p));
-}
-
-async function httpOk(url: string, timeoutMs = 1000): Promise<boolean> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-    await res.arrayBuffer();
-    return res.status === 200;
-  } catch {
-    return false;
-  }
-}
-
-export async function getJson<T = unknown>(url: string, timeoutMs = 2000): Promise<T> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  if (res.status !== 200) throw new Error(`GET ${url} -> ${res.status}`);
-  return (await res.json()) as T;
-}
-
+/** A nats-server child on fixed ports; its work dir (config, JetStream store) goes on stop(). */
 class SpawnedNats implements NatsServer {
-  url: string;
-  monitorUrl: string;
-  controllable = true;
-  logs: string[] = [];
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
+  readonly url: string;
+  readonly monitorUrl: string;
+  readonly controllable = true;
+  /** Output of every run (kept across restarts). */
+  readonly logs: string[] = [];
+  private proc: Proc | undefined;
 
   constructor(
     private readonly bin: string,
     private readonly args: string[],
     readonly port: number,
     readonly monitorPort: number,
-    private readonly storeDir: string | undefined,
+    private readonly workDir: ScratchDir | undefined,
     private readonly timeoutMs: number,
     readonly label = "nats",
   ) {
@@ -99,68 +72,46 @@ class SpawnedNats implements NatsServer {
   }
 
   get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  private get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.proc?.pid;
   }
 
   async start(): Promise<void> {
-    const child = spawn(this.bin, this.args, { stdio: ["ignore", "pipe", "pipe"] });
-    track(child);
-    this.child = child;
-    this.exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    const collect = (buf: Buffer) => {
-      for (const line of buf.toString("utf8").split("\n")) if (line) this.logs.push(line);
-      if (this.logs.length > 5000) this.logs.splice(0, this.logs.length - 5000);
-    };
-    child.stdout?.on("data", collect);
-    child.stderr?.on("data", collect);
-    let spawnError: Error | undefined;
-    child.once("error", (err) => (spawnError = err));
-    await waitFor(
-      async () => {
-        if (spawnError) throw spawnError;
-        if (!this.running) {
-          throw new Error(`${this.label} exited early: ${this.logs.slice(-10).join("\n")}`);
-        }
-        return (await httpOk(`${this.monitorUrl}/healthz`)) && (await httpOk(`${this.monitorUrl}/varz`));
+    const proc = spawnChild(this.label, this.bin, this.args, {
+      maxLines: 5000,
+      onLine: (line) => {
+        this.logs.push(line);
+        if (this.logs.length > 5000) this.logs.splice(0, this.logs.length - 5000);
       },
-      { timeoutMs: this.timeoutMs, intervalMs: 50, message: `${this.label} monitor ${this.monitorUrl} answering 200` },
-    ).catch((err: Error) => {
-      if (this.running) this.child?.kill("SIGKILL");
-      throw new Error(`${err.message}\n--- ${this.label} log tail ---\n${this.logs.slice(-20).join("\n")}`);
     });
-  }
-
-  private async signal(sig: NodeJS.Signals): Promise<void> {
-    if (!this.running) return;
-    this.child?.kill(sig);
+    this.proc = proc;
     try {
-      await withTimeout(this.exited, 10_000, `${this.label} exit after ${sig}`);
+      await waitFor(async () => (await httpOk(`${this.monitorUrl}/healthz`)) && (await httpOk(`${this.monitorUrl}/varz`)), {
+        timeoutMs: this.timeoutMs,
+        intervalMs: 50,
+        proc,
+        message: `${this.label} monitor ${this.monitorUrl} answering 200`,
+      });
     } catch (err) {
-      this.child?.kill("SIGKILL");
-      await withTimeout(this.exited, 5_000, `${this.label} exit after SIGKILL`);
-      if (sig !== "SIGKILL") throw err;
+      proc.kill("SIGKILL");
+      throw new Error(`${(err as Error).message}\n--- ${this.label} log tail ---\n${this.logs.slice(-20).join("\n")}`);
     }
   }
 
   async kill(): Promise<void> {
-    await this.signal("SIGKILL");
+    await this.proc?.stop(5000, "SIGKILL");
   }
 
   async stopProcess(): Promise<void> {
-    await this.signal("SIGTERM");
+    await this.proc?.stop(10_000);
   }
 
   async stop(): Promise<void> {
     await this.stopProcess();
-    if (this.storeDir) rmSync(this.storeDir, { recursive: true, force: true });
+    this.workDir?.release();
   }
 
   async restart(): Promise<void> {
-    if (this.running) await this.stopProcess();
+    await this.stopProcess();
     // The ports may take a moment to be bindable again; nats-server exits when
     // it cannot listen, so retry a few (bounded) times.
     let lastErr: unknown;
@@ -178,8 +129,8 @@ class SpawnedNats implements NatsServer {
 }
 
 class ExternalNats implements NatsServer {
-  controllable = false;
-  logs: string[] = [];
+  readonly controllable = false;
+  readonly logs: string[] = [];
   readonly pid = undefined;
   constructor(
     readonly url: string,
@@ -198,75 +149,50 @@ class ExternalNats implements NatsServer {
 
 /** Reason to skip a test that needs to stop/kill/restart NATS, or undefined when it can run. */
 export function natsControlSkipReason(nats: NatsServer): string | undefined {
-  return nats.controllable ? undefined : "NATS_URL points at an external server; it cannot be killed or restarted from the test";
+  return nats.controllable ? undefined : "NATS is external (NATS_URL) or a container; it cannot be killed or restarted from the test";
 }
 
-export async function startNats(opts: NatsOptions = {}): Promise<NatsServer> {
-  const external = process.env["NATS_URL"];
-  if (external) return new ExternalNats(external, process.env["NATS_MONITOR_URL"] || undefined);
+function requireBinary(what: string): string {
+  const bin = natsServerBinary();
+  if (!bin) throw new Error(`${what} needs a nats-server binary (NATS_SERVER_BIN, PATH, /usr/sbin or /usr/local/bin)`);
+  return bin;
+}
 
-  const bin = findBinary();
-  if (!bin) return startNatsContainer(opts);
-
-  const [port, monitorPort] = (await freePorts(2)) as [number, number];
-  const args = ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-n", `herald-test-${port}`];
-  let storeDir: string | undefined;
-  if (opts.jetstream) {
-    storeDir = mkdtempSync(path.join(tmpdir(), "herald-nats-js-"));
-    args.push("--js", "-sd", storeDir);
+/** Arguments for one node; a work dir when JetStream or a config file needs one. */
+function nodeArgs(label: string, port: number, monitorPort: number, opts: NatsOptions): { args: string[]; workDir: ScratchDir | undefined } {
+  const args = ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-n", label];
+  // Removed by stop(), or at exit when the test never got there.
+  const workDir = opts.jetstream || opts.config ? scratchDir(mkdtempSync(path.join(tmpdir(), "herald-nats-"))) : undefined;
+  if (workDir && opts.config) {
+    const file = path.join(workDir.dir, "nats.conf");
+    writeFileSync(file, opts.config.join("\n") + "\n");
+    args.unshift("-c", file);
   }
-  if (opts.args) args.push(...opts.args);
-  const server = new SpawnedNats(bin, args, port, monitorPort, storeDir, opts.timeoutMs ?? 10_000);
+  if (workDir && opts.jetstream) args.push("--js", "-sd", path.join(workDir.dir, "js"));
+  return { args, workDir };
+}
+
+/** A nats-server child on free loopback ports, whatever NATS_URL says (benchmarks, fault tests). */
+export async function spawnNats(opts: NatsOptions = {}): Promise<NatsServer & { port: number; monitorPort: number }> {
+  const bin = requireBinary("spawnNats");
+  const [port, monitorPort] = (await freePorts(2)) as [number, number];
+  const { args, workDir } = nodeArgs(`herald-test-${port}`, port, monitorPort, opts);
+  const server = new SpawnedNats(bin, [...args, ...(opts.args ?? [])], port, monitorPort, workDir, opts.timeoutMs ?? 10_000);
   await server.start();
   return server;
 }
 
-/** Fallback when no nats-server binary exists: testcontainers, when installed. */
-async function startNatsContainer(opts: NatsOptions): Promise<NatsServer> {
-  const moduleName = "testcontainers";
-  type Started = {
-    getHost(): string;
-    getMappedPort(p: number): number;
-    stop(): Promise<unknown>;
-    restart(): Promise<unknown>;
-  };
-  type TC = {
-    GenericContainer: new (image: string) => {
-      withCommand(cmd: string[]): { withExposedPorts(...p: number[]): { start(): Promise<Started> } };
-    };
-  };
-  let tc: TC;
-  try {
-    tc = (await import(moduleName)) as TC;
-  } catch {
-    throw new Error(
-      "No nats-server binary found (PATH, /usr/sbin, /usr/local/bin; or NATS_SERVER_BIN) and the optional " +
-        "'testcontainers' package is not installed. Install nats-server, set NATS_URL to a running server, " +
-        "or `npm i -D testcontainers`.",
-    );
+/** NATS from NATS_URL, a spawned nats-server, or a testcontainers container (test/helpers/nats-source.ts). */
+export async function startNats(opts: NatsOptions = {}): Promise<NatsServer> {
+  const source = natsSource();
+  switch (source.kind) {
+    case "external":
+      return new ExternalNats(source.url, source.monitorUrl);
+    case "binary":
+      return spawnNats(opts);
+    case "container":
+      return startNatsContainer(source.image, { ...(opts.args ? { args: opts.args } : {}), timeoutMs: Math.max(opts.timeoutMs ?? 0, 60_000) });
   }
-  const cmd = ["-m", "8222", ...(opts.jetstream ? ["--js"] : []), ...(opts.args ?? [])];
-  const container = await new tc.GenericContainer("nats:2.10-alpine").withCommand(cmd).withExposedPorts(4222, 8222).start();
-  const host = container.getHost();
-  const url = `nats://${host}:${container.getMappedPort(4222)}`;
-  const monitorUrl = `http://${host}:${container.getMappedPort(8222)}`;
-  await waitFor(() => httpOk(`${monitorUrl}/varz`), { timeoutMs: opts.timeoutMs ?? 30_000, message: "container NATS /varz" });
-  return {
-    url,
-    monitorUrl,
-    pid: undefined,
-    controllable: false,
-    logs: [],
-    stop: async () => {
-      await container.stop();
-    },
-    kill: async () => {
-      throw new NatsControlUnsupported("kill() on a container");
-    },
-    restart: async () => {
-      throw new NatsControlUnsupported("restart() on a container");
-    },
-  };
 }
 
 export interface NatsCluster {
@@ -278,8 +204,7 @@ export interface NatsCluster {
 
 /** A cluster of `size` nodes named "herald", every node routed to every other. */
 export async function startNatsCluster(size = 3, opts: NatsOptions = {}): Promise<NatsCluster> {
-  const bin = findBinary();
-  if (!bin) throw new Error("startNatsCluster needs a nats-server binary");
+  const bin = requireBinary("startNatsCluster");
   const ports = await freePorts(size * 3);
   const nodes: SpawnedNats[] = [];
   const clusterPorts = Array.from({ length: size }, (_, i) => ports[i * 3 + 2] as number);
@@ -290,22 +215,9 @@ export async function startNatsCluster(size = 3, opts: NatsOptions = {}): Promis
       .filter((_, j) => j !== i)
       .map((p) => `nats://127.0.0.1:${p}`)
       .join(",");
-    const args = [
-      "-a", "127.0.0.1",
-      "-p", String(port),
-      "-m", String(monitorPort),
-      "-n", `herald-node-${i}`,
-      "--cluster_name", "herald",
-      "--cluster", `nats://127.0.0.1:${clusterPorts[i]}`,
-      "--routes", routes,
-    ];
-    let storeDir: string | undefined;
-    if (opts.jetstream) {
-      storeDir = mkdtempSync(path.join(tmpdir(), `herald-nats-js-${i}-`));
-      args.push("--js", "-sd", storeDir);
-    }
-    if (opts.args) args.push(...opts.args);
-    nodes.push(new SpawnedNats(bin, args, port, monitorPort, storeDir, opts.timeoutMs ?? 10_000, `nats node ${i}`));
+    const { args, workDir } = nodeArgs(`herald-node-${i}`, port, monitorPort, opts);
+    args.push("--cluster_name", "herald", "--cluster", `nats://127.0.0.1:${clusterPorts[i]}`, "--routes", routes, ...(opts.args ?? []));
+    nodes.push(new SpawnedNats(bin, args, port, monitorPort, workDir, opts.timeoutMs ?? 10_000, `nats node ${i}`));
   }
   const cluster: NatsCluster = {
     nodes,

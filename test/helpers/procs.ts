@@ -3,16 +3,19 @@
  * repository root, configured by environment only, on a free port, and waits
  * until they are ready.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { GLIBC_TUNABLES_DEFAULT } from "../../services/gateway/src/malloc-tunables.js";
-import { track } from "./cleanup.js";
+import { spawnChild, type ExitInfo } from "./children.js";
+import { httpStatus } from "./http.js";
 import { freePort } from "./ports.js";
-import { waitFor, withTimeout } from "./wait.js";
+import { waitFor } from "./wait.js";
 
-export { waitFor, withTimeout, type Truthy, type WaitOptions } from "./wait.js";
+export { waitFor, withTimeout, waitForEvent, type Truthy, type WaitOptions } from "./wait.js";
+export { stopChild, type ExitInfo } from "./children.js";
+export { httpGet } from "./http.js";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** Entry points; HERALD_GATEWAY_MAIN / HERALD_PUBLISHER_MAIN point the tests at another build (debugging). */
@@ -26,11 +29,6 @@ export interface StartOptions {
   waitFor?: "readyz" | "healthz" | "none";
   /** Startup timeout (default 15 s). */
   timeoutMs?: number;
-}
-
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
 }
 
 export interface ServiceProcess {
@@ -52,17 +50,6 @@ export interface ServiceProcess {
   stop(graceMs?: number): Promise<ExitInfo>;
 }
 
-/** SIGTERM, wait for `exited`; SIGKILL after `graceMs`. */
-export async function stopChild(proc: ChildProcess, exited: Promise<ExitInfo>, name: string, graceMs: number): Promise<ExitInfo> {
-  proc.kill("SIGTERM");
-  try {
-    return await withTimeout(exited, graceMs, `${name} exit after SIGTERM`);
-  } catch {
-    proc.kill("SIGKILL");
-    return withTimeout(exited, 5000, `${name} exit after SIGKILL`);
-  }
-}
-
 /** Returns a reason to skip when the service has not been built yet. */
 export function missingBuild(main: string): string | undefined {
   return existsSync(main) ? undefined : `${path.relative(REPO_ROOT, main)} does not exist (run npm run build)`;
@@ -80,16 +67,6 @@ function baseEnv(): Env {
   };
 }
 
-async function status(url: string): Promise<number | undefined> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return res.status;
-  } catch {
-    return undefined;
-  }
-}
-
 async function startService(
   name: string,
   main: string,
@@ -100,35 +77,18 @@ async function startService(
 ): Promise<ServiceProcess> {
   if (!existsSync(main)) throw new Error(`${path.relative(REPO_ROOT, main)} is missing; run npm run build first`);
   const port = env[portVar] ? Number(env[portVar]) : await freePort();
-  const merged: Env = { ...baseEnv(), [hostVar]: "127.0.0.1", ...env, [portVar]: String(port) };
+  // A port given in `env` is passed as written (tests of bad values); the free port otherwise.
+  const merged: Env = { ...baseEnv(), [hostVar]: "127.0.0.1", ...env, [portVar]: env[portVar] || String(port) };
   const cleanEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(merged)) if (v !== undefined) cleanEnv[k] = v;
 
-  const proc = spawn(process.execPath, [main], { cwd: REPO_ROOT, env: cleanEnv, stdio: ["ignore", "pipe", "pipe"] });
-  track(proc);
-  const logs: string[] = [];
-  const collector = () => {
-    let rest = "";
-    return (buf: Buffer) => {
-      const text = rest + buf.toString("utf8");
-      const lines = text.split("\n");
-      rest = lines.pop() ?? "";
-      for (const line of lines) {
-        if (!line) continue;
-        logs.push(line);
-        // HERALD_TEST_SHOW_LOGS=1 echoes service output to stderr, prefixed with the service name and port.
-        if (process.env["HERALD_TEST_SHOW_LOGS"]) process.stderr.write(`[${name}:${port}] ${line}\n`);
-      }
-    };
-  };
-  proc.stdout?.on("data", collector());
-  proc.stderr?.on("data", collector());
-  const exited = new Promise<ExitInfo>((resolve) => {
-    proc.once("exit", (code, signal) => resolve({ code, signal }));
+  const child = spawnChild(name, process.execPath, [main], {
+    cwd: REPO_ROOT,
+    env: cleanEnv,
+    // HERALD_TEST_SHOW_LOGS=1 echoes service output to stderr, prefixed with the service name and port.
+    ...(process.env["HERALD_TEST_SHOW_LOGS"] ? { onLine: (line: string) => process.stderr.write(`[${name}:${port}] ${line}\n`) } : {}),
   });
-  let spawnError: Error | undefined;
-  proc.once("error", (err) => (spawnError = err));
-
+  const { child: proc, logs, exited } = child;
   const url = `http://127.0.0.1:${port}`;
   const svc: ServiceProcess = {
     name,
@@ -140,28 +100,21 @@ async function startService(
     logs,
     exited,
     get alive() {
-      return proc.exitCode === null && proc.signalCode === null;
+      return child.alive;
     },
-    kill(signal: NodeJS.Signals = "SIGTERM") {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-    },
-    async stop(graceMs = 15_000) {
-      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
-      return stopChild(proc, exited, name, graceMs);
-    },
+    kill: (signal: NodeJS.Signals = "SIGTERM") => child.kill(signal),
+    stop: (graceMs = 15_000) => child.stop(graceMs),
   };
 
   const waitPath = opts.waitFor ?? "readyz";
   if (waitPath !== "none") {
     try {
-      await waitFor(
-        async () => {
-          if (spawnError) throw spawnError;
-          if (!svc.alive) throw new Error(`${name} exited (code ${proc.exitCode}, signal ${proc.signalCode})`);
-          return (await status(`${url}/${waitPath}`)) === 200;
-        },
-        { timeoutMs: opts.timeoutMs ?? 15_000, intervalMs: 100, message: `${name} GET /${waitPath} = 200` },
-      );
+      await waitFor(async () => (await httpStatus(`${url}/${waitPath}`)) === 200, {
+        timeoutMs: opts.timeoutMs ?? 15_000,
+        intervalMs: 100,
+        proc: child,
+        message: `${name} GET /${waitPath} = 200`,
+      });
     } catch (err) {
       svc.kill("SIGKILL");
       throw new Error(`${(err as Error).message}\n--- ${name} log tail ---\n${logs.slice(-30).join("\n")}`);
@@ -176,16 +129,6 @@ export function startGateway(env: Env, opts: StartOptions = {}): Promise<Service
 
 export function startPublisher(env: Env, opts: StartOptions = {}): Promise<ServiceProcess> {
   return startService("publisher", PUBLISHER_MAIN, "PUBLISHER_PORT", "PUBLISHER_HOST", env, opts);
-}
-
-/** GET a path of a service; undefined status when the connection failed. */
-export async function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number | undefined; body: string; headers: Headers | undefined }> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-    return { status: res.status, body: await res.text(), headers: res.headers };
-  } catch {
-    return { status: undefined, body: "", headers: undefined };
-  }
 }
 
 /** A unique name, for NATS_NAME and channels. */

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { connect as tcpConnect } from "node:net";
 import path from "node:path";
-import { track } from "./cleanup.js";
+import { track } from "./children.js";
 import { REPO_ROOT, stopChild, type Env, type ExitInfo } from "./procs.js";
 
 export interface ScriptProcess {

@@ -1,4 +1,5 @@
-/** Bounded polling: the only way the tests wait for something. */
+/** Bounded waits: polling a condition, an event, a promise with a deadline. */
+import type { EventEmitter } from "node:events";
 
 /** What a truthy result of `T` can be (`false`, `0`, `""`, `null` and `undefined` removed). */
 export type Truthy<T> = Exclude<T, false | 0 | "" | null | undefined>;
@@ -10,6 +11,8 @@ export interface WaitOptions {
   intervalMs?: number;
   /** Describes the condition in the timeout error. */
   message?: string;
+  /** Fail at once, with its log tail, when this process is no longer alive. */
+  proc?: { readonly alive: boolean; name: string; logs: string[] };
 }
 
 /**
@@ -25,6 +28,10 @@ export async function waitFor<T>(fn: () => T | Promise<T>, opts: WaitOptions = {
   let lastValue: unknown;
   const maxAttempts = Math.ceil(timeoutMs / Math.max(1, intervalMs)) + 2;
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
+    if (opts.proc && !opts.proc.alive) {
+      const { name, logs } = opts.proc;
+      throw new Error(`waitFor: ${name} exited while waiting for ${opts.message ?? "a condition"}\n${logs.slice(-20).join("\n")}`);
+    }
     try {
       const v = await fn();
       if (v) return v as Truthy<T>;
@@ -48,4 +55,35 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what = "operation"): P
     timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Resolves with the arguments of the next `event` on `emitter` (for which
+ * `filter` holds, when given); rejects on an "error" event or after `timeoutMs`.
+ */
+export function waitForEvent<A extends unknown[] = unknown[]>(
+  emitter: EventEmitter,
+  event: string,
+  opts: { timeoutMs?: number; filter?: (...args: A) => boolean } = {},
+): Promise<A> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  let cleanup = () => {};
+  const p = new Promise<A>((resolve, reject) => {
+    const onEvent = (...args: unknown[]) => {
+      if (opts.filter && !opts.filter(...(args as A))) return;
+      cleanup();
+      resolve(args as A);
+    };
+    const onError = (err: unknown) => {
+      cleanup();
+      reject(err instanceof Error ? err : new Error(String(err)));
+    };
+    emitter.on(event, onEvent);
+    if (event !== "error") emitter.once("error", onError);
+    cleanup = () => {
+      emitter.off(event, onEvent);
+      emitter.off("error", onError);
+    };
+  });
+  return withTimeout(p, timeoutMs, `event "${event}"`).finally(() => cleanup());
 }
