@@ -28,7 +28,7 @@ import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { ProtocolHandler } from "./protocol-handler.js";
 import { SocketGuard, backpressureCap } from "./socket-guard.js";
 import { createUpgradeHandler } from "./upgrade.js";
-import { LISTEN_EXCLUSIVE_PORT, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
+import { LISTEN_EXCLUSIVE_PORT, closeApp, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 import type { WsConnection, WsUserData } from "./ws-connection.js";
 
 export interface GatewayOptions {
@@ -314,6 +314,13 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       fanout.stop();
       for (const conn of [...sockets]) conn.close(CloseCode.GoingAway, "server closing");
       closeListeners();
+      // Idle keep-alive HTTP connections would otherwise keep the process
+      // (an in-process test) alive until the clients drop them. In the next
+      // iteration, so the 1001 close frames are written first.
+      setImmediate(() => {
+        closeApp(app);
+        if (metricsApp) closeApp(metricsApp);
+      });
     },
   };
 }

@@ -63,3 +63,12 @@ export const LISTEN_EXCLUSIVE_PORT: UwsTypes.ListenOptions = (() => {
   if (value === undefined) throw new UwsLoadError("the native uWebSockets.js build has no LIBUS_LISTEN_EXCLUSIVE_PORT");
   return value;
 })();
+
+/**
+ * Closes every socket of an app, idle HTTP keep-alive connections included
+ * (closing the listen sockets leaves those open). The native build has
+ * TemplatedApp.close(); its type definitions do not list it.
+ */
+export function closeApp(app: UwsTypes.TemplatedApp): void {
+  (app as unknown as { close?: () => void }).close?.();
+}
