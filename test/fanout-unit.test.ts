@@ -148,7 +148,7 @@ describe("fan-out without history", () => {
 
   test("a user topic and channels are left together by leaveAll", async () => {
     const a = new MemoryConnection("a", sink);
-    await join(a, { topic: a.userTopic, subject: subjects.user("a"), head: userMessageHead("a") });
+    fanout.joinNow(a, { topic: a.userTopic, subject: subjects.user("a"), head: userMessageHead("a") });
     await join(a, channel("x"));
     await join(a, channel("y"));
     assert.deepEqual([...a.topics].sort(), ["c:x", "c:y", "u:a"]);

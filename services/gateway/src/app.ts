@@ -167,10 +167,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       metrics.connectionsOpen.inc();
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
       try {
-        // The shell treats an unhandled rejection as fatal: one connection's join must never be one.
-        fanout
-          .join(conn, { topic: conn.userTopic, subject: subjects.user(conn.identity.sub), head: userMessageHead(conn.identity.sub) })
-          .catch((err: unknown) => logger.error({ err, connection: conn.id }, "joining the user topic failed"));
+        fanout.joinNow(conn, { topic: conn.userTopic, subject: subjects.user(conn.identity.sub), head: userMessageHead(conn.identity.sub) });
       } catch (err) {
         // Backstop: uWS hands an exception thrown here to uncaughtException,
         // where main.ts exits, and every socket of the process would see 1006.

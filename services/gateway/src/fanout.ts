@@ -77,22 +77,24 @@ export class Fanout {
    * when its recovery failed, and then it is off the topic again.
    */
   join(conn: Connection, dest: Destination, opts: JoinOptions = {}): Promise<void> {
-    let stream = this.streams.get(dest.topic);
-    if (stream) {
-      stream.addRef();
-    } else {
-      stream = new ChannelStream(dest, this.ctx);
-      this.streams.set(dest.topic, stream);
-      this.ctx.metrics.brokerSubscriptions.set(this.streams.size);
-      this.ctx.logger.debug({ subject: dest.subject }, "broker subscription added");
-    }
-    // Only once the reference is taken: if taking it throws, the connection
-    // does not hold one that leaveAll would drop for another connection.
-    conn.topics.add(dest.topic);
-    return stream.join(conn, opts).catch((err: unknown) => {
-      this.leave(conn, dest.topic);
-      throw err;
-    });
+    return this.take(conn, dest)
+      .join(conn, opts)
+      .catch((err: unknown) => {
+        this.leave(conn, dest.topic);
+        throw err;
+      });
+  }
+
+  /**
+   * Puts a connection on a topic without positions at once, with no reply
+   * to make truthful: the user topic at open. Synchronous (no promise per
+   * connection on the connect path); throws when the broker subscription
+   * cannot be taken, and then the connection holds no reference.
+   */
+  joinNow(conn: Connection, dest: Destination): void {
+    if (dest.historySubject) throw new Error("joinNow is for topics without positions");
+    this.take(conn, dest);
+    conn.subscribe(dest.topic);
   }
 
   /** Takes a connection off one topic; false when it was not on it. */
@@ -111,6 +113,23 @@ export class Fanout {
   stop(): void {
     this.offStatus();
     this.writer.flush();
+  }
+
+  /** Takes a reference on the topic's stream (creating it subscribes the broker) for `conn`. */
+  private take(conn: Connection, dest: Destination): ChannelStream {
+    let stream = this.streams.get(dest.topic);
+    if (stream) {
+      stream.addRef();
+    } else {
+      stream = new ChannelStream(dest, this.ctx);
+      this.streams.set(dest.topic, stream);
+      this.ctx.metrics.brokerSubscriptions.set(this.streams.size);
+      this.ctx.logger.debug({ subject: dest.subject }, "broker subscription added");
+    }
+    // Only once the reference is taken: if taking it throws, the connection
+    // does not hold one that leaveAll would drop for another connection.
+    conn.topics.add(dest.topic);
+    return stream;
   }
 
   private drop(conn: Connection, topic: string): void {
