@@ -10,6 +10,7 @@ import {
   closeCodeLabel,
   createGatewayMetrics,
   newRegistry,
+  errorBody,
   readinessReply,
   userMessageHead,
   welcomeFrame,
@@ -208,7 +209,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     },
   });
 
-  app.get("/ws", (res) => sendJson(res, "426 Upgrade Required", { error: { code: "upgrade_required", message: "connect with a WebSocket client" } }, { Upgrade: "websocket" }));
+  app.get("/ws", (res) => sendJson(res, "426 Upgrade Required", errorBody("upgrade_required", "connect with a WebSocket client"), { Upgrade: "websocket" }));
 
   const health: HealthSource = {
     get brokerConnected() {
@@ -223,7 +224,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const metricsApp = config.metricsPort === undefined ? undefined : uws.App();
   if (metricsApp) attachOperationalRoutes(metricsApp, health, registry);
   for (const a of metricsApp ? [app, metricsApp] : [app]) {
-    a.any("/*", (res) => sendJson(res, "404 Not Found", { error: { code: "not_found", message: "no such route" } }));
+    a.any("/*", (res) => sendJson(res, "404 Not Found", errorBody("not_found", "no such route")));
   }
 
   const guard = new SocketGuard(sockets, {

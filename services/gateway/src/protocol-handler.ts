@@ -139,7 +139,7 @@ export class ProtocolHandler {
       return this.error(conn, "forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection`, id);
     }
     fanout
-      .join(conn, this.destination(channel), {
+      .join(conn, this.destination(channel, topic), {
         since,
         onJoined: (position) =>
           conn.send(position ? subscribedWithPosition(channel, id, position.seq, position.recovered) : replyFrame("subscribed", channel, id)),
@@ -155,8 +155,7 @@ export class ProtocolHandler {
   }
 
   /** Where a channel's messages come from: its live subject, and with history its stored one. */
-  private destination(channel: string): Destination {
-    const topic = channelTopic(channel);
+  private destination(channel: string, topic: string): Destination {
     const subject = this.ctx.subjects.channel(channel);
     const head = channelMessageHead(channel);
     const history = this.ctx.broker.history;

@@ -106,21 +106,21 @@ export class SocketGuard {
   private pass(): void {
     const now = Date.now();
     const { expiryGraceMs, metrics } = this.opts;
-    for (const s of this.sockets) {
-      if (now >= s.identity.expiresAt + expiryGraceMs) {
-        s.close(CloseCode.TokenExpired, "token expired");
-      } else if (this.shedIfSlow(s)) {
+    for (const conn of this.sockets) {
+      if (now >= conn.identity.expiresAt + expiryGraceMs) {
+        conn.close(CloseCode.TokenExpired, "token expired");
+      } else if (this.shedIfSlow(conn)) {
         // closed
-      } else if (this.frameTimeoutMs > 0 && now - s.lastFrameAt > this.frameTimeoutMs) {
+      } else if (this.frameTimeoutMs > 0 && now - conn.lastFrameAt > this.frameTimeoutMs) {
         // A socket in the middle of a frame cannot answer a ping (control
         // frames may not interrupt a frame), and trickled bytes do not count:
         // only complete frames do. Quiet for one timeout: ping; for two: close.
-        if (!s.pinged) {
-          s.pinged = true;
-          s.ping();
-        } else if (now - s.lastFrameAt > 2 * this.frameTimeoutMs) {
+        if (!conn.pinged) {
+          conn.pinged = true;
+          conn.ping();
+        } else if (now - conn.lastFrameAt > 2 * this.frameTimeoutMs) {
           metrics.errors.inc({ code: "frame_timeout" });
-          s.close(CloseCode.PolicyViolation, "frame not completed in time");
+          conn.close(CloseCode.PolicyViolation, "frame not completed in time");
         }
       }
     }

@@ -9,6 +9,7 @@ import {
   SpanKind,
   SpanStatusCode,
   bearerChallenge,
+  errorBody,
   redactQuery,
   userToken,
   type GatewayMetrics,
@@ -54,9 +55,9 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
   /** A 401 carries the refusal's reason in the body and an RFC 6750 challenge (no refusal = no token). */
   const reject = (res: HttpResponse, status: number, reason: UpgradeReason, message: string, headers: Record<string, string> = {}, refusal?: AuthError) => {
     metrics.upgrades.inc({ result: "rejected", reason });
-    const error = status === 401 ? { code: reason, reason: refusal?.reason ?? "missing", message } : { code: reason, message };
+    const body = status === 401 ? errorBody(reason, message, refusal?.reason ?? "missing") : errorBody(reason, message);
     if (status === 401) headers["WWW-Authenticate"] = bearerChallenge(refusal);
-    sendJson(res, STATUS[status] ?? `${status} Error`, { error }, headers);
+    sendJson(res, STATUS[status] ?? `${status} Error`, body, headers);
   };
 
   return (res, req, context) => {
