@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { HeraldError } from "@herald/client";
-import { clientGatewayHarness, inbox, nextEvent } from "./helpers/client-gateway.js";
+import { clientGatewayHarness, inbox, nextEvent, subscribedClient } from "./helpers/client-gateway.js";
 import { natsControlSkipReason, startNats } from "./helpers/nats.js";
 import { freePort } from "./helpers/ports.js";
 import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild, startPublisher, uniqueName, waitFor, type Env } from "./helpers/procs.js";
@@ -22,11 +22,7 @@ describe("@herald/client against a real gateway: close codes and recovery", { sk
     const gw = await gateway({ MAX_PAYLOAD_BYTES: "1024" });
     const channel = uniqueName("big");
     const a = client(gw.wsUrl, await allChannels());
-    const errors: HeraldError[] = [];
-    a.on("error", (e) => errors.push(e));
-    await a.connect();
-    const box = inbox(a, channel);
-    await a.subscribe(channel);
+    const { errors, box } = await subscribedClient(a, channel);
     const resub = nextEvent(a, "subscribed", (s) => s.channel === channel && s.resubscribed);
     await assert.rejects(a.publish(channel, "x".repeat(1500)), (e: unknown) => e instanceof HeraldError && e.code === "too_large" && e.closeCode === 1009);
     await resub;

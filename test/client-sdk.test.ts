@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { HeraldError, type ConnectionState, type HeraldMessage, type StateChange } from "@herald/client";
-import { clientGatewayHarness, inbox, nextEvent } from "./helpers/client-gateway.js";
+import { clientGatewayHarness, errorsOf, inbox, nextEvent, subscribedClient } from "./helpers/client-gateway.js";
 import { scrape } from "./helpers/metrics.js";
 import { freePort } from "./helpers/ports.js";
 import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild, uniqueName, waitFor } from "./helpers/procs.js";
@@ -97,11 +97,7 @@ describe("@herald/client against a real gateway", { skip }, () => {
     let gw = await gateway({ GATEWAY_PORT: String(port) }); // default RATE_LIMIT_PER_SECOND 50, RATE_LIMIT_BURST 100
     const channel = uniqueName("paced");
     const a = client(gw.wsUrl, await allChannels());
-    const errors: HeraldError[] = [];
-    a.on("error", (e) => errors.push(e));
-    await a.connect();
-    const box = inbox(a, channel);
-    await a.subscribe(channel);
+    const { errors, box } = await subscribedClient(a, channel);
     for (let i = 1; i < 60; i++) await a.subscribe(`${channel}.${i}`);
 
     gw.kill("SIGKILL");
@@ -134,8 +130,7 @@ describe("@herald/client against a real gateway", { skip }, () => {
     const box = inbox(reader, channel);
     await reader.subscribe(channel);
     const writer = client(gw.wsUrl, await allChannels(), { backoff: { baseMs: 50, maxMs: 100 } });
-    const errors: HeraldError[] = [];
-    writer.on("error", (e) => errors.push(e));
+    const errors = errorsOf(writer);
     await writer.connect();
     // Five at once against a burst of 4: the fifth is refused, then retried once tokens are back.
     await Promise.all(Array.from({ length: 5 }, (_, n) => writer.publish(channel, { n })));

@@ -6,7 +6,7 @@
  */
 import { after } from "node:test";
 import WebSocket from "ws";
-import { HeraldClient, type HeraldClientOptions, type HeraldEvents, type HeraldMessage, type WebSocketConstructor } from "@herald/client";
+import { HeraldClient, type HeraldClientOptions, type HeraldError, type HeraldEvents, type HeraldMessage, type WebSocketConstructor } from "@herald/client";
 import type { NatsServer } from "./nats.js";
 import { startGateway, uniqueName, waitFor, withTimeout, type Env, type ServiceProcess } from "./procs.js";
 import { TEST_SECRET, hsToken } from "./tokens.js";
@@ -57,6 +57,22 @@ export function inbox(client: HeraldClient, channel?: string): { messages: Heral
     waitFor: (n, timeoutMs = 10_000) =>
       waitFor(() => messages.length >= n && messages, { timeoutMs, intervalMs: 20, message: `${n} messages on ${channel ?? "any channel"} (have ${messages.length})` }),
   };
+}
+
+/** Every `error` event of a client, from now on. */
+export function errorsOf(client: HeraldClient): HeraldError[] {
+  const errors: HeraldError[] = [];
+  client.on("error", (e) => errors.push(e));
+  return errors;
+}
+
+/** Connects, subscribes to `channel`, and collects the client's errors and its messages on the channel. */
+export async function subscribedClient(client: HeraldClient, channel: string): Promise<{ errors: HeraldError[]; box: ReturnType<typeof inbox> }> {
+  const errors = errorsOf(client);
+  await client.connect();
+  const box = inbox(client, channel);
+  await client.subscribe(channel);
+  return { errors, box };
 }
 
 /** Call inside a describe block: what it starts is stopped in that block's `after`. */
