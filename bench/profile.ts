@@ -14,7 +14,10 @@
  * writev tracepoints) over the window: frames delivered per syscall shows
  * what WRITE_DELAY_MS (`--write-delay`) saves.
  *
- *   node --import tsx bench/profile.ts [--connections 10000] [--rate 100] [--size 64] [--seconds 10] [--write-delay 0] [--out bench/results]
+ * With `--scenario connect-storm` the window is a storm of authenticated
+ * upgrades instead (each subscribing to one channel), to see the connect path.
+ *
+ *   node --import tsx bench/profile.ts [--scenario broadcast|connect-storm] [--connections 10000] [--rate 100] [--size 64] [--seconds 10] [--write-delay 0] [--out bench/results]
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -43,6 +46,7 @@ export interface Row {
   pct: number;
 }
 
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
 
 /** Self time per function over [fromUs, toUs] (monotonic µs); the rest of the profile is ignored. */
@@ -122,10 +126,14 @@ async function main(): Promise<void> {
       size: { type: "string", default: "64" },
       seconds: { type: "string", default: "10" },
       "write-delay": { type: "string", default: "0" },
+      scenario: { type: "string", default: "broadcast" },
       out: { type: "string", default: join(ROOT, "bench/results") },
     },
   });
   const writeDelay = Number(values["write-delay"]);
+  const scenario = values.scenario;
+  if (scenario !== "broadcast" && scenario !== "connect-storm") throw new Error(`--scenario must be broadcast or connect-storm, not ${scenario}`);
+  const storm = scenario === "connect-storm";
   const dir = mkdtempSync(join(tmpdir(), "herald-prof-"));
   const t = await startHerald(1, {
     nodeArgs: ["--cpu-prof", "--cpu-prof-dir", dir, "--perf-basic-prof-only-functions"],
@@ -136,22 +144,37 @@ async function main(): Promise<void> {
   const perfFile = join(dir, "perf.data");
   const statFile = join(dir, "syscalls.csv");
   const usePerf = perfAvailable();
-  let phase;
+  let phase: Awaited<ReturnType<LoadGen["phase"]>> | undefined;
+  let storming: Awaited<ReturnType<LoadGen["connect"]>> | undefined;
   let fromUs = 0;
   let toUs = 0;
   try {
     await lg.start();
     const count = Number(values.connections);
-    await lg.connect({ count, rate: 0, shape: { kind: "shared", channel: "bench" } });
-    const perf = usePerf
-      ? spawn("perf", ["record", "-e", "cpu-clock", "-F", "499", "-g", "-p", String(gatewayPid), "-o", perfFile], { stdio: "ignore" })
-      : undefined;
-    const counter = usePerf
-      ? spawn("perf", ["stat", "-x", ",", "-o", statFile, "-e", SEND_SYSCALLS.join(","), "-p", String(gatewayPid)], { stdio: "ignore" })
-      : undefined;
-    fromUs = monotonicMicros();
-    phase = await lg.phase({ rate: Number(values.rate), size: Number(values.size), seconds: Number(values.seconds) });
-    toUs = monotonicMicros();
+    const startPerf = () => ({
+      perf: usePerf
+        ? spawn("perf", ["record", "-e", "cpu-clock", "-F", "499", "-g", "-p", String(gatewayPid), "-o", perfFile], { stdio: "ignore" })
+        : undefined,
+      counter: usePerf
+        ? spawn("perf", ["stat", "-x", ",", "-o", statFile, "-e", SEND_SYSCALLS.join(","), "-p", String(gatewayPid)], { stdio: "ignore" })
+        : undefined,
+    });
+    let perf: ChildProcess | undefined;
+    let counter: ChildProcess | undefined;
+    if (storm) {
+      // The window is the storm itself: upgrades, welcome, subscribe, reply.
+      ({ perf, counter } = startPerf());
+      await settle(300); // perf attaches before the first upgrade
+      fromUs = monotonicMicros();
+      storming = await lg.connect({ count, rate: 0, inflight: 500, shape: { kind: "shared", channel: "bench" }, probeEvery: 1e9 });
+      toUs = monotonicMicros();
+    } else {
+      await lg.connect({ count, rate: 0, shape: { kind: "shared", channel: "bench" } });
+      ({ perf, counter } = startPerf());
+      fromUs = monotonicMicros();
+      phase = await lg.phase({ rate: Number(values.rate), size: Number(values.size), seconds: Number(values.seconds) });
+      toUs = monotonicMicros();
+    }
     if (perf) await stopPerf(perf);
     if (counter) await stopPerf(counter);
   } finally {
@@ -164,18 +187,29 @@ async function main(): Promise<void> {
   const js = summarise(prof, fromUs, toUs);
   const windowSeconds = (toUs - fromUs) / 1e6;
 
-  const md = [
-    `# Herald gateway CPU profile — broadcast fan-out`,
-    "",
-    `${values.connections} subscribers on one channel, ${values.rate} msg/s × ${values.size} B through NATS for ${values.seconds} s: ` +
-      `${phase.deliveriesPerSecond.toLocaleString("en-US")} deliveries/s, p99 ${phase.latencyMs.p99} ms, gateway CPU ${phase.serverCpuPercent}% of one core. ` +
-      `Only the fan-out window (${windowSeconds.toFixed(1)} s) is counted; connection setup is left out.`,
-    "",
-    `Command: \`node --import tsx bench/profile.ts --connections ${values.connections} --rate ${values.rate} --size ${values.size} --seconds ${values.seconds}${writeDelay > 0 ? ` --write-delay ${writeDelay}` : ""}\``,
-    "",
-  ];
+  const md = storming
+    ? [
+        `# Herald gateway CPU profile — connect storm`,
+        "",
+        `${Number(values.connections).toLocaleString("en-US")} authenticated upgrades (one JWT per user, 500 in flight per generator worker), each subscribing to one shared channel: ` +
+          `${Math.round(storming.perSecond).toLocaleString("en-US")} connections/s, handshake p99 ${storming.handshakeMs.p99} ms, ` +
+          `${((storming.serverCpuSeconds * 1000) / Math.max(1, storming.ready)).toFixed(3)} ms gateway CPU per connection. Only the storm (${windowSeconds.toFixed(1)} s) is counted.`,
+        "",
+        `Command: \`node --import tsx bench/profile.ts --scenario connect-storm --connections ${values.connections}\``,
+        "",
+      ]
+    : [
+        `# Herald gateway CPU profile — broadcast fan-out`,
+        "",
+        `${values.connections} subscribers on one channel, ${values.rate} msg/s × ${values.size} B through NATS for ${values.seconds} s: ` +
+          `${phase!.deliveriesPerSecond.toLocaleString("en-US")} deliveries/s, p99 ${phase!.latencyMs.p99} ms, gateway CPU ${phase!.serverCpuPercent}% of one core. ` +
+          `Only the fan-out window (${windowSeconds.toFixed(1)} s) is counted; connection setup is left out.`,
+        "",
+        `Command: \`node --import tsx bench/profile.ts --connections ${values.connections} --rate ${values.rate} --size ${values.size} --seconds ${values.seconds}${writeDelay > 0 ? ` --write-delay ${writeDelay}` : ""}\``,
+        "",
+      ];
   const sends = existsSync(statFile) ? sendSyscalls(statFile) : undefined;
-  if (sends !== undefined && sends > 0) {
+  if (sends !== undefined && sends > 0 && phase) {
     const frames = phase.deliveriesPerSecond * windowSeconds;
     md.push(
       `Send syscalls (sendto + write + writev) in the window: ${Math.round(sends / windowSeconds).toLocaleString("en-US")}/s, ` +
@@ -220,7 +254,9 @@ async function main(): Promise<void> {
   const text = md.join("\n");
   mkdirSync(values.out, { recursive: true });
   const conns = values.connections === "10000" ? "" : `-c${values.connections}`;
-  const outFile = join(values.out, `profile-broadcast-${values.size}B-${values.rate}${conns}${writeDelay > 0 ? `-delay${writeDelay}` : ""}.md`);
+  const outFile = storm
+    ? join(values.out, `profile-connect-storm${conns}.md`)
+    : join(values.out, `profile-broadcast-${values.size}B-${values.rate}${conns}${writeDelay > 0 ? `-delay${writeDelay}` : ""}.md`);
   writeFileSync(outFile, text);
   process.stdout.write(text + `\nwrote ${outFile}\n`);
 }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AuthError, ChannelPatterns, HeraldError, TokenVerifier, bearerChallenge, patternProblem, quoteClaimValue } from "@herald/core";
+import { SignJWT, exportSPKI, generateKeyPair } from "jose";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 
 describe("channel patterns (NATS rules)", () => {
@@ -77,9 +78,20 @@ describe("TokenVerifier claim checks (jose, in-process)", () => {
     assert.ok(!id.publish.matches("user"));
   });
 
-  test("a verified token is cached: the second verification returns the same identity", async () => {
-    const token = await hsToken({ sub: "cached", channels: ["news"] });
-    assert.equal(await verifier.verify(token), await verifier.verify(token));
+  test("HMAC tokens are checked every time (no cache: the check costs what a cache lookup does)", async () => {
+    const token = await hsToken({ sub: "checked", channels: ["news"] });
+    const [a, b] = [await verifier.verify(token), await verifier.verify(token)];
+    assert.notEqual(a, b);
+    assert.deepEqual(a, b);
+  });
+
+  test("a token verified with a public key is cached: the second verification returns the same identity", async () => {
+    const { publicKey, privateKey } = await generateKeyPair("ES256");
+    const pem = await exportSPKI(publicKey);
+    const es = new TokenVerifier({ publicKeyPem: pem, algorithms: ["ES256"], clockToleranceSeconds: 5, jwksTimeoutMs: 1000 });
+    const token = await new SignJWT({ channels: ["news"] }).setProtectedHeader({ alg: "ES256" }).setSubject("cached").setExpirationTime("1h").sign(privateKey);
+    assert.equal(await es.verify(token), await es.verify(token));
+    assert.equal(es.verifySync(token), await es.verify(token));
   });
 });
 

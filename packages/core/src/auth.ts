@@ -194,6 +194,14 @@ export class TokenVerifier {
     const keys = this.staticKeys;
     if (!keys) throw new Error("verifySync needs static keys (JWT_SECRET or JWT_PUBLIC_KEY), not a JWKS");
     const now = Date.now();
+    // An HMAC check costs about what the cache's own digest of the token
+    // costs, and a cache entry per connection is memory: with only a secret,
+    // every token is checked. Signature checks with a public key cost ten
+    // times more, so those answers are kept.
+    if (!keys.publicKey) {
+      if (!token) throw new AuthError("missing", "no token");
+      return identityFrom(verifyWithStaticKey(token, keys, now));
+    }
     const key = this.cacheKey(token);
     const cached = this.cached(key, now);
     if (cached) return cached;

@@ -3,7 +3,6 @@
  * (drain, capacity, origin, token, per-IP and per-user limits), refused with
  * a plain HTTP answer (DESIGN.md "Connecting"), or completed into a WsConnection.
  */
-import { randomBytes } from "node:crypto";
 import {
   AuthError,
   SpanKind,
@@ -25,6 +24,7 @@ import { sendJson } from "./http-routes.js";
 import type { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { userTopicOf } from "./connection.js";
+import { newConnectionId } from "./connection-id.js";
 import { findToken } from "./token.js";
 import type { WebSocketBehavior, HttpResponse } from "./uws.js";
 import { WsConnection, type WsUserData } from "./ws-connection.js";
@@ -108,7 +108,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
       }
       upgrade(
         new WsConnection(
-          randomBytes(12).toString("base64url"),
+          newConnectionId(),
           identity,
           ip,
           userTopicOf(userToken(identity.sub)),
