@@ -11,6 +11,7 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { DockerfileParser, type Instruction } from "dockerfile-ast";
 import { REPO_ROOT, readText, repoPath } from "./deploy/util.js";
+import { SEMI_SPACE_FLAG } from "../services/gateway/src/heap-flags.js";
 
 const SERVICES = [
   { name: "gateway", port: 8080, portVar: "GATEWAY_PORT", workspace: "@herald/gateway" },
@@ -146,7 +147,9 @@ for (const svc of SERVICES) {
 
     const cmd = final.instructions.filter((i) => i.getKeyword() === "CMD");
     assert.equal(cmd.length, 1);
-    assert.equal(cmd[0]!.getArgumentsContent(), `["node", "services/${svc.name}/dist/main.js"]`);
+    // The gateway caps V8's young generation (services/gateway/src/heap-flags.ts).
+    const flags = svc.name === "gateway" ? `"${SEMI_SPACE_FLAG}", ` : "";
+    assert.equal(cmd[0]!.getArgumentsContent(), `["node", ${flags}"services/${svc.name}/dist/main.js"]`);
     assert.ok(existsSync(repoPath("services", svc.name, "src", "main.ts")), "the entry point source exists");
     const tsconfig = JSON.parse(readText(repoPath("services", svc.name, "tsconfig.json"))) as { compilerOptions: { outDir: string } };
     assert.equal(tsconfig.compilerOptions.outDir, "dist", "tsc writes the file CMD runs");

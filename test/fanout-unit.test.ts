@@ -107,10 +107,10 @@ function setUp(history: boolean, maxPerChannel: number = HISTORY_DEFAULTS.maxPer
 
 function channel(name: string): Destination {
   const subject = subjects.channel(name);
-  const head = channelMessageHead(name);
+  const head = channelMessageHead;
   return broker.history
-    ? { topic: `c:${name}`, subject: broker.history.liveSubject(subject), head, historySubject: subject }
-    : { topic: `c:${name}`, subject, head };
+    ? { topic: `c:${name}`, subject: broker.history.liveSubject(subject), head, name, historySubject: subject }
+    : { topic: `c:${name}`, subject, head, name };
 }
 
 const publish = (name: string, n: number) => broker.publish(subjects.channel(name), Buffer.from(JSON.stringify({ n })));
@@ -148,7 +148,7 @@ describe("fan-out without history", () => {
 
   test("a user topic and channels are left together by leaveAll", async () => {
     const a = new MemoryConnection("a", sink);
-    fanout.joinNow(a, { topic: a.userTopic, subject: subjects.user("a"), head: userMessageHead("a") });
+    fanout.joinNow(a, { topic: a.userTopic, subject: subjects.user("a"), head: userMessageHead, name: "a" });
     await join(a, channel("x"));
     await join(a, channel("y"));
     assert.deepEqual([...a.topics].sort(), ["c:x", "c:y", "u:a"]);

@@ -9,6 +9,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SEMI_SPACE_FLAG } from "../../services/gateway/src/heap-flags.js";
 import { GLIBC_TUNABLES_DEFAULT } from "../../services/gateway/src/malloc-tunables.js";
 import { spawnChild, type Proc } from "../../test/helpers/children.js";
 import { httpOk } from "../../test/helpers/http.js";
@@ -122,7 +123,7 @@ export async function startHerald(n: number, opts: TargetOptions = {}, history =
     HISTORY: history ? "true" : "false",
     // As `npm run gateway` and the image start it.
     GLIBC_TUNABLES: GLIBC_TUNABLES_DEFAULT,
-  }), opts);
+  }), { ...opts, nodeArgs: [SEMI_SPACE_FLAG, ...(opts.nodeArgs ?? [])] }); // as `npm run gateway` starts it
   return heraldProtocolTarget(history ? "herald-history" : n === 1 ? "herald" : `herald-x${n}`, nats, procs, ports, { secret: BENCH_SECRET });
 }
 

@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { GLIBC_TUNABLES_DEFAULT } from "../../services/gateway/src/malloc-tunables.js";
+import { SEMI_SPACE_FLAG } from "../../services/gateway/src/heap-flags.js";
 import { spawnChild, type ExitInfo } from "./children.js";
 import { httpStatus } from "./http.js";
 import { freePort } from "./ports.js";
@@ -82,7 +83,8 @@ async function startService(
   const cleanEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(merged)) if (v !== undefined) cleanEnv[k] = v;
 
-  const child = spawnChild(name, process.execPath, [main], {
+  // The gateway as `npm run gateway` and the image start it (services/gateway/src/heap-flags.ts).
+  const child = spawnChild(name, process.execPath, [...(main === GATEWAY_MAIN ? [SEMI_SPACE_FLAG] : []), main], {
     cwd: REPO_ROOT,
     env: cleanEnv,
     // HERALD_TEST_SHOW_LOGS=1 echoes service output to stderr, prefixed with the service name and port.

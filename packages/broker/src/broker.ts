@@ -11,7 +11,22 @@ export interface BrokerMessage {
   header(name: string): string | undefined;
 }
 
-export type MessageHandler = (msg: BrokerMessage) => void;
+/**
+ * Receives a subscription's messages: a function, or an object with
+ * `receive` — a long-lived owner (a gateway's topic stream, one per
+ * subscribed channel or user) then needs no closure per subscription.
+ */
+export type MessageHandler = ((msg: BrokerMessage) => void) | MessageReceiver;
+
+export interface MessageReceiver {
+  receive(msg: BrokerMessage): void;
+}
+
+/** Hands `msg` to a handler of either form. */
+export function handOver(handler: MessageHandler, msg: BrokerMessage): void {
+  if (typeof handler === "function") handler(msg);
+  else handler.receive(msg);
+}
 
 export interface BrokerSubscription {
   /**

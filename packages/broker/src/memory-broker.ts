@@ -6,14 +6,15 @@
  * JetStream RePublish does, so recovery behaves the same as in production.
  */
 import { BrokerUnavailableError, Header, type HistoryConfig } from "@herald/core";
-import type {
-  Broker,
-  BrokerHistory,
-  BrokerMessage,
-  BrokerStatus,
-  BrokerSubscription,
-  MessageHandler,
-  StoredMessage,
+import {
+  handOver,
+  type Broker,
+  type BrokerHistory,
+  type BrokerMessage,
+  type BrokerStatus,
+  type BrokerSubscription,
+  type MessageHandler,
+  type StoredMessage,
 } from "./broker.js";
 
 export interface MemoryBrokerOptions {
@@ -169,7 +170,7 @@ class MemoryHistory implements BrokerHistory {
 export class MemoryBroker implements Broker {
   readonly kind = "memory" as const;
   readonly history: MemoryHistory | undefined;
-  private readonly subjects = new Map<string, Set<MessageHandler>>();
+  private readonly subjects = new Map<string, Set<(msg: BrokerMessage) => void>>();
   private readonly listeners = new Set<(status: BrokerStatus) => void>();
   private open = true;
   private readonly sweeper: NodeJS.Timeout | undefined;
@@ -197,7 +198,7 @@ export class MemoryBroker implements Broker {
     let handlers = this.subjects.get(subject);
     if (!handlers) this.subjects.set(subject, (handlers = new Set()));
     // Wrap so the same handler function can be subscribed twice independently.
-    const entry: MessageHandler = (msg) => handler(msg);
+    const entry = (msg: BrokerMessage) => handOver(handler, msg);
     handlers.add(entry);
     return {
       ready: Promise.resolve(),

@@ -8,7 +8,7 @@
  */
 import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection, type Subscription } from "nats";
 import { BrokerUnavailableError, Header, redactServers, type HistoryConfig, type Logger, type Subjects } from "@herald/core";
-import type { Broker, BrokerMessage, BrokerStatus, BrokerSubscription, MessageHandler } from "./broker.js";
+import { handOver, type Broker, type BrokerMessage, type BrokerStatus, type BrokerSubscription, type MessageHandler } from "./broker.js";
 import { NatsHistory } from "./nats-history.js";
 
 export interface NatsBrokerOptions {
@@ -50,11 +50,40 @@ class NatsMessage implements BrokerMessage {
   }
 }
 
-interface Entry {
-  subject: string;
-  handler: MessageHandler;
-  sub: Subscription | undefined;
-  active: boolean;
+/** What a subscription asks of its broker (one object per broker, shared by all its subscriptions). */
+interface SubscriptionOwner {
+  confirmSoon(): Promise<void>;
+  release(entry: Entry): void;
+}
+
+/**
+ * One subject's interest, kept across reconnects (attach sends it again).
+ * One small object per subscription: a connect storm makes one per
+ * connection, so it carries no closures of its own.
+ */
+class Entry implements BrokerSubscription {
+  /** The nats.js subscription while connected. */
+  sub: Subscription | undefined = undefined;
+  active = true;
+  private confirmed: Promise<void> | undefined = undefined;
+
+  constructor(
+    readonly subject: string,
+    readonly handler: MessageHandler,
+    private readonly owner: SubscriptionOwner,
+  ) {}
+
+  /**
+   * Asked for only by a caller that must know (a channel's `subscribed`
+   * reply); a user subject taken at connect never waits for it.
+   */
+  get ready(): Promise<void> {
+    return (this.confirmed ??= this.owner.confirmSoon());
+  }
+
+  unsubscribe(): void {
+    this.owner.release(this);
+  }
 }
 
 /** Half the ceiling plus a random share of the other half (spreads a fleet's retries). */
@@ -80,6 +109,10 @@ export class NatsBroker implements Broker {
   private pendingConfirm: Promise<void> | undefined;
   /** Subscriptions made in this event-loop turn, sent to NATS together (attachSoon). */
   private unattached: Entry[] = [];
+  private readonly owner: SubscriptionOwner = {
+    confirmSoon: () => this.confirmSoon(),
+    release: (entry) => this.release(entry),
+  };
   /** The server URLs with credentials replaced: what logs and banners may show. */
   readonly shownServers: readonly string[];
 
@@ -271,7 +304,6 @@ export class NatsBroker implements Broker {
 
   private attach(entry: Entry): void {
     if (!this.nc || this.nc.isClosed() || this.nc.isDraining() || !entry.active || entry.sub) return;
-    const handler = entry.handler;
     const { logger } = this.opts;
     entry.sub = this.nc.subscribe(entry.subject, {
       callback: (err, msg) => {
@@ -286,7 +318,7 @@ export class NatsBroker implements Broker {
         // and every flush hang until the ping timeout. One message that a
         // handler cannot take must cost that message only.
         try {
-          handler(new NatsMessage(msg));
+          handOver(entry.handler, new NatsMessage(msg));
         } catch (handlerErr) {
           logger.error({ err: handlerErr, subject: entry.subject }, "NATS message handler failed; message dropped");
         }
@@ -295,25 +327,18 @@ export class NatsBroker implements Broker {
   }
 
   subscribe(subject: string, handler: MessageHandler): BrokerSubscription {
-    const entry: Entry = { subject, handler, sub: undefined, active: true };
+    const entry = new Entry(subject, handler, this.owner);
     this.entries.add(entry);
     this.attachSoon(entry);
-    let ready: Promise<void> | undefined;
-    // Asked for only by a caller that must know (a channel's `subscribed`
-    // reply); a user subject taken at connect never waits for it.
-    const broker = this;
-    return {
-      get ready() {
-        return (ready ??= broker.confirmSoon());
-      },
-      unsubscribe: () => {
-        if (!entry.active) return;
-        entry.active = false;
-        this.entries.delete(entry);
-        if (entry.sub && !this.nc?.isClosed()) entry.sub.unsubscribe();
-        entry.sub = undefined;
-      },
-    };
+    return entry;
+  }
+
+  private release(entry: Entry): void {
+    if (!entry.active) return;
+    entry.active = false;
+    this.entries.delete(entry);
+    if (entry.sub && !this.nc?.isClosed()) entry.sub.unsubscribe();
+    entry.sub = undefined;
   }
 
   /**

@@ -367,8 +367,11 @@ function identityFrom(payload: JWTPayload): Identity {
  * characters, matched literally by the publisher) are allowed too. Anything
  * else refuses the whole token: a grant is never skipped or widened.
  */
-function patternList(value: unknown, claim: string, userGrants: boolean): string[] {
-  if (value === undefined) return [];
+/** Shared by every token without the claim. */
+const NO_PATTERNS: readonly string[] = Object.freeze([]);
+
+function patternList(value: unknown, claim: string, userGrants: boolean): readonly string[] {
+  if (value === undefined) return NO_PATTERNS;
   if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
     throw new AuthError("invalid_claim", `token claim '${claim}' must be an array of strings`);
   }

@@ -68,24 +68,28 @@ export function patternProblem(pattern: unknown): string | null {
  * Every pattern must be valid (patternProblem): an invalid one is an error,
  * never skipped and never read as a wider grant.
  */
+const EXACT_ARRAY_MAX = 8;
+
 export class ChannelPatterns {
   /** Shared by every token without such a claim (one per connection adds up). */
   static readonly NONE = new ChannelPatterns([]);
 
-  private readonly exact: Set<string> | undefined;
+  /** Exact channels: a short array (most tokens list a few; a Set's table costs ~170 bytes per token), a Set past EXACT_ARRAY_MAX. */
+  private readonly exact: readonly string[] | Set<string> | undefined;
   private readonly wild: string[][] | undefined;
 
   /** Use ChannelPatterns.of() so empty claims share NONE. */
   private constructor(patterns: readonly string[]) {
-    let exact: Set<string> | undefined;
+    let exact: string[] | undefined;
     let wild: string[][] | undefined;
     for (const p of patterns) {
       const problem = patternProblem(p);
       if (problem !== null) throw new HeraldError("invalid_pattern", `channel pattern ${problem}`);
       if (p.includes("*") || p.includes(">")) (wild ??= []).push(p.split("."));
-      else (exact ??= new Set()).add(p);
+      else (exact ??= []).push(p);
     }
-    this.exact = exact;
+    // slice(): an array of the exact length (push() leaves room for 17).
+    this.exact = exact && exact.length > EXACT_ARRAY_MAX ? new Set(exact) : exact?.slice();
     this.wild = wild;
   }
 
@@ -99,7 +103,8 @@ export class ChannelPatterns {
   }
 
   matches(channel: string): boolean {
-    if (this.exact?.has(channel)) return true;
+    const exact = this.exact;
+    if (exact !== undefined && (Array.isArray(exact) ? exact.includes(channel) : (exact as Set<string>).has(channel))) return true;
     if (this.wild === undefined) return false;
     const tokens = channel.split(".");
     return this.wild.some((pattern) => matchTokens(pattern, tokens));

@@ -168,7 +168,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       metrics.connectionsOpen.inc();
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
       try {
-        fanout.joinNow(conn, { topic: conn.userTopic, subject: subjects.user(conn.identity.sub), head: userMessageHead(conn.identity.sub) });
+        fanout.joinNow(conn, { topic: conn.userTopic, subject: subjects.user(conn.identity.sub), head: userMessageHead, name: conn.identity.sub });
       } catch (err) {
         // Backstop: uWS hands an exception thrown here to uncaughtException,
         // where main.ts exits, and every socket of the process would see 1006.

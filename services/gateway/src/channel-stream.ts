@@ -19,7 +19,7 @@ import {
   type Logger,
   type Tracing,
 } from "@herald/core";
-import type { Broker, BrokerMessage, BrokerSubscription } from "@herald/broker";
+import type { Broker, BrokerMessage, BrokerSubscription, MessageReceiver } from "@herald/broker";
 import type { Connection, TopicSink } from "./connection.js";
 import { RecoveryBuffer, firstAfter, inOrderAfter, type PositionedFrame } from "./held-frames.js";
 import { HistoryCursor } from "./history-cursor.js";
@@ -31,8 +31,14 @@ export interface Destination {
   topic: string;
   /** Broker subject feeding it. */
   subject: string;
-  /** Fixed head of every message frame for this destination. */
-  head: Buffer;
+  /**
+   * Builds the fixed head of every message frame from `name`. Called on the
+   * first message only: most personal topics never carry one, and an idle
+   * stream then keeps no Buffer (a small Buffer also pins an 8 KiB pool slab).
+   */
+  head: (name: string) => Buffer;
+  /** The channel or user the frames name. */
+  name: string;
   /**
    * For channels with history: the stored subject, whose positions
    * (Nats-Sequence / Nats-Last-Sequence) go into every frame.
@@ -83,9 +89,11 @@ export const SETTLE_ROUNDS = 4;
 /** Bound of one catch-up (the history window is far smaller by default). */
 const CATCH_UP_MAX_PAGES = 100;
 
-export class ChannelStream {
+export class ChannelStream implements MessageReceiver {
   readonly topic: string;
-  readonly head: Buffer;
+  private readonly headOf: (name: string) => Buffer;
+  private readonly name: string;
+  private builtHead: Buffer | undefined;
   readonly historySubject: string | undefined;
   private refs = 1;
   private released = false;
@@ -106,9 +114,14 @@ export class ChannelStream {
     private readonly ctx: StreamContext,
   ) {
     this.topic = dest.topic;
-    this.head = dest.head;
+    this.headOf = dest.head;
+    this.name = dest.name;
     this.historySubject = dest.historySubject;
-    this.sub = ctx.broker.subscribe(dest.subject, (msg) => this.deliver(msg));
+    this.sub = ctx.broker.subscribe(dest.subject, this);
+  }
+
+  get head(): Buffer {
+    return (this.builtHead ??= this.headOf(this.name));
   }
 
   addRef(): void {
@@ -231,7 +244,8 @@ export class ChannelStream {
     }
   }
 
-  private deliver(msg: BrokerMessage): void {
+  /** A message from the broker subscription (the stream is its MessageReceiver). */
+  receive(msg: BrokerMessage): void {
     this.ctx.metrics.brokerMessages.inc();
     const recipients = this.ctx.sink.subscribers(this.topic);
     if (!this.historySubject) {

@@ -21,7 +21,7 @@ export interface Connection {
    * Topics this connection has joined through the fan-out, its user topic
    * included. Written by Fanout only (join / leave / leaveAll).
    */
-  readonly topics: Set<string>;
+  readonly topics: Topics;
   /** True once the transport has closed; async work checks it before touching the connection. */
   readonly closed: boolean;
   /** Queues one frame for this connection alone. */
@@ -35,6 +35,15 @@ export interface Connection {
   unsubscribe(topic: string): void;
   /** Closes with a close code (DESIGN.md) and a short reason. */
   close(code: number, reason: string): void;
+}
+
+/** A set of topic names (TopicSet; a Set<string> fits too). */
+export interface Topics extends Iterable<string> {
+  readonly size: number;
+  has(topic: string): boolean;
+  add(topic: string): void;
+  delete(topic: string): boolean;
+  clear(): void;
 }
 
 /**

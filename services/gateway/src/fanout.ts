@@ -106,7 +106,7 @@ export class Fanout {
 
   /** Takes a closed (or closing) connection off every topic. */
   leaveAll(conn: Connection): void {
-    for (const topic of conn.topics) this.drop(conn, topic);
+    for (const topic of [...conn.topics]) this.drop(conn, topic);
     conn.topics.clear();
   }
 

@@ -10,6 +10,7 @@ import { buildGateway } from "./app.js";
 import { readGatewayConfig } from "./config.js";
 import { readFdLimit } from "./fd-limit.js";
 import { GLIBC_TUNABLES_DEFAULT, mallocTunablesSet } from "./malloc-tunables.js";
+import { SEMI_SPACE_FLAG, semiSpaceCapped } from "./heap-flags.js";
 
 await runService({
   name: "herald-gateway",
@@ -29,6 +30,12 @@ await runService({
       logger.warn(
         { recommended: `GLIBC_TUNABLES=${GLIBC_TUNABLES_DEFAULT}` },
         "GLIBC_TUNABLES has no malloc threshold: memory held by stalled sockets may stay resident after they close (npm run gateway and the images set it)",
+      );
+    }
+    if (!semiSpaceCapped(process.execArgv, env["NODE_OPTIONS"])) {
+      logger.warn(
+        { recommended: `node ${SEMI_SPACE_FLAG}` },
+        "V8's young generation is not capped: a connect storm leaves up to 32 MiB resident (npm run gateway and the images pass the flag)",
       );
     }
     if (config.origins.allowAll) logger.warn("ALLOWED_ORIGINS=* accepts WebSocket connections from any web page");

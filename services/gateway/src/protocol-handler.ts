@@ -157,10 +157,9 @@ export class ProtocolHandler {
   /** Where a channel's messages come from: its live subject, and with history its stored one. */
   private destination(channel: string, topic: string): Destination {
     const subject = this.ctx.subjects.channel(channel);
-    const head = channelMessageHead(channel);
     const history = this.ctx.broker.history;
-    if (!history) return { topic, subject, head };
-    return { topic, subject: history.liveSubject(subject), head, historySubject: subject };
+    if (!history) return { topic, subject, head: channelMessageHead, name: channel };
+    return { topic, subject: history.liveSubject(subject), head: channelMessageHead, name: channel, historySubject: subject };
   }
 
   private unsubscribe(conn: Connection, channel: string, id: RequestId | undefined): void {

@@ -7,6 +7,7 @@
 import type { Identity } from "@herald/core";
 import type { Connection } from "./connection.js";
 import type { RateLimiter } from "./rate-limiter.js";
+import { TopicSet } from "./topic-set.js";
 import type { WebSocket } from "./uws.js";
 
 /**
@@ -19,7 +20,7 @@ export interface WsUserData {
 }
 
 export class WsConnection implements Connection {
-  readonly topics = new Set<string>();
+  readonly topics = new TopicSet();
   closed = false;
   /** When the last complete inbound frame (message or pong) arrived, epoch ms. */
   lastFrameAt = Date.now();
