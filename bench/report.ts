@@ -99,6 +99,8 @@ const COLUMNS: Record<string, { keys: Col[]; cols: Col[] }> = {
       { key: "fromDropP99Ms", label: "drop→recovered p99 ms", fmt: ms },
       { key: "peakReconnectsPerSecond", label: "peak reconnects/s", fmt: (v) => num(v) },
       { key: "survivorCpuPercent", label: "survivor CPU %", fmt: (v) => num(v) },
+      { key: "brokerCpuPercent", label: "NATS CPU %", fmt: (v) => num(v) },
+      { key: "generatorCpuPercent", label: "generator CPU %", fmt: (v) => num(v) },
       { key: "windowSeconds", label: "window s", fmt: (v) => num(v, 1) },
       { key: "failures", label: "failed attempts", fmt: obj },
       { key: "published", label: "published", fmt: (v) => num(v) },

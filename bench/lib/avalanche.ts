@@ -109,6 +109,8 @@ async function oneEvent(t: RunningTarget, lg: LoadGen, pub: Publisher, o: Avalan
   await lg.event(tKill, pub.counts());
   await settle(Math.max(0, tKill - now()));
   const cpu0 = sampleAll(survivors.map((p) => p.pid));
+  const broker0 = sampleAll(t.spec.brokerPids);
+  const gen0 = sampleAll(lg.workerPids);
   const w0 = now();
   victim.kill(signal);
   o.log(`  [avalanche] ${label}: ${expected} clients on it, ${survivors.length} survivors`);
@@ -143,6 +145,8 @@ async function oneEvent(t: RunningTarget, lg: LoadGen, pub: Publisher, o: Avalan
   }
   const w1 = now();
   const cpu1 = sampleAll(survivors.map((p) => p.pid));
+  const broker1 = sampleAll(t.spec.brokerPids);
+  const gen1 = sampleAll(lg.workerPids);
   // a draining gateway exits once its last socket is closed
   await Promise.race([victim.exited, settle(15_000)]);
   if (victim.alive) victim.kill("SIGKILL");
@@ -176,6 +180,8 @@ async function oneEvent(t: RunningTarget, lg: LoadGen, pub: Publisher, o: Avalan
     windowSeconds: +wall.toFixed(1),
     survivors: survivors.length,
     survivorCpuPercent: Math.round(((cpu1.cpuSeconds - cpu0.cpuSeconds) / wall) * 100),
+    brokerCpuPercent: Math.round(((broker1.cpuSeconds - broker0.cpuSeconds) / wall) * 100),
+    generatorCpuPercent: Math.round(((gen1.cpuSeconds - gen0.cpuSeconds) / wall) * 100),
     lostSoFar: sum(stats.map((s) => s.lost)),
     duplicatesSoFar: sum(stats.map((s) => s.dups)),
   };

@@ -21,8 +21,14 @@ const MAX_ATTEMPTS = 30;
 const GIVE_UP_MS = 90_000;
 /** An endpoint that refused a connection is skipped by this worker for a while (a client-side "it's down"). */
 const DOWN_MS = 3000;
-/** A reconnect that is not subscribed by then is abandoned and retried. */
-const ATTEMPT_TIMEOUT_MS = 10_000;
+/**
+ * A reconnect without a welcome by then is abandoned and retried (like the
+ * SDK's connectTimeoutMs); once welcomed, the resubscribe gets longer (the
+ * backlog read may be queued behind thousands of others: abandoning it
+ * early would only add load).
+ */
+const WELCOME_TIMEOUT_MS = 10_000;
+const SUBSCRIBED_TIMEOUT_MS = 30_000;
 
 class Client {
   conn: Conn | null = null;
@@ -34,6 +40,8 @@ class Client {
   /** The current displacement (0 = not displaced in this event). */
   droppedAt = 0;
   droppedEp = -1;
+  /** The event that displaced it (stats count only the current event's clients). */
+  epoch = 0;
   attempts = 0;
   resumed = false;
   recoveredAt = 0;
@@ -65,6 +73,7 @@ export class Resilient {
   private readonly downUntil: number[];
   private stopping = false;
   // per event
+  private epoch = 0;
   private t0 = 0;
   private need = new Map<string, number>();
   private displaced = 0;
@@ -146,6 +155,7 @@ export class Resilient {
     cl.resumed = false;
     cl.recoveredAt = 0;
     cl.gaveUp = false;
+    cl.epoch = this.epoch;
     // a little jitter even on the first try: thousands of clients notice the same drop at once
     setTimeout(() => this.attempt(cl), Math.random() * 50);
   }
@@ -161,12 +171,13 @@ export class Resilient {
     cl.attempts++;
     this.attempts++;
     const conn = this.dial(cl, { ...cl.base, since: cl.lastStream.map((s) => (s >= 0 ? s : undefined)) });
-    setTimeout(() => {
+    const abandon = (why: string) => {
       if (cl.conn !== conn || conn.ready || this.stopping) return;
-      this.failures["attempt_timeout"] = (this.failures["attempt_timeout"] ?? 0) + 1;
+      this.failures[why] = (this.failures[why] ?? 0) + 1;
       conn.destroy(); // its close is ignored (not ready): the retry is ours
       this.retry(cl);
-    }, ATTEMPT_TIMEOUT_MS).unref();
+    };
+    setTimeout(() => (conn.connected ? setTimeout(() => abandon("subscribed_timeout"), SUBSCRIBED_TIMEOUT_MS - WELCOME_TIMEOUT_MS).unref() : abandon("welcome_timeout")), WELCOME_TIMEOUT_MS).unref();
   }
 
   private retry(cl: Client): void {
@@ -174,7 +185,7 @@ export class Resilient {
     if (this.stopping) return;
     if (cl.attempts >= MAX_ATTEMPTS || now() - cl.droppedAt > GIVE_UP_MS) {
       cl.gaveUp = true;
-      this.gaveUp++;
+      if (cl.epoch === this.epoch) this.gaveUp++;
       return;
     }
     const backoff = Math.min(2000, 50 * 2 ** cl.attempts);
@@ -212,6 +223,7 @@ export class Resilient {
     for (let k = 0; k < cl.base.channels.length; k++) if (cl.lastData[k]! < (this.need.get(cl.base.channels[k]!) ?? 0)) return;
     const t = now();
     cl.recoveredAt = t;
+    if (cl.epoch !== this.epoch) return; // a straggler of an earlier event
     this.recovered++;
     this.fromEvent.recordUs(Math.round((t - this.t0) * 1000));
     this.fromDrop.recordUs(Math.round((t - cl.droppedAt) * 1000));
@@ -219,6 +231,7 @@ export class Resilient {
 
   /** A new event (kill/drain) starts now: per-event counters reset; `need` = publisher count per channel so far. */
   event(t0: number, need: Record<string, number>): void {
+    this.epoch++;
     this.t0 = t0;
     this.need = new Map(Object.entries(need));
     this.displaced = this.recovered = this.resumedFalse = this.gaveUp = this.attempts = 0;
@@ -226,10 +239,6 @@ export class Resilient {
     this.fromEvent.reset();
     this.fromDrop.reset();
     this.buckets = {};
-    for (const cl of this.clients) {
-      cl.droppedAt = 0;
-      cl.recoveredAt = 0;
-    }
   }
 
   stats(published?: Record<string, number>): ResilientStats {
