@@ -44,6 +44,20 @@ const n = (cfg: RunConfig, base: number) => Math.max(20, Math.round(base * cfg.s
 const workersFor = (conns: number) => Math.max(2, Math.ceil(conns / 15_000));
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits (at most maxMs) until the processes use under `percent` CPU over one second: after a big connect they still register interest. */
+async function quiet(pids: number[], maxMs: number, percent = 20): Promise<number> {
+  const t0 = Date.now();
+  let last = sampleAll(pids).cpuSeconds;
+  while (Date.now() - t0 < maxMs) {
+    await settle(1000);
+    const cpu = sampleAll(pids).cpuSeconds;
+    const busy = (cpu - last) * 100;
+    last = cpu;
+    if (busy < percent) break;
+  }
+  return Date.now() - t0;
+}
+
 /** Per-scenario overrides of the run config: gateway processes for the -multi targets, extra server env. */
 interface TargetOverrides {
   multi?: number;
@@ -156,6 +170,7 @@ export const SCENARIOS: Record<string, Scenario> = {
           const c = await lg.connect({ count, rate: 0, inflight: 300, shape: { kind: "personal+group", groups }, probeEvery: 100, timeoutMs: 240_000 });
           await settle(cfg.settleMs);
           const after = sampleAll(t.spec.serverPids);
+          const quietMs = await quiet([...t.spec.serverPids, ...lg.workerPids], 30_000);
           const channels = Array.from({ length: groups }, (_, g) => `g.${g}`);
           // a long settle: on 2 shared cores 100k deliveries/s can run behind, and late is not lost
           const p = await lg.phase({ rate: groups, size: 64, seconds: cfg.phaseSeconds * 2, channels, settleMs: 20_000 });
@@ -171,6 +186,7 @@ export const SCENARIOS: Record<string, Scenario> = {
               rssAfterMiB: +(after.rssBytes / 2 ** 20).toFixed(1),
               bytesPerConnection: c.ready > 0 ? Math.round((after.rssBytes - before.rssBytes) / c.ready) : null,
               deliveryRatio: p.expected > 0 ? +(p.received / p.expected).toFixed(5) : null,
+              quietAfterConnectMs: quietMs,
             },
           ];
         },
