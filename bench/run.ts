@@ -7,10 +7,12 @@
  *   node --import tsx bench/run.ts full --publish          # everything, < 15 min on 2 cores
  *   node --import tsx bench/run.ts broadcast idle-10k      # some scenarios
  *   node --import tsx bench/run.ts smoke                   # tiny version of everything (tooling check)
+ *   node --import tsx bench/run.ts avalanche --scale 0.02  # a small reconnect avalanche (< 30 s)
  *
- * Options: --targets herald,nats-ws,...  --multi 4  --phase-seconds 5  --scale 1  --out DIR  --publish  --quiet
- * Scenarios: ceiling idle-10k idle-50k connect-storm broadcast channels slow-consumer; full = all of them.
- * Targets: herald herald-multi nats-ws ws-baseline ws-baseline-multi uws-ceiling
+ * Options: --targets herald,nats-ws,...  --multi 4  --phase-seconds 5  --scale 1  --out DIR  --publish  --quiet  --help
+ * Scenarios: ceiling idle-10k idle-10k-shared idle-50k connect-storm broadcast channels slow-consumer; full = all of them.
+ * Also by name only (minutes each): avalanche (kill -9 and drain under 40k resuming clients), conns-100k (100k sockets, 6 gateways).
+ * Targets: herald herald-history herald-history-multi herald-batched herald-multi nats-ws ws-baseline ws-baseline-multi uws-ceiling
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,7 +20,7 @@ import { parseArgs } from "node:util";
 import { describeMachine } from "./lib/machine.js";
 import { GATEWAY_MAIN, ROOT, type TargetName } from "./lib/targets.js";
 import { existsSync } from "node:fs";
-import { FULL, runScenario, type RunConfig, type ScenarioResult } from "./scenarios.js";
+import { EXTRA, FULL, SCENARIOS, runScenario, type RunConfig, type ScenarioResult } from "./scenarios.js";
 import { writeReport } from "./report.js";
 
 export interface RunResult {
@@ -63,8 +65,18 @@ async function main(): Promise<void> {
       out: { type: "string" },
       publish: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
     },
   });
+  if (values.help || positionals.includes("help")) {
+    const line = (name: string) => `  ${name.padEnd(16)} ${SCENARIOS[name]!.title} (targets: ${SCENARIOS[name]!.defaultTargets.join(", ")})`;
+    process.stdout.write(
+      "usage: node --import tsx bench/run.ts [scenario ...] [--targets a,b] [--multi 4] [--phase-seconds 5] [--scale 1] [--out DIR] [--publish] [--quiet]\n" +
+        `scenarios in full (also: smoke = all of them at scale 0.02):\n${FULL.map(line).join("\n")}\n` +
+        `by name only:\n${EXTRA.map(line).join("\n")}\n`,
+    );
+    return;
+  }
   if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} is missing: run npm run build first`);
   let names = positionals.length ? positionals : ["full"];
   const smoke = names.includes("smoke");

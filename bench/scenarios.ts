@@ -3,7 +3,9 @@
  * own NATS, its own server processes), drives it with the same LoadGen
  * settings, stops it, and returns rows for the report.
  */
+import { runAvalanche } from "./lib/avalanche.js";
 import { LoadGen, type PhaseResult } from "./lib/loadgen.js";
+import type { Shape } from "./lib/protocol.js";
 import { sampleAll } from "./lib/procstat.js";
 import { startTarget, type RunningTarget, type TargetName, type TargetOptions } from "./lib/targets.js";
 
@@ -42,8 +44,30 @@ const n = (cfg: RunConfig, base: number) => Math.max(20, Math.round(base * cfg.s
 const workersFor = (conns: number) => Math.max(2, Math.ceil(conns / 15_000));
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function withTarget<T>(cfg: RunConfig, name: TargetName, conns: number, fn: (t: RunningTarget, lg: LoadGen) => Promise<T>): Promise<T> {
-  const t = await startTarget(name, cfg.multi, cfg.targetOptions?.(name) ?? {});
+/** Waits (at most maxMs) until the processes use under `percent` CPU over one second: after a big connect they still register interest. */
+async function quiet(pids: number[], maxMs: number, percent = 20): Promise<number> {
+  const t0 = Date.now();
+  let last = sampleAll(pids).cpuSeconds;
+  while (Date.now() - t0 < maxMs) {
+    await settle(1000);
+    const cpu = sampleAll(pids).cpuSeconds;
+    const busy = (cpu - last) * 100;
+    last = cpu;
+    if (busy < percent) break;
+  }
+  return Date.now() - t0;
+}
+
+/** Per-scenario overrides of the run config: gateway processes for the -multi targets, extra server env. */
+interface TargetOverrides {
+  multi?: number;
+  env?: Record<string, string>;
+}
+
+async function withTarget<T>(cfg: RunConfig, name: TargetName, conns: number, fn: (t: RunningTarget, lg: LoadGen) => Promise<T>, over: TargetOverrides = {}): Promise<T> {
+  const base = cfg.targetOptions?.(name) ?? {};
+  const opts = over.env ? { ...base, env: { ...base.env, ...over.env } } : base;
+  const t = await startTarget(name, over.multi ?? cfg.multi, opts);
   const lg = new LoadGen(t.spec, workersFor(conns));
   lg.quiet = cfg.quiet;
   try {
@@ -86,17 +110,20 @@ function phaseRow(target: string, p: PhaseResult, extra: Record<string, unknown>
 
 const saturated = (p: PhaseResult) => p.lossRatio > 0.01 || (p.latencyMs.p99 ?? 0) > 2000 || Object.keys(p.closes).length > 0;
 
-function idle(base: number, defaultTargets: TargetName[]): Scenario {
+function idle(base: number, defaultTargets: TargetName[], shape: Shape = { kind: "per-user" }): Scenario {
+  const shared = shape.kind === "shared";
   return {
-    title: `Idle connections: memory (${base / 1000}k)`,
-    description: `${base} authenticated sockets, each subscribed to its own channel, no traffic; server RSS growth per connection.`,
+    title: `Idle connections: memory (${base / 1000}k${shared ? ", one shared channel" : ""})`,
+    description: shared
+      ? `${base} authenticated sockets, all subscribed to ONE shared channel, no traffic; server RSS growth per connection (one topic with ${base} subscribers instead of ${base} topics).`
+      : `${base} authenticated sockets, each subscribed to its own channel, no traffic; server RSS growth per connection.`,
     defaultTargets,
     async run(cfg, name) {
       const count = n(cfg, base);
       return withTarget(cfg, name, count, async (t, lg) => {
         await settle(cfg.settleMs / 4);
         const before = sampleAll(t.spec.serverPids);
-        const c = await lg.connect({ count, rate: 5000, shape: { kind: "per-user" }, probeEvery: 1e9 });
+        const c = await lg.connect({ count, rate: 5000, shape, probeEvery: 1e9 });
         await settle(cfg.settleMs);
         const after = sampleAll(t.spec.serverPids);
         return [
@@ -119,6 +146,80 @@ function idle(base: number, defaultTargets: TargetName[]): Scenario {
 export const SCENARIOS: Record<string, Scenario> = {
   "idle-10k": idle(10_000, ["herald", "nats-ws", "ws-baseline"]),
   "idle-50k": idle(50_000, ["herald-multi", "ws-baseline-multi"]),
+  "idle-10k-shared": idle(10_000, ["herald", "nats-ws", "ws-baseline"], { kind: "shared", channel: "bench" }),
+
+  "conns-100k": {
+    title: "100k connections on one machine",
+    description:
+      "100,000 authenticated sockets over as many gateway processes as the 20k open-files cap needs (6: under 17k each; generator workers hold at most 15k each), " +
+      "each subscribed to a personal channel u.<i> AND one of 1,000 group channels g.<i % 1000> (two subscriptions per socket, 100 sockets per group). " +
+      "Then 1 msg/s on every group channel (1,000 msg/s, 64 B, 100k deliveries/s). RSS per connection = RSS growth over the before-connect RSS / connections (all server processes). " +
+      "nats-ws is not run: one nats-server process cannot hold 100k sockets under the 20,000 open-files cap.",
+    defaultTargets: ["herald-multi", "ws-baseline-multi"],
+    async run(cfg, name) {
+      const count = n(cfg, 100_000);
+      const groups = Math.min(1000, Math.max(10, Math.round(count / 100)));
+      const multi = Math.max(2, Math.ceil(count / 16_700));
+      return withTarget(
+        cfg,
+        name,
+        count,
+        async (t, lg) => {
+          await settle(cfg.settleMs / 4);
+          const before = sampleAll(t.spec.serverPids);
+          const c = await lg.connect({ count, rate: 0, inflight: 300, shape: { kind: "personal+group", groups }, probeEvery: 100, timeoutMs: 240_000 });
+          await settle(cfg.settleMs);
+          const after = sampleAll(t.spec.serverPids);
+          const quietMs = await quiet([...t.spec.serverPids, ...lg.workerPids], 30_000);
+          const channels = Array.from({ length: groups }, (_, g) => `g.${g}`);
+          // a long settle: on 2 shared cores 100k deliveries/s can run behind, and late is not lost
+          const p = await lg.phase({ rate: groups, size: 64, seconds: cfg.phaseSeconds * 2, channels, settleMs: 20_000 });
+          return [
+            {
+              ...phaseRow(t.spec.name, p, { processes: t.spec.serverPids.length, groups }),
+              connections: c.ready,
+              failed: c.failed,
+              failures: c.failures,
+              connectSeconds: +c.seconds.toFixed(1),
+              connectionsPerSecond: Math.round(c.perSecond),
+              rssBeforeMiB: +(before.rssBytes / 2 ** 20).toFixed(1),
+              rssAfterMiB: +(after.rssBytes / 2 ** 20).toFixed(1),
+              bytesPerConnection: c.ready > 0 ? Math.round((after.rssBytes - before.rssBytes) / c.ready) : null,
+              deliveryRatio: p.expected > 0 ? +(p.received / p.expected).toFixed(5) : null,
+              quietAfterConnectMs: quietMs,
+            },
+          ];
+        },
+        { multi },
+      );
+    },
+  },
+
+  avalanche: {
+    title: "Reconnect avalanche (recovery mode)",
+    description:
+      "40,000 clients over 4 Herald gateways in recovery mode (JetStream history), spread evenly, each subscribed to one of 1,000 group channels g.<i % 1000>; " +
+      "a publisher sends 200 msg/s (64 B) round-robin over the groups through NATS during the whole test. Every client tracks, per channel, the last position (seq) and the publisher's own consecutive sequence (data.seq). " +
+      "Event 1: gateway #0 is SIGKILLed. Event 2 (once event 1 is over; gateway #0 restarted empty first): gateway #1 gets SIGTERM and drains (1001 closes spread over DRAIN_SECONDS=10). " +
+      "A displaced client reconnects to another gateway (round-robin over the others by client index, skipping ones that refused within 3 s; first try after 0-50 ms, then jittered exponential backoff 50 ms-2 s; at most 30 attempts, 10 s per attempt, 90 s in all) and resubscribes with since = its last position. " +
+      "**Recovered** = a new connection is open, its subscribed reply said recovered:true, and the client holds every message published on its channel before the event (the publisher's count at the event; catch-up delivered). " +
+      "Times are from the signal (recover p50/p99/max) and from the client's own drop. Peak reconnects/s = most successful resubscribes in one 1 s bucket. Survivor CPU = the other gateways' CPU over the recovery window (sum of processes, 200% = both cores). " +
+      "Lost = publisher seqs never received by a client (gaps after recovery plus what subscribed clients still lack at the end), over ALL clients; duplicates = publisher seqs received twice; prev mismatches = frames whose prev was not the client's last position. " +
+      "Herald only: nats-ws and the ws baseline have no positions or resume, so a reconnect there loses what was published meanwhile by design.",
+    defaultTargets: ["herald-history-multi"],
+    async run(cfg, name, notes) {
+      const count = n(cfg, 40_000);
+      const groups = Math.min(1000, Math.max(10, Math.round(1000 * cfg.scale)));
+      const drainSeconds = cfg.scale >= 0.5 ? 10 : 2;
+      return withTarget(
+        cfg,
+        name,
+        count,
+        (t, lg) => runAvalanche(t, lg, { count, groups, rate: 200, size: 64, drainSeconds, eventTimeoutMs: 90_000, log: cfg.log }, notes) as Promise<Row[]>,
+        { multi: Math.max(2, cfg.multi), env: { DRAIN_SECONDS: String(drainSeconds) } },
+      );
+    },
+  },
 
   "connect-storm": {
     title: "Connect storm",
@@ -226,7 +327,9 @@ export const SCENARIOS: Record<string, Scenario> = {
   },
 };
 
-export const FULL = ["ceiling", "idle-10k", "idle-50k", "connect-storm", "broadcast", "channels", "slow-consumer"];
+export const FULL = ["ceiling", "idle-10k", "idle-10k-shared", "idle-50k", "connect-storm", "broadcast", "channels", "slow-consumer"];
+/** Named scenarios not in FULL (each takes minutes on this machine): run them by name. */
+export const EXTRA = ["avalanche", "conns-100k"];
 
 export async function runScenario(name: string, cfg: RunConfig): Promise<ScenarioResult> {
   const sc = SCENARIOS[name];

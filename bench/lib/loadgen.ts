@@ -7,7 +7,8 @@ import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { track } from "../../test/helpers/children.js";
 import { Histogram, type LatencySummary } from "./hdr.js";
-import type { ConnectPlan, Endpoint, FromWorker, Shape, ToWorker, WorkerSnapshot } from "./protocol.js";
+import type { ConnectPlan, Endpoint, FromWorker, ResilientStats, Shape, ToWorker, WorkerSnapshot } from "./protocol.js";
+import { channelsOf } from "./shapes.js";
 import { Publisher, type PublishVia } from "./publisher.js";
 import { sampleAll } from "./procstat.js";
 import type { Proto } from "./wsclient.js";
@@ -150,7 +151,7 @@ export class LoadGen {
   }
 
   /** Opens `count` connections (indices offset..offset+count) in the given shape. */
-  async connect(opts: { count: number; rate: number; shape: Shape; probeEvery?: number; inflight?: number; offset?: number; timeoutMs?: number }): Promise<ConnectResult> {
+  async connect(opts: { count: number; rate: number; shape: Shape; probeEvery?: number; inflight?: number; offset?: number; timeoutMs?: number; resilient?: boolean }): Promise<ConnectResult> {
     const t = this.target;
     const offset = opts.offset ?? this.totalConns;
     await this.all((id) => ({ type: "reset", id, connect: true }));
@@ -172,6 +173,7 @@ export class LoadGen {
         spreadLocal: t.spreadLocal,
         subjectPrefix: t.subjectPrefix,
         timeoutMs: opts.timeoutMs ?? 120_000,
+        ...(opts.resilient ? { resilient: true } : {}),
         ...(t.secret ? { secret: t.secret } : {}),
         ...(t.token ? { token: t.token } : {}),
         ...(t.natsToken ? { natsToken: t.natsToken } : {}),
@@ -196,8 +198,7 @@ export class LoadGen {
     this.totalConns = Math.max(this.totalConns, offset + opts.count);
     // subscribers per channel (for expected deliveries)
     for (let i = offset; i < offset + opts.count; i++) {
-      const ch = opts.shape.kind === "shared" ? opts.shape.channel : opts.shape.kind === "per-user" ? `u.${i}` : `g.${Math.floor(i / opts.shape.k)}`;
-      this.subscribers.set(ch, (this.subscribers.get(ch) ?? 0) + 1);
+      for (const ch of channelsOf(opts.shape, i)) this.subscribers.set(ch, (this.subscribers.get(ch) ?? 0) + 1);
     }
     if (ready < opts.count) {
       // failed sockets are not subscribers; spread the shortfall is unknowable per channel, record globally
@@ -220,6 +221,17 @@ export class LoadGen {
 
   channels(): string[] {
     return [...this.subscribers.keys()];
+  }
+
+  /** Resilient clients: a kill/drain happens at t0 (epoch ms); `need` = messages published per channel so far. */
+  async event(t0: number, need: Record<string, number>): Promise<void> {
+    await this.all((id) => ({ type: "event", id, t0, need }));
+  }
+
+  /** Resilient clients' measurements of every worker (with `published`: what each still lacks). */
+  async resilientStats(published?: Record<string, number>): Promise<ResilientStats[]> {
+    const r = await this.all((id) => ({ type: "resilient", id, ...(published ? { published } : {}) }));
+    return r.map((m) => (m as Extract<FromWorker, { type: "resilient" }>).stats);
   }
 
   /** Stops reading on every `every`-th socket (never a probe). Returns how many. */

@@ -8,7 +8,17 @@ export interface Endpoint {
   path: string;
 }
 
-export type Shape = { kind: "shared"; channel: string } | { kind: "per-user" } | { kind: "groups"; k: number };
+/**
+ * Channels per connection i: "groups" puts k consecutive connections on g.<i/k>;
+ * "group-of" spreads them round-robin over `groups` channels g.<i % groups>;
+ * "personal+group" subscribes to u.<i> AND g.<i % groups> (two subscriptions).
+ */
+export type Shape =
+  | { kind: "shared"; channel: string }
+  | { kind: "per-user" }
+  | { kind: "groups"; k: number }
+  | { kind: "group-of"; groups: number }
+  | { kind: "personal+group"; groups: number };
 
 export interface ConnectPlan {
   proto: Proto;
@@ -32,6 +42,35 @@ export interface ConnectPlan {
   natsToken?: string;
   subjectPrefix: string;
   timeoutMs: number;
+  /** Clients reconnect elsewhere and resume with `since` when their connection drops (bench/lib/resilient.ts). */
+  resilient?: boolean;
+}
+
+/** What a worker's resilient clients measured (per event, except lost/dups/prevMismatch/tracked: whole run). */
+export interface ResilientStats {
+  clients: number;
+  /** Subscribed clients per endpoint index right now. */
+  perEndpoint: number[];
+  displaced: number;
+  recovered: number;
+  /** Resumes answered recovered:false. */
+  resumedFalse: number;
+  gaveUp: number;
+  attempts: number;
+  failures: Record<string, number>;
+  /** Event -> recovered, and own drop -> recovered (us). */
+  fromEvent: Sparse;
+  fromDrop: Sparse;
+  /** Successful reconnects per second since the event (key: whole seconds). */
+  buckets: Record<number, number>;
+  /** Publisher seqs skipped (gaps) and seen twice, over every client; frames whose prev was not the last position. */
+  lost: number;
+  dups: number;
+  prevMismatch: number;
+  tracked: number;
+  /** With `published`: messages subscribed clients still lack at the end, and what unrecovered ones lack. */
+  missingAtEnd: number;
+  missingUnrecovered: number;
 }
 
 type Sparse = { counts: SparseCounts; max: number; min: number; clamped: number };
@@ -66,6 +105,8 @@ export type ToWorker =
   | { type: "snapshot"; id: number }
   | { type: "pause"; id: number; every: number }
   | { type: "close"; id: number }
+  | { type: "event"; id: number; t0: number; need: Record<string, number> }
+  | { type: "resilient"; id: number; published?: Record<string, number> }
   | { type: "exit" };
 
 export type FromWorker =
@@ -73,4 +114,5 @@ export type FromWorker =
   | { type: "connected"; snapshot: WorkerSnapshot }
   | { type: "ack"; id: number; value?: number }
   | { type: "snapshot"; id: number; snapshot: WorkerSnapshot }
+  | { type: "resilient"; id: number; stats: ResilientStats }
   | { type: "progress"; attempted: number; ready: number; failed: number; msgs: number; cpu: { user: number; system: number } };

@@ -48,8 +48,13 @@ export class Publisher {
     return s;
   }
 
-  /** Publishes `rate` msg/s for `seconds`, round-robin over `channels`. */
-  async run(opts: { rate: number; size: number; seconds: number; channels: string[]; onTick?: () => void }): Promise<PublishResult> {
+  /** Messages published so far per channel (the last `data.seq` of each). */
+  counts(): Record<string, number> {
+    return Object.fromEntries(this.seqs);
+  }
+
+  /** Publishes `rate` msg/s for `seconds` (or until `until()` says so), round-robin over `channels`. */
+  async run(opts: { rate: number; size: number; seconds: number; channels: string[]; onTick?: () => void; until?: () => boolean }): Promise<PublishResult> {
     const { rate, size, seconds, channels } = opts;
     const perChannel = new Map<string, number>();
     let published = 0;
@@ -59,7 +64,7 @@ export class Publisher {
     const total = Math.round(rate * seconds);
     let ch = 0;
     const enc = new TextEncoder();
-    while (published + failed + pending < total) {
+    while (published + failed + pending < total && !opts.until?.()) {
       const due = Math.min(total, Math.floor(((now() - t0) / 1000) * rate) + 1);
       while (published + failed + pending < due) {
         const channel = channels[ch++ % channels.length]!;

@@ -2,6 +2,7 @@
  * Starts the systems under test on loopback, each with its own NATS:
  *   herald-N     N Herald gateway processes (services/gateway/dist/main.js) + nats-server (core NATS)
  *   herald-history  1 Herald gateway + nats-server with JetStream: recovery mode (positions, history)
+ *   herald-history-xN  N such gateways on one JetStream nats-server (the avalanche scenario)
  *   herald-batched  1 Herald gateway with WRITE_DELAY_MS=10: broadcast frames written together
  *   nats-ws      nats-server's own WebSocket listener (clients speak NATS over WebSocket)
  *   ws-N         the `ws` + `nats` baseline gateway (bench/peers/ws-gateway.ts), N processes + nats-server
@@ -29,6 +30,15 @@ export const BATCHED_WRITE_DELAY_MS = 10;
 export interface RunningTarget {
   spec: TargetSpec;
   stop(): Promise<void>;
+  /** Node server targets: their processes, for fault scenarios (kill one, start it again). */
+  servers?: ServerControl;
+}
+
+export interface ServerControl {
+  /** The current process of server i (the new one after respawn). */
+  proc(i: number): Proc;
+  /** Starts server i again on its port (after it exited) and waits for /readyz; stop() stops the new one. */
+  respawn(i: number): Promise<Proc>;
 }
 
 export interface TargetOptions {
@@ -60,24 +70,34 @@ async function nodeServers(
   script: string,
   env: (port: number, i: number) => Record<string, string>,
   opts: TargetOptions,
-): Promise<{ procs: Proc[]; ports: number[] }> {
+): Promise<{ procs: Proc[]; ports: number[]; control: ServerControl }> {
   const ports = await freePorts(n);
-  const procs = ports.map((port, i) =>
-    spawnChild(`${name}#${i}`, process.execPath, [...(opts.nodeArgs ?? []), ...(script.endsWith(".ts") ? ["--import", "tsx"] : []), script], {
+  const spawnOne = (i: number, gen = 0) =>
+    spawnChild(`${name}#${i}${gen ? `.${gen}` : ""}`, process.execPath, [...(opts.nodeArgs ?? []), ...(script.endsWith(".ts") ? ["--import", "tsx"] : []), script], {
       cwd: ROOT,
-      env: { PATH: process.env["PATH"] ?? "", ...env(port, i), ...(opts.env ?? {}) },
+      env: { PATH: process.env["PATH"] ?? "", ...env(ports[i]!, i), ...(opts.env ?? {}) },
       maxLines: 200,
-    }),
-  );
+    });
+  const ready = (p: Proc, i: number) => waitFor(() => httpOk(`http://127.0.0.1:${ports[i]}/readyz`), { timeoutMs: 30_000, intervalMs: 50, proc: p, message: `${p.name} /readyz` });
+  const procs = ports.map((_, i) => spawnOne(i));
   try {
-    await Promise.all(
-      procs.map((p, i) => waitFor(() => httpOk(`http://127.0.0.1:${ports[i]}/readyz`), { timeoutMs: 30_000, intervalMs: 50, proc: p, message: `${p.name} /readyz` })),
-    );
+    await Promise.all(procs.map((p, i) => ready(p, i)));
   } catch (err) {
     for (const p of procs) p.kill("SIGKILL");
     throw err;
   }
-  return { procs, ports };
+  const gens = procs.map(() => 0);
+  const control: ServerControl = {
+    proc: (i) => procs[i]!,
+    async respawn(i) {
+      if (procs[i]!.alive) throw new Error(`${procs[i]!.name} still runs`);
+      const p = spawnOne(i, ++gens[i]!);
+      procs[i] = p; // stopAll() stops the new one
+      await ready(p, i);
+      return p;
+    },
+  };
+  return { procs, ports, control };
 }
 
 /** Servers first (SIGTERM so --cpu-prof profiles get written), then their broker. */
@@ -110,7 +130,7 @@ function heraldProtocolTarget(name: string, nats: BenchNats, procs: Proc[], port
  */
 export async function startHerald(n: number, opts: TargetOptions = {}, history = false): Promise<RunningTarget> {
   const nats = await startNats({ jetstream: history });
-  const { procs, ports } = await nodeServers(`herald-gw`, n, GATEWAY_MAIN, (port, i) => ({
+  const { procs, ports, control } = await nodeServers(`herald-gw`, n, GATEWAY_MAIN, (port, i) => ({
     GATEWAY_HOST: "127.0.0.1",
     GATEWAY_PORT: String(port),
     NATS_URL: nats.url,
@@ -124,7 +144,8 @@ export async function startHerald(n: number, opts: TargetOptions = {}, history =
     // As `npm run gateway` and the image start it.
     GLIBC_TUNABLES: GLIBC_TUNABLES_DEFAULT,
   }), { ...opts, nodeArgs: [SEMI_SPACE_FLAG, ...(opts.nodeArgs ?? [])] }); // as `npm run gateway` starts it
-  return heraldProtocolTarget(history ? "herald-history" : n === 1 ? "herald" : `herald-x${n}`, nats, procs, ports, { secret: BENCH_SECRET });
+  const name = (history ? "herald-history" : "herald") + (n === 1 ? "" : `-x${n}`);
+  return { ...heraldProtocolTarget(name, nats, procs, ports, { secret: BENCH_SECRET }), servers: control };
 }
 
 export async function startWsBaseline(n: number, opts: TargetOptions = {}): Promise<RunningTarget> {
@@ -162,7 +183,7 @@ export async function startUwsCeiling(): Promise<RunningTarget> {
   return heraldProtocolTarget("uws-ceiling", nats, procs, ports, { token: "none" });
 }
 
-export type TargetName = "herald" | "herald-history" | "herald-batched" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";
+export type TargetName = "herald" | "herald-history" | "herald-history-multi" | "herald-batched" | "herald-multi" | "nats-ws" | "ws-baseline" | "ws-baseline-multi" | "uws-ceiling";
 
 export function startTarget(name: TargetName, multi: number, opts: TargetOptions = {}): Promise<RunningTarget> {
   switch (name) {
@@ -177,6 +198,8 @@ export function startTarget(name: TargetName, multi: number, opts: TargetOptions
       });
     case "herald-multi":
       return startHerald(multi, opts);
+    case "herald-history-multi":
+      return startHerald(multi, opts, true);
     case "ws-baseline":
       return startWsBaseline(1, opts);
     case "ws-baseline-multi":

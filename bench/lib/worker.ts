@@ -5,7 +5,9 @@
  */
 import { Histogram } from "./hdr.js";
 import { signHs256 } from "./jwt.js";
-import { Conn, now, type Counters, type ConnOptions } from "./wsclient.js";
+import { Resilient } from "./resilient.js";
+import { channelsOf } from "./shapes.js";
+import { Conn, now, type Counters, type ConnEvents, type ConnOptions } from "./wsclient.js";
 import type { ConnectPlan, FromWorker, ToWorker, WorkerSnapshot } from "./protocol.js";
 
 const send = (m: FromWorker) => process.send!(m);
@@ -28,18 +30,19 @@ let lastReady = 0;
 let inflight = 0;
 
 const sink = {
-  sample(conn: Conn, seq: number, sentMs: number) {
+  sample(conn: Conn, seq: number, sentMs: number, ch: number) {
     probeMsgs++;
     hist.recordUs(Math.round((now() - sentMs) * 1000));
-    if (conn.lastSeq >= 0) {
-      if (seq > conn.lastSeq + 1) gaps += seq - conn.lastSeq - 1;
-      else if (seq <= conn.lastSeq) dups++;
+    const last = conn.lastSeqs[ch]!;
+    if (last >= 0) {
+      if (seq > last + 1) gaps += seq - last - 1;
+      else if (seq <= last) dups++;
     }
-    conn.lastSeq = seq;
+    conn.lastSeqs[ch] = seq;
   },
 };
 
-const events = {
+const events: ConnEvents = {
   onConnected() {
     connectedN++;
   },
@@ -60,16 +63,18 @@ const events = {
   },
 };
 
+/** Reconnecting clients of resilient plans (one manager per worker, made on the first such plan). */
+let resilient: Resilient | undefined;
+
 function optionsFor(plan: ConnectPlan, i: number): ConnOptions {
   const ep = plan.endpoints[i % plan.endpoints.length]!;
-  let channel =
-    plan.shape.kind === "shared" ? plan.shape.channel : plan.shape.kind === "per-user" ? `u.${i}` : `g.${Math.floor(i / plan.shape.k)}`;
+  let channels = channelsOf(plan.shape, i);
   let headers = "";
   if (plan.proto === "herald") {
-    const token = plan.token ?? signHs256(plan.secret!, { sub: `u${i}`, channels: [channel] });
+    const token = plan.token ?? signHs256(plan.secret!, { sub: `u${i}`, channels });
     headers = `Authorization: Bearer ${token}\r\n`;
   } else {
-    channel = `${plan.subjectPrefix}.ch.${channel}`;
+    channels = channels.map((ch) => `${plan.subjectPrefix}.ch.${ch}`);
   }
   const o: ConnOptions = {
     host: ep.host,
@@ -79,7 +84,7 @@ function optionsFor(plan: ConnectPlan, i: number): ConnOptions {
     headers,
     proto: plan.proto,
     probe: i % plan.probeEvery === 0,
-    channel,
+    channels,
   };
   if (plan.natsToken) o.natsToken = plan.natsToken;
   return o;
@@ -98,7 +103,9 @@ function connect(plan: ConnectPlan): void {
       const i = mine[next++]!;
       attempted++;
       inflight++;
-      const c = new Conn(optionsFor(plan, i), counters, sink, events);
+      const c = plan.resilient
+        ? (resilient ??= new Resilient(plan.endpoints, counters, sink, events)).open(i, optionsFor(plan, i), i % plan.endpoints.length)
+        : new Conn(optionsFor(plan, i), counters, sink, events);
       index.set(c, i);
       conns.push(c);
     }
@@ -172,7 +179,17 @@ process.on("message", (m: ToWorker) => {
       send({ type: "ack", id: m.id, value: n });
       break;
     }
+    case "event":
+      resilient?.event(m.t0, m.need);
+      send({ type: "ack", id: m.id });
+      break;
+    case "resilient":
+      if (!resilient) throw new Error("no resilient clients in this worker");
+      send({ type: "resilient", id: m.id, stats: resilient.stats(m.published) });
+      break;
     case "close":
+      resilient?.destroyAll();
+      resilient = undefined;
       for (const c of conns) c.destroy();
       conns.length = 0;
       index.clear();
@@ -180,6 +197,7 @@ process.on("message", (m: ToWorker) => {
       send({ type: "ack", id: m.id });
       break;
     case "exit":
+      resilient?.destroyAll();
       for (const c of conns) c.destroy();
       process.exit(0);
   }

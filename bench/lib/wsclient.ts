@@ -28,8 +28,18 @@ export interface Counters {
 }
 
 export interface ProbeSink {
-  /** A decoded message on a probe socket: seq per channel and the send time (epoch ms, fractional). */
-  sample(conn: Conn, seq: number, sentMs: number): void;
+  /** A decoded message on a probe socket: publisher seq on channel `ch` (index into channels) and the send time (epoch ms, fractional). */
+  sample(conn: Conn, seq: number, sentMs: number, ch: number): void;
+}
+
+export interface ConnEvents {
+  onConnected(c: Conn): void;
+  /** Every channel's subscription confirmed. */
+  onReady(c: Conn): void;
+  onFail(c: Conn, why: string): void;
+  onClose(c: Conn): void;
+  /** The text of every message frame on a `track` socket (sequence tracking by the owner). */
+  onTracked?(c: Conn, text: string): void;
 }
 
 export interface ConnOptions {
@@ -41,8 +51,12 @@ export interface ConnOptions {
   headers: string;
   proto: Proto;
   probe: boolean;
-  /** Herald channel name; for NATS the subject. */
-  channel: string;
+  /** Herald channel names; for NATS the subjects. Subscribed in this order (request id = index + 1). */
+  channels: string[];
+  /** Herald: resume position per channel (`since`), undefined entries subscribe plainly. */
+  since?: (number | undefined)[];
+  /** Hand every message frame's text to events.onTracked (costs a copy and a decode per message). */
+  track?: boolean;
   /** NATS CONNECT auth token. */
   natsToken?: string;
 }
@@ -65,7 +79,13 @@ export class Conn {
   /** Subscription confirmed. */
   ready = false;
   paused = false;
-  lastSeq = -1;
+  /** Probes: last publisher seq per channel (gap/duplicate counting). */
+  lastSeqs: number[];
+  /** Herald: `seq` of each channel's subscribed reply (-1 until it came, or when it had none). */
+  subSeqs: number[];
+  /** Herald: false once any subscribed reply said recovered:false. */
+  recovered = true;
+  private subscribedN = 0;
   tConnect = 0;
   tReady = 0;
   closeCode = 0;
@@ -82,14 +102,17 @@ export class Conn {
   private skip = 0;
   private payloadLeft = 0;
   private pongs = 0;
+  private probeCh = 0;
 
   constructor(
     readonly o: ConnOptions,
     private readonly c: Counters,
     private readonly sink: ProbeSink,
-    private readonly events: { onConnected(c: Conn): void; onReady(c: Conn): void; onFail(c: Conn, why: string): void; onClose(c: Conn): void },
+    private readonly events: ConnEvents,
   ) {
     this.tConnect = now();
+    this.lastSeqs = o.channels.map(() => -1);
+    this.subSeqs = o.channels.map(() => -1);
     const opts: net.NetConnectOpts & { onread: unknown } = {
       host: o.host,
       port: o.port,
@@ -219,7 +242,7 @@ export class Conn {
       if (op >= 8) {
         this.collecting = true;
       } else if (this.o.proto === "herald") {
-        this.collecting = this.o.probe || !this.ready;
+        this.collecting = this.o.probe || this.o.track === true || !this.ready;
         if (!this.collecting && (b0 & 0x80) !== 0) {
           // a complete message frame on a plain socket: count it, skip the payload
           if (this.paused) c.pausedMsgs++;
@@ -267,8 +290,9 @@ export class Conn {
     if (text.startsWith('{"type":"message"')) {
       if (this.paused) this.c.pausedMsgs++;
       else this.c.msgs++;
+      if (this.o.track) this.events.onTracked?.(this, text);
       if (!this.o.probe) return;
-      let m: { data?: { seq?: unknown; t?: unknown } };
+      let m: { channel?: string; data?: { seq?: unknown; t?: unknown } };
       try {
         m = JSON.parse(text) as typeof m;
       } catch {
@@ -276,10 +300,11 @@ export class Conn {
       }
       const seq = m.data?.seq;
       const t = m.data?.t;
-      if (typeof seq === "number" && typeof t === "number") this.sink.sample(this, seq, t);
+      const ch = this.o.channels.length === 1 ? 0 : this.o.channels.indexOf(m.channel ?? "");
+      if (typeof seq === "number" && typeof t === "number" && ch >= 0) this.sink.sample(this, seq, t, ch);
       return;
     }
-    let m: { type?: string; code?: string };
+    let m: { type?: string; code?: string; id?: unknown; seq?: unknown; recovered?: unknown };
     try {
       m = JSON.parse(text) as typeof m;
     } catch {
@@ -288,11 +313,19 @@ export class Conn {
     if (m.type === "welcome") {
       this.connected = true;
       this.events.onConnected(this);
-      this.sendText(`{"type":"subscribe","channel":${JSON.stringify(this.o.channel)},"id":1}`);
+      this.o.channels.forEach((ch, k) => {
+        const since = this.o.since?.[k];
+        this.sendText(`{"type":"subscribe","channel":${JSON.stringify(ch)},"id":${k + 1}${since === undefined ? "" : `,"since":${since}`}}`);
+      });
     } else if (m.type === "subscribed") {
-      this.ready = true;
-      this.tReady = now();
-      this.events.onReady(this);
+      const k = typeof m.id === "number" ? m.id - 1 : 0;
+      if (k >= 0 && k < this.subSeqs.length && typeof m.seq === "number") this.subSeqs[k] = m.seq;
+      if (m.recovered === false) this.recovered = false;
+      if (++this.subscribedN === this.o.channels.length) {
+        this.ready = true;
+        this.tReady = now();
+        this.events.onReady(this);
+      }
     } else if (m.type === "error" && !this.ready) {
       this.fail(`proto_${m.code ?? "error"}`);
     }
@@ -339,6 +372,8 @@ export class Conn {
       if (this.paused) this.c.pausedMsgs++;
       else this.c.msgs++;
       if (this.o.probe && size > 0) {
+        // "MSG <subject> <sid> [reply] <size>": sid k + 1 is channel k
+        this.probeCh = Number(line.split(" ")[2]) - 1;
         this.payloadLeft = size;
         this.parts = [];
       }
@@ -358,7 +393,8 @@ export class Conn {
       const auth = this.o.natsToken ? `,"auth_token":${JSON.stringify(this.o.natsToken)}` : "";
       this.sendText(
         `CONNECT {"verbose":false,"pedantic":false,"protocol":1,"headers":false,"no_responders":false,"name":"bench"${auth}}\r\nPING\r\n` +
-          `SUB ${this.o.channel} 1\r\nPING\r\n`,
+          this.o.channels.map((ch, k) => `SUB ${ch} ${k + 1}\r\n`).join("") +
+          "PING\r\n",
         0x82,
       );
     } else if (line.startsWith("-ERR")) {
@@ -373,7 +409,8 @@ export class Conn {
     this.parts = [];
     try {
       const d = JSON.parse(text) as { seq?: unknown; t?: unknown };
-      if (typeof d.seq === "number" && typeof d.t === "number") this.sink.sample(this, d.seq, d.t);
+      const ch = this.probeCh >= 0 && this.probeCh < this.o.channels.length ? this.probeCh : 0;
+      if (typeof d.seq === "number" && typeof d.t === "number") this.sink.sample(this, d.seq, d.t, ch);
     } catch {
       /* not ours */
     }
