@@ -102,6 +102,7 @@ function setUp(history: boolean, maxPerChannel: number = HISTORY_DEFAULTS.maxPer
     onWritten: () => {},
     slowConsumerBytes: 1024 * 1024,
     historyMaxPerChannel: maxPerChannel,
+    historyMaxAgeSeconds: HISTORY_DEFAULTS.maxAgeSeconds,
   });
 }
 
@@ -219,6 +220,37 @@ describe("fan-out with history: recovery through the channel stream", () => {
     const b = new MemoryConnection("b", sink);
     assert.deepEqual(await join(b, channel("fast"), 4), { seq: 4, recovered: true });
     assert.equal(reads, 0);
+  });
+
+  test("a resume a few messages behind is served from the stream's recent frames: no history request", async () => {
+    const a = new MemoryConnection("a", sink);
+    await join(a, channel("recent"));
+    for (let n = 1; n <= 6; n++) await publish("recent", n);
+    await waitFor(() => a.seqs().length === 6);
+    const history = broker.history!;
+    let requests = 0;
+    for (const method of ["read", "lastSeq", "reaches"] as const) {
+      const original = history[method].bind(history) as (...args: unknown[]) => unknown;
+      (history as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        requests++;
+        return original(...args);
+      };
+    }
+    const b = new MemoryConnection("b", sink);
+    assert.deepEqual(await join(b, channel("recent"), 3), { seq: 3, recovered: true });
+    assert.deepEqual(b.seqs(), [4, 5, 6]);
+    assert.deepEqual(b.frames.map((f) => f.prev), [3, 4, 5]);
+    assert.equal(requests, 0);
+    await publish("recent", 7);
+    await waitFor(() => b.seqs().length === 4);
+    assert.deepEqual(b.seqs(), [4, 5, 6, 7], "then live, without a duplicate");
+    // Further back than the recent frames reach: the history answers.
+    for (let n = 8; n <= 40; n++) await publish("recent", n);
+    await waitFor(() => a.seqs().length === 40);
+    const c = new MemoryConnection("c", sink);
+    assert.deepEqual(await join(c, channel("recent"), 2), { seq: 2, recovered: true });
+    assert.deepEqual(c.seqs(), Array.from({ length: 38 }, (_, k) => k + 3));
+    assert.ok(requests > 0, "read from the history");
   });
 
   test("a connection that leaves mid-recovery is sent nothing more and its stream is released", async () => {

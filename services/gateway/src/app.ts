@@ -104,6 +104,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     onWritten: (bytes) => onTopicBytes(bytes),
     slowConsumerBytes: config.slowConsumerBytes,
     historyMaxPerChannel: config.history.maxPerChannel,
+    historyMaxAgeSeconds: config.history.maxAgeSeconds,
   });
   const protocol = new ProtocolHandler({
     broker,

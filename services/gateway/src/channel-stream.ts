@@ -78,6 +78,8 @@ export interface StreamContext {
   slowConsumerBytes: number;
   /** HISTORY_MAX_PER_CHANNEL: bounds how much one recovery may read. */
   historyMaxPerChannel: number;
+  /** HISTORY_MAX_AGE_SECONDS in ms: recent frames older than the history keeps are not offered to resumes. */
+  historyMaxAgeMs: number;
 }
 
 /**
@@ -88,6 +90,19 @@ export interface StreamContext {
 export const SETTLE_ROUNDS = 4;
 /** Bound of one catch-up (the history window is far smaller by default). */
 const CATCH_UP_MAX_PAGES = 100;
+/**
+ * Recent frames a stream keeps for resumes that are only a little behind:
+ * at most this many, and at most RECENT_BYTES of them.
+ */
+const RECENT_FRAMES = 16;
+const RECENT_BYTES = 32 * 1024;
+/** Margin under the history's age limit within which a recent frame still counts as stored. */
+const RECENT_AGE_MARGIN_MS = 1000;
+
+/** A live frame kept among the recent ones, with when it arrived. */
+interface RecentFrame extends PositionedFrame {
+  at: number;
+}
 
 export class ChannelStream implements MessageReceiver {
   readonly topic: string;
@@ -108,6 +123,16 @@ export class ChannelStream implements MessageReceiver {
   private recoveries: Map<Connection, RecoveryBuffer> | undefined;
   /** Buffers of running recoveries: every live frame is kept for them. */
   private held: Set<RecoveryBuffer> | undefined;
+  /**
+   * The last positioned frames delivered, oldest first, each following on
+   * from the one before, the newest at lastSeq. A client resuming from one
+   * of them is sent the rest from here, with no history read: after a
+   * gateway is lost, thousands of its clients resume on the others at once,
+   * a few messages behind, and would otherwise each cost several history
+   * requests. Created by the first frame; dropped when the chain breaks.
+   */
+  private recent: RecentFrame[] | undefined;
+  private recentBytes = 0;
 
   constructor(
     dest: Destination,
@@ -181,6 +206,18 @@ export class ChannelStream implements MessageReceiver {
       writer.flush();
       opts.onJoined?.({ seq: position, recovered: true });
       conn.subscribe(this.topic);
+      return Promise.resolve();
+    }
+    // A little behind: what it missed is still in the recent frames.
+    const missed = position !== undefined && opts.since !== undefined ? this.recentAfter(opts.since) : undefined;
+    if (missed) {
+      metrics.recoveries.inc({ result: "recovered" });
+      writer.flush(); // frames still waiting for the topic go to its present members only
+      conn.batch(() => {
+        opts.onJoined?.({ seq: opts.since!, recovered: true });
+        for (const f of missed) conn.send(f.frame);
+        conn.subscribe(this.topic);
+      });
       return Promise.resolve();
     }
     const buffer = new RecoveryBuffer();
@@ -260,6 +297,7 @@ export class ChannelStream implements MessageReceiver {
     if (seq <= this.lastSeq) return; // already delivered (e.g. by a catch-up)
     if (recipients === 0 && !this.held) {
       this.lastSeq = seq;
+      this.forgetRecent(); // no frame is built for nobody: the chain breaks here
       return;
     }
     const frame = messageFrame(this.head, msg.data, seq, prev);
@@ -330,6 +368,50 @@ export class ChannelStream implements MessageReceiver {
       .catch((err: unknown) => this.ctx.logger.error({ err, topic: this.topic }, "delivering after a catch-up failed"));
   }
 
+  /** Keeps a delivered frame among the recent ones (a new chain when it does not follow on). */
+  private remember(delivered: PositionedFrame): void {
+    // A copy outside Node's Buffer pool: a small frame kept for a while
+    // would otherwise keep the whole 8 KiB slab it was cut from alive.
+    const frame = Buffer.allocUnsafeSlow(delivered.frame.length);
+    delivered.frame.copy(frame);
+    const f = { seq: delivered.seq, prev: delivered.prev, frame, at: Date.now() };
+    const recent = this.recent;
+    if (!recent || recent[recent.length - 1]!.seq !== f.prev) {
+      this.recent = [f];
+      this.recentBytes = f.frame.length;
+      return;
+    }
+    recent.push(f);
+    this.recentBytes += f.frame.length;
+    // No more than the history window holds per channel: a resume gets from
+    // here exactly the answer the history would give.
+    const most = Math.min(RECENT_FRAMES, this.ctx.historyMaxPerChannel);
+    while (recent.length > 1 && (recent.length > most || this.recentBytes > RECENT_BYTES)) {
+      this.recentBytes -= recent.shift()!.frame.length;
+    }
+  }
+
+  private forgetRecent(): void {
+    this.recent = undefined;
+    this.recentBytes = 0;
+  }
+
+  /**
+   * Every frame after `since` when `since` is itself one of the recent
+   * frames (so the history still stores it: they are at most the channel's
+   * newest HISTORY_MAX_PER_CHANNEL) and younger than the history's age
+   * limit, and they run up to lastSeq. Then the history would answer
+   * `recovered: true` with exactly these frames; otherwise it is asked.
+   */
+  private recentAfter(since: number): PositionedFrame[] | undefined {
+    const recent = this.recent;
+    if (!recent || recent[recent.length - 1]!.seq !== this.lastSeq) return undefined;
+    const at = recent.findIndex((f) => f.seq === since);
+    if (at < 0) return undefined;
+    if (Date.now() - recent[at]!.at > this.ctx.historyMaxAgeMs - RECENT_AGE_MARGIN_MS) return undefined;
+    return recent.slice(at + 1);
+  }
+
   /**
    * Hands one frame to every connection on the topic (and to recoveries
    * running on it). `recipients` is passed when the caller already counted them.
@@ -342,9 +424,12 @@ export class ChannelStream implements MessageReceiver {
     recipients = this.ctx.sink.subscribers(this.topic),
   ): void {
     const { metrics, tracing, writer } = this.ctx;
-    if (seq !== undefined && this.held) {
+    if (seq !== undefined) {
       const positioned = { seq, prev, frame };
-      for (const buffer of this.held) buffer.push(positioned);
+      // Only live frames, as they arrive: their age is known. Frames from a
+      // catch-up break the chain, and a new one starts after it.
+      if (msg) this.remember(positioned);
+      if (this.held) for (const buffer of this.held) buffer.push(positioned);
     }
     if (recipients === 0) return;
     const publishedAt = msg?.header(Header.PublishedAt);

@@ -35,6 +35,7 @@ export interface FanoutOptions {
   onWritten: (bytes: number) => void;
   slowConsumerBytes: number;
   historyMaxPerChannel: number;
+  historyMaxAgeSeconds: number;
 }
 
 export class Fanout {
@@ -55,6 +56,7 @@ export class Fanout {
       recoverySlot: pLimit(RECOVERY_CONCURRENCY),
       slowConsumerBytes: opts.slowConsumerBytes,
       historyMaxPerChannel: opts.historyMaxPerChannel,
+      historyMaxAgeMs: opts.historyMaxAgeSeconds * 1000,
     };
     // After a reconnect the last messages may be missing with nothing newer
     // to reveal it, so every positioned stream checks the history once.
