@@ -66,12 +66,15 @@ async function main(): Promise<void> {
       publish: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
+      "server-node-args": { type: "string" },
     },
   });
+  // Extra node flags for the WebSocket server processes, e.g. --cpu-prof --cpu-prof-dir=/tmp/p (profiling a scenario).
+  const serverNodeArgs = values["server-node-args"]?.split(" ").filter(Boolean) ?? [];
   if (values.help || positionals.includes("help")) {
     const line = (name: string) => `  ${name.padEnd(16)} ${SCENARIOS[name]!.title} (targets: ${SCENARIOS[name]!.defaultTargets.join(", ")})`;
     process.stdout.write(
-      "usage: node --import tsx bench/run.ts [scenario ...] [--targets a,b] [--multi 4] [--phase-seconds 5] [--scale 1] [--out DIR] [--publish] [--quiet]\n" +
+      "usage: node --import tsx bench/run.ts [scenario ...] [--targets a,b] [--multi 4] [--phase-seconds 5] [--scale 1] [--out DIR] [--publish] [--quiet] [--server-node-args='--cpu-prof ...']\n" +
         `scenarios in full (also: smoke = all of them at scale 0.02):\n${FULL.map(line).join("\n")}\n` +
         `by name only:\n${EXTRA.map(line).join("\n")}\n`,
     );
@@ -89,6 +92,7 @@ async function main(): Promise<void> {
     quiet: values.quiet,
     settleMs: smoke ? 0 : 2000,
     log: (s) => process.stderr.write(s + "\n"),
+    ...(serverNodeArgs.length ? { targetOptions: () => ({ nodeArgs: serverNodeArgs }) } : {}),
   };
   const result = await runBench(names, cfg);
   const stamp = result.startedAt.replace(/[:.]/g, "-").slice(0, 19);

@@ -4,18 +4,23 @@
  * of Herald's message frames, for `since`) and the last publisher sequence
  * (`data.seq`, consecutive per channel: the loss/duplicate count). When a
  * subscribed connection drops, the client reconnects to another endpoint
- * (round-robin by client index, jittered exponential backoff on refusal,
- * bounded attempts and time) and resubscribes with `since`.
+ * (round-robin by client index, with the SDK's reconnect delays: full-jitter
+ * exponential backoff from 500 ms, a uniform 0-5 s after a 1001; bounded
+ * attempts and time) and resubscribes with `since`.
  *
  * "Recovered" (per displaced client, per event): a new connection is open,
  * every channel's `subscribed` reply came with recovered:true, and the
  * client holds every message published on its channels before the event
  * (publisher count at the event, sent by the coordinator as `need`).
  */
+import { CloseCode } from "@herald/core";
+import { backoffDelay, drainDelay } from "../../packages/client/src/backoff.js";
 import { Histogram } from "./hdr.js";
 import { Conn, now, type ConnEvents, type ConnOptions, type Counters, type ProbeSink } from "./wsclient.js";
 import type { ResilientStats } from "./protocol.js";
 
+/** The SDK's default drainReconnectMaxMs. */
+const SDK_DRAIN_RECONNECT_MAX_MS = 5000;
 /** Give up on a displaced client after this many failed attempts or this long. */
 const MAX_ATTEMPTS = 30;
 const GIVE_UP_MS = 90_000;
@@ -142,12 +147,12 @@ export class Resilient {
         if (first) this.initial.onClose(c);
         if (this.stopping || cl.conn !== c || !c.ready) return; // failed attempts are handled by onFail
         cl.conn = null;
-        this.displace(cl);
+        this.displace(cl, c.closeCode);
       },
     };
   }
 
-  private displace(cl: Client): void {
+  private displace(cl: Client, closeCode: number): void {
     this.displaced++;
     cl.droppedAt = now();
     cl.droppedEp = cl.ep;
@@ -156,8 +161,10 @@ export class Resilient {
     cl.recoveredAt = 0;
     cl.gaveUp = false;
     cl.epoch = this.epoch;
-    // a little jitter even on the first try: thousands of clients notice the same drop at once
-    setTimeout(() => this.attempt(cl), Math.random() * 50);
+    // As the SDK (@herald/client) schedules it: after a 1001 (draining) a
+    // uniform delay within drainReconnectMaxMs, after a lost connection its
+    // first full-jitter backoff step.
+    setTimeout(() => this.attempt(cl), closeCode === CloseCode.GoingAway ? drainDelay(SDK_DRAIN_RECONNECT_MAX_MS) : backoffDelay(0));
   }
 
   private attempt(cl: Client): void {
@@ -188,8 +195,7 @@ export class Resilient {
       if (cl.epoch === this.epoch) this.gaveUp++;
       return;
     }
-    const backoff = Math.min(2000, 50 * 2 ** cl.attempts);
-    setTimeout(() => this.attempt(cl), backoff * (0.5 + Math.random() * 0.5));
+    setTimeout(() => this.attempt(cl), backoffDelay(cl.attempts)); // the SDK's next step
   }
 
   /** Message frame on a client's socket: positions and publisher seq, gaps and duplicates. */
