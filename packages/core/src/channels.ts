@@ -69,6 +69,9 @@ export function patternProblem(pattern: unknown): string | null {
  * never skipped and never read as a wider grant.
  */
 const EXACT_ARRAY_MAX = 8;
+/** Pattern lists remembered for sharing (ChannelPatterns.of). */
+const SHARED_MAX = 1024;
+const SHARED = new Map<string, ChannelPatterns>();
 
 export class ChannelPatterns {
   /** Shared by every token without such a claim (one per connection adds up). */
@@ -93,9 +96,21 @@ export class ChannelPatterns {
     this.wild = wild;
   }
 
-  /** Throws a HeraldError (`invalid_pattern`) when a pattern is invalid; check with patternProblem() first. */
+  /**
+   * Throws a HeraldError (`invalid_pattern`) when a pattern is invalid; check
+   * with patternProblem() first. Tokens with the same list (a role's grants,
+   * every client of one app) share one object.
+   */
   static of(patterns: readonly string[]): ChannelPatterns {
-    return patterns.length === 0 ? ChannelPatterns.NONE : new ChannelPatterns(patterns);
+    if (patterns.length === 0) return ChannelPatterns.NONE;
+    // No pattern contains a space (patternProblem), so the key is unambiguous.
+    const key = patterns.join(" ");
+    const known = SHARED.get(key);
+    if (known) return known;
+    const made = new ChannelPatterns(patterns);
+    if (SHARED.size >= SHARED_MAX) SHARED.clear(); // per-user lists never repeat: start over rather than grow
+    SHARED.set(key, made);
+    return made;
   }
 
   get empty(): boolean {

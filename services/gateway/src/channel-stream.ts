@@ -195,48 +195,30 @@ export class ChannelStream implements MessageReceiver {
   }
 
   private recover(conn: Connection, opts: JoinOptions): Promise<void> {
-    const { metrics, writer, logger } = this.ctx;
-    // Fast path: this process is already delivering the channel and knows its
-    // position, and the client has nothing to catch up on. Joining the topic
-    // now continues exactly from there, with no round trip to the history
-    // (10k connections subscribing to one channel cost one history read, not 10k).
-    const position = this.lastSeq > 0 && !this.catchingUp ? this.lastSeq : undefined;
-    if (position !== undefined && (opts.since === undefined || opts.since === position)) {
-      if (opts.since !== undefined) metrics.recoveries.inc({ result: "recovered" });
-      writer.flush();
-      opts.onJoined?.({ seq: position, recovered: true });
-      conn.subscribe(this.topic);
-      return Promise.resolve();
-    }
-    // A little behind: what it missed is still in the recent frames.
-    const missed = position !== undefined && opts.since !== undefined ? this.recentAfter(opts.since) : undefined;
-    if (missed) {
-      metrics.recoveries.inc({ result: "recovered" });
-      writer.flush(); // frames still waiting for the topic go to its present members only
-      conn.batch(() => {
-        opts.onJoined?.({ seq: opts.since!, recovered: true });
-        for (const f of missed) conn.send(f.frame);
-        conn.subscribe(this.topic);
-      });
-      return Promise.resolve();
-    }
+    const { logger } = this.ctx;
+    if (this.joinFromMemory(conn, opts)) return Promise.resolve();
     const buffer = new RecoveryBuffer();
     (this.recoveries ??= new Map()).set(conn, buffer);
     const stillWanted = () => !conn.closed && !this.released && this.recoveries?.get(conn) === buffer;
     return this.ctx
       .recoverySlot(() =>
-        recoverConnection(this.ctx, conn, opts, {
-          topic: this.topic,
-          head: this.head,
-          subject: this.historySubject as string,
-          buffer,
-          stillWanted,
-          // From here on every live frame of the topic is kept for this
-          // connection; only with a recovery slot, so queued recoveries hold nothing.
-          hold: () => (this.held ??= new Set()).add(buffer),
-          ready: this.sub.ready,
-          settle: (last) => this.settle(last),
-        }),
+        // While it waited for its slot, the stream may have learned its
+        // position (another recovery on it finished, a message arrived):
+        // then it joins from memory like a connection arriving now.
+        stillWanted() && this.joinFromMemory(conn, opts)
+          ? Promise.resolve()
+          : recoverConnection(this.ctx, conn, opts, {
+              topic: this.topic,
+              head: this.head,
+              subject: this.historySubject as string,
+              buffer,
+              stillWanted,
+              // From here on every live frame of the topic is kept for this
+              // connection; only with a recovery slot, so queued recoveries hold nothing.
+              hold: () => (this.held ??= new Set()).add(buffer),
+              ready: this.sub.ready,
+              settle: (last) => this.settle(last),
+            }),
       )
       .then(
         () => this.endRecovery(conn, buffer),
@@ -247,6 +229,40 @@ export class ChannelStream implements MessageReceiver {
           if (wanted) throw err;
         },
       );
+  }
+
+  /**
+   * Joins a connection at once when the stream can answer from what it
+   * holds: it is current at `since` (or the client asks for no position), or
+   * `since` is one of its recent frames. True when it joined.
+   */
+  private joinFromMemory(conn: Connection, opts: JoinOptions): boolean {
+    const { metrics, writer } = this.ctx;
+    // This process is already delivering the channel and knows its position:
+    // joining the topic now continues exactly from there, with no round trip
+    // to the history (10k connections subscribing to one channel cost one
+    // history read, not 10k).
+    const position = this.lastSeq > 0 && !this.catchingUp ? this.lastSeq : undefined;
+    if (position === undefined) return false;
+    if (opts.since === undefined || opts.since === position) {
+      if (opts.since !== undefined) metrics.recoveries.inc({ result: "recovered" });
+      writer.flush();
+      opts.onJoined?.({ seq: position, recovered: true });
+      conn.subscribe(this.topic);
+      return true;
+    }
+    // A little behind: what it missed is still in the recent frames.
+    const missed = this.recentAfter(opts.since);
+    if (!missed) return false;
+    metrics.recoveries.inc({ result: "recovered" });
+    writer.flush(); // frames still waiting for the topic go to its present members only
+    const since = opts.since;
+    conn.batch(() => {
+      opts.onJoined?.({ seq: since, recovered: true });
+      for (const f of missed) conn.send(f.frame);
+      conn.subscribe(this.topic);
+    });
+    return true;
   }
 
   private endRecovery(conn: Connection, buffer: RecoveryBuffer): void {
