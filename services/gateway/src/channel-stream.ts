@@ -115,8 +115,8 @@ export class ChannelStream implements MessageReceiver {
   private readonly sub: BrokerSubscription;
   /** Position of the last message delivered on this topic (0 = none yet). */
   private lastSeq = 0;
-  /** Set while missed messages are read back; live frames wait here. */
-  private catchingUp: PositionedFrame[] | undefined;
+  /** Set while missed messages are read back; live frames wait here, with when they arrived. */
+  private catchingUp: RecentFrame[] | undefined;
   /** Settles when the running catch-up has finished. */
   private caughtUp: Promise<void> | undefined;
   /** Connections recovering on this topic, queued or running (created on first use: most topics never need it). */
@@ -303,7 +303,7 @@ export class ChannelStream implements MessageReceiver {
     const recipients = this.ctx.sink.subscribers(this.topic);
     if (!this.historySubject) {
       if (recipients === 0) return;
-      this.emit(undefined, 0, messageFrame(this.head, msg.data), msg, recipients);
+      this.emit(undefined, 0, messageFrame(this.head, msg.data), msg, 0, recipients);
       return;
     }
     const seqText = msg.header(Header.Sequence);
@@ -311,26 +311,30 @@ export class ChannelStream implements MessageReceiver {
     const seq = Number(seqText);
     const prev = Number(msg.header(Header.LastSequence) ?? 0);
     if (seq <= this.lastSeq) return; // already delivered (e.g. by a catch-up)
+    const frame = messageFrame(this.head, msg.data, seq, prev);
+    const at = Date.now();
     if (recipients === 0 && !this.held) {
       this.lastSeq = seq;
-      this.forgetRecent(); // no frame is built for nobody: the chain breaks here
+      // Nobody here yet (its connections may be queued for recovery slots),
+      // but kept among the recent frames: they resume from right here.
+      if (this.catchingUp) this.forgetRecent();
+      else this.remember({ seq, prev, frame }, at);
       return;
     }
-    const frame = messageFrame(this.head, msg.data, seq, prev);
     if (this.catchingUp) {
-      this.catchingUp.push({ seq, prev, frame });
+      this.catchingUp.push({ seq, prev, frame, at });
       return;
     }
     if (this.lastSeq > 0 && prev > this.lastSeq) {
-      this.catchUp([{ seq, prev, frame }]);
+      this.catchUp([{ seq, prev, frame, at }]);
       return;
     }
     this.lastSeq = seq;
-    this.emit(seq, prev, frame, msg, recipients);
+    this.emit(seq, prev, frame, msg, at, recipients);
   }
 
   /** Reads what this stream missed after lastSeq and delivers it in order, then the live frames that waited. */
-  private catchUp(waiting: PositionedFrame[]): void {
+  private catchUp(waiting: RecentFrame[]): void {
     const history = this.ctx.broker.history;
     const subject = this.historySubject;
     if (!history || !subject) return;
@@ -356,7 +360,7 @@ export class ChannelStream implements MessageReceiver {
         // this stream must not publish into the topic any more.
         if (this.released) return;
         for (const m of page) {
-          this.emit(m.seq, m.prev, messageFrame(this.head, m.data, m.seq, m.prev), undefined);
+          this.emit(m.seq, m.prev, messageFrame(this.head, m.data, m.seq, m.prev), undefined, 0);
           this.lastSeq = m.seq;
           count++;
         }
@@ -376,7 +380,7 @@ export class ChannelStream implements MessageReceiver {
           for (const p of inOrderAfter(pending, this.lastSeq)) {
             if (p.seq <= this.lastSeq) continue;
             this.lastSeq = p.seq;
-            this.emit(p.seq, p.prev, p.frame, undefined);
+            this.emit(p.seq, p.prev, p.frame, undefined, p.at);
           }
         }
         caughtUp();
@@ -384,13 +388,17 @@ export class ChannelStream implements MessageReceiver {
       .catch((err: unknown) => this.ctx.logger.error({ err, topic: this.topic }, "delivering after a catch-up failed"));
   }
 
-  /** Keeps a delivered frame among the recent ones (a new chain when it does not follow on). */
-  private remember(delivered: PositionedFrame): void {
+  /**
+   * Keeps a delivered frame among the recent ones (a new chain when it does
+   * not follow on). `at` is when it arrived, 0 when unknown (read from the
+   * history): such a frame is sent to resumes but never vouches for a `since`.
+   */
+  private remember(delivered: PositionedFrame, at: number): void {
     // A copy outside Node's Buffer pool: a small frame kept for a while
     // would otherwise keep the whole 8 KiB slab it was cut from alive.
     const frame = Buffer.allocUnsafeSlow(delivered.frame.length);
     delivered.frame.copy(frame);
-    const f = { seq: delivered.seq, prev: delivered.prev, frame, at: Date.now() };
+    const f = { seq: delivered.seq, prev: delivered.prev, frame, at };
     const recent = this.recent;
     if (!recent || recent[recent.length - 1]!.seq !== f.prev) {
       this.recent = [f];
@@ -424,27 +432,29 @@ export class ChannelStream implements MessageReceiver {
     if (!recent || recent[recent.length - 1]!.seq !== this.lastSeq) return undefined;
     const at = recent.findIndex((f) => f.seq === since);
     if (at < 0) return undefined;
-    if (Date.now() - recent[at]!.at > this.ctx.historyMaxAgeMs - RECENT_AGE_MARGIN_MS) return undefined;
+    const arrived = recent[at]!.at;
+    if (arrived === 0 || Date.now() - arrived > this.ctx.historyMaxAgeMs - RECENT_AGE_MARGIN_MS) return undefined;
     return recent.slice(at + 1);
   }
 
   /**
    * Hands one frame to every connection on the topic (and to recoveries
-   * running on it). `recipients` is passed when the caller already counted them.
+   * running on it). `receivedAt` is when a live frame arrived (0 for one read
+   * from the history: its age is unknown). `recipients` is passed when the
+   * caller already counted them.
    */
   private emit(
     seq: number | undefined,
     prev: number,
     frame: Buffer,
     msg: BrokerMessage | undefined,
+    receivedAt: number,
     recipients = this.ctx.sink.subscribers(this.topic),
   ): void {
     const { metrics, tracing, writer } = this.ctx;
     if (seq !== undefined) {
       const positioned = { seq, prev, frame };
-      // Only live frames, as they arrive: their age is known. Frames from a
-      // catch-up break the chain, and a new one starts after it.
-      if (msg) this.remember(positioned);
+      this.remember(positioned, receivedAt);
       if (this.held) for (const buffer of this.held) buffer.push(positioned);
     }
     if (recipients === 0) return;

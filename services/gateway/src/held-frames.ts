@@ -19,7 +19,7 @@ export function firstAfter(frames: readonly PositionedFrame[], last: number): Po
 }
 
 /** The frames after position `last`, oldest first: what is still to be sent once a gap is filled. */
-export function inOrderAfter(frames: readonly PositionedFrame[], last: number): PositionedFrame[] {
+export function inOrderAfter<F extends PositionedFrame>(frames: readonly F[], last: number): F[] {
   return frames.filter((f) => f.seq > last).sort((a, b) => a.seq - b.seq);
 }
 
