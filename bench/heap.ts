@@ -19,6 +19,7 @@ import { LoadGen } from "./lib/loadgen.js";
 import { sampleProc } from "./lib/procstat.js";
 import { ROOT, startHerald } from "./lib/targets.js";
 import { waitFor } from "../test/helpers/wait.js";
+import { runIfMain } from "./lib/cli.js";
 
 interface HeapSnapshot {
   snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
@@ -167,12 +168,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${md}\nwrote ${outFile}\n`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      process.stderr.write(`${(e as Error).stack}\n`);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

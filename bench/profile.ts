@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LoadGen } from "./lib/loadgen.js";
 import { ROOT, startHerald } from "./lib/targets.js";
+import { runIfMain } from "./lib/cli.js";
 
 interface CpuNode {
   id: number;
@@ -261,12 +262,4 @@ async function main(): Promise<void> {
   process.stdout.write(text + `\nwrote ${outFile}\n`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      process.stderr.write(`${(e as Error).stack}\n`);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

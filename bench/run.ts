@@ -22,6 +22,7 @@ import { GATEWAY_MAIN, ROOT, type TargetName } from "./lib/targets.js";
 import { existsSync } from "node:fs";
 import { EXTRA, FULL, SCENARIOS, runScenario, type RunConfig, type ScenarioResult } from "./scenarios.js";
 import { writeReport } from "./report.js";
+import { runIfMain } from "./lib/cli.js";
 
 export interface RunResult {
   kind: "herald-bench";
@@ -110,12 +111,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

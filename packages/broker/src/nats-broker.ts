@@ -6,33 +6,14 @@
  * backoff plus jitter, and lets nats.js replay SUBs after every reconnect, so
  * a gateway resumes delivery without restarting.
  */
-import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection, type Subscription } from "nats";
-import { BrokerUnavailableError, Header, redactServers, type HistoryConfig, type Logger, type Subjects } from "@herald/core";
+import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection } from "nats";
+import { BrokerUnavailableError, Header, redactServers } from "@herald/core";
 import { handOver, type Broker, type BrokerMessage, type BrokerStatus, type BrokerSubscription, type MessageHandler } from "./broker.js";
 import { NatsHistory } from "./nats-history.js";
+import { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
+import { Entry, type SubscriptionOwner } from "./subscription-entry.js";
 
-export interface NatsBrokerOptions {
-  servers: string[];
-  name: string;
-  logger: Logger;
-  /** How long publish() waits for the server to confirm (PONG) before failing. */
-  publishTimeoutMs?: number;
-  /** Backoff bounds for reconnect attempts. */
-  reconnectMinMs?: number;
-  reconnectMaxMs?: number;
-  /** JetStream history for recovery; needs `subjects`. */
-  history?: HistoryConfig | undefined;
-  subjects?: Subjects | undefined;
-  /** How long to keep trying to set up the history stream before running without it. */
-  historySetupMs?: number;
-}
-
-export const NATS_DEFAULTS = {
-  publishTimeoutMs: 2000,
-  reconnectMinMs: 250,
-  reconnectMaxMs: 5000,
-  historySetupMs: 30_000,
-} as const;
+export { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
 
 class NatsMessage implements BrokerMessage {
   constructor(private readonly msg: Msg) {}
@@ -47,42 +28,6 @@ class NatsMessage implements BrokerMessage {
     if (!h) return undefined;
     const v = h.get(name);
     return v === "" ? undefined : v;
-  }
-}
-
-/** What a subscription asks of its broker (one object per broker, shared by all its subscriptions). */
-interface SubscriptionOwner {
-  confirmSoon(): Promise<void>;
-  release(entry: Entry): void;
-}
-
-/**
- * One subject's interest, kept across reconnects (attach sends it again).
- * One small object per subscription: a connect storm makes one per
- * connection, so it carries no closures of its own.
- */
-class Entry implements BrokerSubscription {
-  /** The nats.js subscription while connected. */
-  sub: Subscription | undefined = undefined;
-  active = true;
-  private confirmed: Promise<void> | undefined = undefined;
-
-  constructor(
-    readonly subject: string,
-    readonly handler: MessageHandler,
-    private readonly owner: SubscriptionOwner,
-  ) {}
-
-  /**
-   * Asked for only by a caller that must know (a channel's `subscribed`
-   * reply); a user subject taken at connect never waits for it.
-   */
-  get ready(): Promise<void> {
-    return (this.confirmed ??= this.owner.confirmSoon());
-  }
-
-  unsubscribe(): void {
-    this.owner.release(this);
   }
 }
 

@@ -9,101 +9,20 @@
  * and the missing ones are read back from the history and delivered, in
  * order, before anything newer. Clients of this process never see that gap.
  */
-import {
-  Header,
-  SpanKind,
-  context,
-  extractTraceContext,
-  messageFrame,
-  type GatewayMetrics,
-  type Logger,
-  type Tracing,
-} from "@herald/core";
-import type { Broker, BrokerMessage, BrokerSubscription, MessageReceiver } from "@herald/broker";
-import type { Connection, TopicSink } from "./connection.js";
+import { Header, SpanKind, context, extractTraceContext, messageFrame } from "@herald/core";
+import type { BrokerMessage, BrokerSubscription, MessageReceiver } from "@herald/broker";
+import type { Connection } from "./connection.js";
 import { RecoveryBuffer, firstAfter, inOrderAfter, type PositionedFrame } from "./held-frames.js";
 import { HistoryCursor } from "./history-cursor.js";
 import { recoverConnection } from "./connection-recovery.js";
-import type { TopicWriter } from "./topic-writer.js";
+import { RecentFrames, type ArrivedFrame } from "./recent-frames.js";
+import { SETTLE_ROUNDS, type Destination, type JoinOptions, type StreamContext } from "./stream-context.js";
 
-export interface Destination {
-  /** Topic the connections join. */
-  topic: string;
-  /** Broker subject feeding it. */
-  subject: string;
-  /**
-   * Builds the fixed head of every message frame from `name`. Called on the
-   * first message only: most personal topics never carry one, and an idle
-   * stream then keeps no Buffer (a small Buffer also pins an 8 KiB pool slab).
-   */
-  head: (name: string) => Buffer;
-  /** The channel or user the frames name. */
-  name: string;
-  /**
-   * For channels with history: the stored subject, whose positions
-   * (Nats-Sequence / Nats-Last-Sequence) go into every frame.
-   */
-  historySubject?: string;
-}
+export type { Destination, JoinOptions, JoinedPosition, StreamContext } from "./stream-context.js";
+export { SETTLE_ROUNDS } from "./stream-context.js";
 
-/** What a connection is told when it joins a topic with positions. */
-export interface JoinedPosition {
-  /** The position it continues from. */
-  seq: number;
-  /** False when messages after its `since` have left the history window (or the history was reset). */
-  recovered: boolean;
-}
-
-export interface JoinOptions {
-  /** The position the connection has seen (a resume); only channels with history use it. */
-  since?: number;
-  /**
-   * Called once, before any frame of the topic reaches the connection: where
-   * the `subscribed` reply goes. `undefined` for topics without positions.
-   */
-  onJoined?: (position: JoinedPosition | undefined) => void;
-}
-
-/** What every stream of one gateway shares. */
-export interface StreamContext {
-  broker: Broker;
-  sink: TopicSink;
-  writer: TopicWriter;
-  metrics: GatewayMetrics;
-  tracing: Tracing;
-  logger: Logger;
-  /** Runs a recovery when one of the process's recovery slots is free. */
-  recoverySlot: <T>(run: () => Promise<T>) => Promise<T>;
-  /** A recovering connection holding more unsent bytes than this is closed with 4009. */
-  slowConsumerBytes: number;
-  /** HISTORY_MAX_PER_CHANNEL: bounds how much one recovery may read. */
-  historyMaxPerChannel: number;
-  /** HISTORY_MAX_AGE_SECONDS in ms: recent frames older than the history keeps are not offered to resumes. */
-  historyMaxAgeMs: number;
-}
-
-/**
- * Rounds of "wait for the stream to reach a position" (a running catch-up,
- * then a new one) — for a recovering connection, rounds of "read the
- * history, wait for the stream" — before it joins anyway.
- */
-export const SETTLE_ROUNDS = 4;
 /** Bound of one catch-up (the history window is far smaller by default). */
 const CATCH_UP_MAX_PAGES = 100;
-/**
- * Recent frames a stream keeps for resumes that are only a little behind:
- * at most this many, and at most RECENT_BYTES of them.
- */
-const RECENT_FRAMES = 16;
-const RECENT_BYTES = 32 * 1024;
-/** Margin under the history's age limit within which a recent frame still counts as stored. */
-const RECENT_AGE_MARGIN_MS = 1000;
-
-/** A live frame kept among the recent ones, with when it arrived. */
-interface RecentFrame extends PositionedFrame {
-  at: number;
-}
-
 export class ChannelStream implements MessageReceiver {
   readonly topic: string;
   private readonly headOf: (name: string) => Buffer;
@@ -116,23 +35,15 @@ export class ChannelStream implements MessageReceiver {
   /** Position of the last message delivered on this topic (0 = none yet). */
   private lastSeq = 0;
   /** Set while missed messages are read back; live frames wait here, with when they arrived. */
-  private catchingUp: RecentFrame[] | undefined;
+  private catchingUp: ArrivedFrame[] | undefined;
   /** Settles when the running catch-up has finished. */
   private caughtUp: Promise<void> | undefined;
   /** Connections recovering on this topic, queued or running (created on first use: most topics never need it). */
   private recoveries: Map<Connection, RecoveryBuffer> | undefined;
   /** Buffers of running recoveries: every live frame is kept for them. */
   private held: Set<RecoveryBuffer> | undefined;
-  /**
-   * The last positioned frames delivered, oldest first, each following on
-   * from the one before, the newest at lastSeq. A client resuming from one
-   * of them is sent the rest from here, with no history read: after a
-   * gateway is lost, thousands of its clients resume on the others at once,
-   * a few messages behind, and would otherwise each cost several history
-   * requests. Created by the first frame; dropped when the chain breaks.
-   */
-  private recent: RecentFrame[] | undefined;
-  private recentBytes = 0;
+  /** The last live frames, for resumes a little behind (created by the first one; dropped when the chain breaks). */
+  private recent: RecentFrames | undefined;
 
   constructor(
     dest: Destination,
@@ -252,7 +163,7 @@ export class ChannelStream implements MessageReceiver {
       return true;
     }
     // A little behind: what it missed is still in the recent frames.
-    const missed = this.recentAfter(opts.since);
+    const missed = this.recent?.after(opts.since, this.lastSeq);
     if (!missed) return false;
     metrics.recoveries.inc({ result: "recovered" });
     writer.flush(); // frames still waiting for the topic go to its present members only
@@ -317,7 +228,7 @@ export class ChannelStream implements MessageReceiver {
       this.lastSeq = seq;
       // Nobody here yet (its connections may be queued for recovery slots),
       // but kept among the recent frames: they resume from right here.
-      if (this.catchingUp) this.forgetRecent();
+      if (this.catchingUp) this.recent = undefined; // the chain breaks here
       else this.remember({ seq, prev, frame }, at);
       return;
     }
@@ -334,7 +245,7 @@ export class ChannelStream implements MessageReceiver {
   }
 
   /** Reads what this stream missed after lastSeq and delivers it in order, then the live frames that waited. */
-  private catchUp(waiting: RecentFrame[]): void {
+  private catchUp(waiting: ArrivedFrame[]): void {
     const history = this.ctx.broker.history;
     const subject = this.historySubject;
     if (!history || !subject) return;
@@ -388,53 +299,9 @@ export class ChannelStream implements MessageReceiver {
       .catch((err: unknown) => this.ctx.logger.error({ err, topic: this.topic }, "delivering after a catch-up failed"));
   }
 
-  /**
-   * Keeps a delivered frame among the recent ones (a new chain when it does
-   * not follow on). `at` is when it arrived, 0 when unknown (read from the
-   * history): such a frame is sent to resumes but never vouches for a `since`.
-   */
   private remember(delivered: PositionedFrame, at: number): void {
-    // A copy outside Node's Buffer pool: a small frame kept for a while
-    // would otherwise keep the whole 8 KiB slab it was cut from alive.
-    const frame = Buffer.allocUnsafeSlow(delivered.frame.length);
-    delivered.frame.copy(frame);
-    const f = { seq: delivered.seq, prev: delivered.prev, frame, at };
-    const recent = this.recent;
-    if (!recent || recent[recent.length - 1]!.seq !== f.prev) {
-      this.recent = [f];
-      this.recentBytes = f.frame.length;
-      return;
-    }
-    recent.push(f);
-    this.recentBytes += f.frame.length;
-    // No more than the history window holds per channel: a resume gets from
-    // here exactly the answer the history would give.
-    const most = Math.min(RECENT_FRAMES, this.ctx.historyMaxPerChannel);
-    while (recent.length > 1 && (recent.length > most || this.recentBytes > RECENT_BYTES)) {
-      this.recentBytes -= recent.shift()!.frame.length;
-    }
-  }
-
-  private forgetRecent(): void {
-    this.recent = undefined;
-    this.recentBytes = 0;
-  }
-
-  /**
-   * Every frame after `since` when `since` is itself one of the recent
-   * frames (so the history still stores it: they are at most the channel's
-   * newest HISTORY_MAX_PER_CHANNEL) and younger than the history's age
-   * limit, and they run up to lastSeq. Then the history would answer
-   * `recovered: true` with exactly these frames; otherwise it is asked.
-   */
-  private recentAfter(since: number): PositionedFrame[] | undefined {
-    const recent = this.recent;
-    if (!recent || recent[recent.length - 1]!.seq !== this.lastSeq) return undefined;
-    const at = recent.findIndex((f) => f.seq === since);
-    if (at < 0) return undefined;
-    const arrived = recent[at]!.at;
-    if (arrived === 0 || Date.now() - arrived > this.ctx.historyMaxAgeMs - RECENT_AGE_MARGIN_MS) return undefined;
-    return recent.slice(at + 1);
+    const { historyMaxPerChannel, historyMaxAgeMs } = this.ctx;
+    (this.recent ??= new RecentFrames(historyMaxPerChannel, historyMaxAgeMs)).remember(delivered, at);
   }
 
   /**

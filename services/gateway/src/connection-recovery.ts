@@ -6,8 +6,7 @@
  * without duplicates, and only then joins the topic.
  */
 import { CloseCode, messageFrame } from "@herald/core";
-import type { StreamContext, JoinOptions } from "./channel-stream.js";
-import { SETTLE_ROUNDS } from "./channel-stream.js";
+import { SETTLE_ROUNDS, type JoinOptions, type StreamContext } from "./stream-context.js";
 import type { Connection } from "./connection.js";
 import { inOrderAfter, withPrev, type RecoveryBuffer } from "./held-frames.js";
 import { HISTORY_PAGE, HistoryCursor, type HistoryMessage } from "./history-cursor.js";
