@@ -23,6 +23,7 @@ export { SETTLE_ROUNDS } from "./stream-context.js";
 
 /** Bound of one catch-up (the history window is far smaller by default). */
 const CATCH_UP_MAX_PAGES = 100;
+
 export class ChannelStream implements MessageReceiver {
   readonly topic: string;
   private readonly headOf: (name: string) => Buffer;
