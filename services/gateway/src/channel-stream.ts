@@ -223,16 +223,16 @@ export class ChannelStream implements MessageReceiver {
     const seq = Number(seqText);
     const prev = Number(msg.header(Header.LastSequence) ?? 0);
     if (seq <= this.lastSeq) return; // already delivered (e.g. by a catch-up)
-    const frame = messageFrame(this.head, msg.data, seq, prev);
     const at = Date.now();
     if (recipients === 0 && !this.held) {
       this.lastSeq = seq;
       // Nobody here yet (its connections may be queued for recovery slots),
       // but kept among the recent frames: they resume from right here.
       if (this.catchingUp) this.recent = undefined; // the chain breaks here
-      else this.remember({ seq, prev, frame }, at);
+      else this.remember({ seq, prev, frame: messageFrame(this.head, msg.data, seq, prev) }, at);
       return;
     }
+    const frame = messageFrame(this.head, msg.data, seq, prev);
     if (this.catchingUp) {
       this.catchingUp.push({ seq, prev, frame, at });
       return;

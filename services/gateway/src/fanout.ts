@@ -108,7 +108,8 @@ export class Fanout {
 
   /** Takes a closed (or closing) connection off every topic. */
   leaveAll(conn: Connection): void {
-    for (const topic of [...conn.topics]) this.drop(conn, topic);
+    // drop() never edits conn.topics, and TopicSet replaces its array on every change anyway.
+    for (const topic of conn.topics) this.drop(conn, topic);
     conn.topics.clear();
   }
 
