@@ -63,6 +63,8 @@ const COLUMNS: Record<string, { keys: Col[]; cols: Col[] }> = {
       { key: "handshakeP50Ms", label: "handshake p50 ms", better: "lower", fmt: ms },
       { key: "handshakeP99Ms", label: "handshake p99 ms", better: "lower", fmt: ms },
       { key: "serverCpuMsPerConnection", label: "server CPU ms/conn", better: "lower", fmt: (v) => num(v, 3) },
+      { key: "brokerCpuMsPerConnection", label: "NATS behind it ms/conn", fmt: (v) => num(v, 3) },
+      { key: "generatorCpuMsPerConnection", label: "generator ms/conn", fmt: (v) => num(v, 3) },
     ],
   },
   broadcast: { keys: [{ key: "size", label: "size B" }, { key: "rate", label: "msg/s" }], cols: PHASE_COLS },

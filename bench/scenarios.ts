@@ -241,6 +241,8 @@ export const SCENARIOS: Record<string, Scenario> = {
             handshakeP50Ms: c.handshakeMs.p50,
             handshakeP99Ms: c.handshakeMs.p99,
             serverCpuMsPerConnection: c.ready ? +((c.serverCpuSeconds * 1000) / c.ready).toFixed(3) : null,
+            brokerCpuMsPerConnection: c.ready ? +((c.brokerCpuSeconds * 1000) / c.ready).toFixed(3) : null,
+            generatorCpuMsPerConnection: c.ready ? +((c.generatorCpuSeconds * 1000) / c.ready).toFixed(3) : null,
           },
         ];
       });

@@ -41,6 +41,9 @@ export interface ConnectResult {
   perSecond: number;
   handshakeMs: LatencySummary;
   serverCpuSeconds: number;
+  /** CPU of the broker (NATS behind Herald; none for targets that are the broker) and of the generator workers over the same window. */
+  brokerCpuSeconds: number;
+  generatorCpuSeconds: number;
   serverRssBytes: number;
 }
 
@@ -93,7 +96,7 @@ export class LoadGen {
     const hellos: Promise<void>[] = [];
     for (let w = 0; w < this.nWorkers; w++) {
       const child = fork(WORKER, [], {
-        execArgv: ["--import", "tsx", "--max-old-space-size=4096"],
+        execArgv: ["--import", "tsx", "--max-old-space-size=4096", ...(process.env.BENCH_WORKER_NODE_ARGS ?? "").split(" ").filter(Boolean)],
         stdio: ["ignore", "inherit", "inherit", "ipc"],
         serialization: "advanced",
       });
@@ -155,11 +158,8 @@ export class LoadGen {
     const t = this.target;
     const offset = opts.offset ?? this.totalConns;
     await this.all((id) => ({ type: "reset", id, connect: true }));
-    const before = sampleAll(t.serverPids);
-    const t0 = performance.timeOrigin + performance.now();
-    const done = this.workers.map((_, w) => new Promise<WorkerSnapshot>((r) => (this.connectWaiters[w] = r)));
-    this.workers.forEach((child, w) => {
-      const plan: ConnectPlan = {
+    const plans = this.workers.map(
+      (_, w): ConnectPlan => ({
         proto: t.proto,
         endpoints: t.endpoints,
         offset,
@@ -177,9 +177,16 @@ export class LoadGen {
         ...(t.secret ? { secret: t.secret } : {}),
         ...(t.token ? { token: t.token } : {}),
         ...(t.natsToken ? { natsToken: t.natsToken } : {}),
-      };
-      child.send({ type: "connect", plan } satisfies ToWorker);
-    });
+      }),
+    );
+    // Tokens and options are made before the clock and the CPU counters start.
+    await Promise.all(plans.map((plan, w) => this.ask(w, { type: "prepare", id: this.nextId++, plan })));
+    const before = sampleAll(t.serverPids);
+    const bBefore = sampleAll(t.brokerPids);
+    const gBefore = sampleAll(this.workerPids);
+    const t0 = performance.timeOrigin + performance.now();
+    const done = this.workers.map((_, w) => new Promise<WorkerSnapshot>((r) => (this.connectWaiters[w] = r)));
+    for (const child of this.workers) child.send({ type: "connect" } satisfies ToWorker);
     const stop = this.ticker(`${t.name} connect`, () => {
       const ready = this.progress.reduce((a, p) => a + p.ready, 0);
       const failed = this.progress.reduce((a, p) => a + p.failed, 0);
@@ -188,6 +195,8 @@ export class LoadGen {
     const snaps = await Promise.all(done);
     stop();
     const after = sampleAll(t.serverPids);
+    const bAfter = sampleAll(t.brokerPids);
+    const gAfter = sampleAll(this.workerPids);
     const failures: Record<string, number> = {};
     for (const s of snaps) for (const [k, v] of Object.entries(s.failures)) failures[k] = (failures[k] ?? 0) + v;
     const h = new Histogram();
@@ -214,6 +223,8 @@ export class LoadGen {
       perSecond: seconds > 0 ? ready / seconds : 0,
       handshakeMs: h.summaryMs(),
       serverCpuSeconds: after.cpuSeconds - before.cpuSeconds,
+      brokerCpuSeconds: bAfter.cpuSeconds - bBefore.cpuSeconds,
+      generatorCpuSeconds: gAfter.cpuSeconds - gBefore.cpuSeconds,
       serverRssBytes: after.rssBytes,
     };
   }

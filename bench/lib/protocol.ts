@@ -100,7 +100,8 @@ export interface WorkerSnapshot {
 }
 
 export type ToWorker =
-  | { type: "connect"; plan: ConnectPlan }
+  | { type: "prepare"; id: number; plan: ConnectPlan }
+  | { type: "connect" }
   | { type: "reset"; id: number; connect?: boolean }
   | { type: "snapshot"; id: number }
   | { type: "pause"; id: number; every: number }

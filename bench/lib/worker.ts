@@ -90,9 +90,19 @@ function optionsFor(plan: ConnectPlan, i: number): ConnOptions {
   return o;
 }
 
-function connect(plan: ConnectPlan): void {
+/** The next storm's connection options, made before the clock starts (a reconnecting client already holds its token). */
+let prepared: { plan: ConnectPlan; mine: number[]; options: ConnOptions[] } | undefined;
+
+function prepare(plan: ConnectPlan): void {
   const mine: number[] = [];
   for (let i = plan.offset; i < plan.offset + plan.count; i++) if (i % plan.workers === plan.worker) mine.push(i);
+  prepared = { plan, mine, options: mine.map((i) => optionsFor(plan, i)) };
+}
+
+function connect(): void {
+  if (!prepared) throw new Error("connect before prepare");
+  const { plan, mine, options } = prepared;
+  prepared = undefined;
   let next = 0;
   const t0 = now();
   const perMs = plan.rate > 0 ? plan.rate / plan.workers / 1000 : Infinity;
@@ -100,12 +110,14 @@ function connect(plan: ConnectPlan): void {
   const tick = () => {
     const allowed = perMs === Infinity ? mine.length : Math.floor((now() - t0) * perMs) + 1;
     while (next < mine.length && next < allowed && inflight < plan.inflight) {
-      const i = mine[next++]!;
+      const k = next++;
+      const i = mine[k]!;
+      const o = options[k]!;
       attempted++;
       inflight++;
       const c = plan.resilient
-        ? (resilient ??= new Resilient(plan.endpoints, counters, sink, events)).open(i, optionsFor(plan, i), i % plan.endpoints.length)
-        : new Conn(optionsFor(plan, i), counters, sink, events);
+        ? (resilient ??= new Resilient(plan.endpoints, counters, sink, events)).open(i, o, i % plan.endpoints.length)
+        : new Conn(o, counters, sink, events);
       index.set(c, i);
       conns.push(c);
     }
@@ -147,8 +159,12 @@ function snapshot(): WorkerSnapshot {
 
 process.on("message", (m: ToWorker) => {
   switch (m.type) {
+    case "prepare":
+      prepare(m.plan);
+      send({ type: "ack", id: m.id });
+      break;
     case "connect":
-      connect(m.plan);
+      connect();
       break;
     case "reset":
       counters.msgs = counters.pausedMsgs = counters.bytes = counters.reads = 0;

@@ -1,5 +1,7 @@
 /**
- * A lean WebSocket client on net.Socket for load generation.
+ * A lean WebSocket client for load generation, on a bare libuv TCP handle
+ * (raw-tcp.ts: net.Socket's streams cost the generator more CPU per
+ * connection than the server it measures spends).
  *
  * - does the HTTP/1.1 upgrade itself (one write, no Sec-WebSocket-Accept check);
  * - reads into ONE receive buffer shared by every socket of the process
@@ -13,8 +15,7 @@
  * - client frames are masked with the all-zero key (valid per RFC 6455 and
  *   free: the payload bytes stay as they are).
  */
-import net from "node:net";
-
+import { RawTcp } from "./raw-tcp.js";
 import type { ConnEvents, ConnOptions, Counters, ProbeSink } from "./wsclient-types.js";
 
 export type { ConnEvents, ConnOptions, Counters, ProbeSink, Proto } from "./wsclient-types.js";
@@ -30,7 +31,7 @@ const OPEN = 1;
 const DONE = 2;
 
 export class Conn {
-  readonly sock: net.Socket;
+  private readonly sock: RawTcp;
   state = HS;
   /** Herald: welcome seen. NATS: first PONG after CONNECT (auth accepted). */
   connected = false;
@@ -71,39 +72,36 @@ export class Conn {
     this.tConnect = now();
     this.lastSeqs = o.channels.map(() => -1);
     this.subSeqs = o.channels.map(() => -1);
-    const opts: net.NetConnectOpts & { onread: unknown } = {
-      host: o.host,
-      port: o.port,
-      noDelay: true,
-      onread: { buffer: SHARED, callback: (n: number, buf: Buffer) => this.onRead(n, buf) },
-    };
-    if (o.localAddress) (opts as net.TcpNetConnectOpts).localAddress = o.localAddress;
-    this.sock = net.connect(opts as net.NetConnectOpts);
-    this.sock.on("connect", () => {
-      this.sock.write(
-        `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${o.headers}\r\n`,
-      );
-    });
-    this.sock.on("error", (e: NodeJS.ErrnoException) => {
-      const k = e.code ?? "error";
-      this.c.errors[k] = (this.c.errors[k] ?? 0) + 1;
-      if (!this.ready) this.fail(k);
-    });
-    this.sock.on("close", () => {
-      if (this.state !== DONE) {
-        if (!this.ready) this.fail(this.httpStatus ? `http_${this.httpStatus}` : "closed");
-        this.state = DONE;
-      }
-      this.events.onClose(this);
-    });
+    this.sock = new RawTcp(
+      { host: o.host, port: o.port, localAddress: o.localAddress, buffer: SHARED },
+      {
+        onConnect: () =>
+          this.sock.write(
+            `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+              `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${o.headers}\r\n`,
+            true,
+          ),
+        onRead: (n, buf) => this.onRead(n, buf),
+        onClose: (error) => {
+          if (error) {
+            this.c.errors[error] = (this.c.errors[error] ?? 0) + 1;
+            if (!this.ready) this.fail(error);
+          }
+          if (this.state !== DONE) {
+            if (!this.ready) this.fail(this.httpStatus ? `http_${this.httpStatus}` : "closed");
+            this.state = DONE;
+          }
+          this.events.onClose(this);
+        },
+      },
+    );
   }
 
   private fail(why: string): void {
     if (this.state === DONE) return;
     this.state = DONE;
     this.events.onFail(this, why);
-    this.sock.destroy();
+    this.sock.close(undefined);
   }
 
   pause(): void {
@@ -113,7 +111,7 @@ export class Conn {
 
   destroy(): void {
     this.state = DONE;
-    this.sock.destroy();
+    this.sock.close(undefined);
   }
 
   sendText(s: string, opcode = 0x81): void {
@@ -126,7 +124,7 @@ export class Conn {
     this.sock.write(Buffer.concat([h, p]));
   }
 
-  private onRead(n: number, buf: Buffer): boolean {
+  private onRead(n: number, buf: Buffer): void {
     const c = this.c;
     c.reads++;
     c.bytes += n;
@@ -136,13 +134,13 @@ export class Conn {
       const end = this.hs.indexOf("\r\n\r\n");
       if (end < 0) {
         if (this.hs.length > 8192) this.fail("bad_handshake");
-        return true;
+        return;
       }
       const status = Number(this.hs.slice(9, 12));
       this.httpStatus = status;
       if (status !== 101) {
         this.fail(`http_${status}`);
-        return false;
+        return;
       }
       const consumed = end + 4 - (this.hs.length - n);
       this.hs = "";
@@ -151,7 +149,7 @@ export class Conn {
       i = consumed;
       void CRLF2;
     }
-    if (this.state !== OPEN) return true;
+    if (this.state !== OPEN) return;
     let b = buf;
     let e = n;
     if (this.carry) {
@@ -211,7 +209,6 @@ export class Conn {
       }
       if (len === 0) this.frameEnd();
     }
-    return true;
   }
 
   /** Payload bytes of the current frame (only called while collecting). */
