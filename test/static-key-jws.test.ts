@@ -132,4 +132,30 @@ describe("static-key verification agrees with jose", () => {
     const crit = await new SignJWT(base).setProtectedHeader({ alg: "HS256", crit: ["exp"], exp: 1 } as never).sign(hsKey).catch(() => undefined);
     if (crit) assert.equal(staticReason(crit, hsKeys), "malformed");
   });
+
+  test("a header decoded before still meets each verifier's allow-list, and a refused header stays refused", async () => {
+    const hsKey = new TextEncoder().encode(SECRET);
+    const base = { sub: "u", exp: nowSeconds() + 3600 };
+    const hsKeys: StaticKeys = { secret: Buffer.from(SECRET), publicKey: undefined, algorithms: ["HS256"], clockToleranceSeconds: 5, issuer: undefined, audience: undefined };
+    const token = await new SignJWT(base).setProtectedHeader({ alg: "HS256" }).sign(hsKey);
+    assert.equal(staticReason(token, hsKeys), "ok");
+    assert.equal(staticReason(token, hsKeys), "ok", "the second time, from the decoded-header cache");
+    // The cache is shared by every verifier of the process; the algorithm rule is not.
+    assert.equal(staticReason(token, { ...hsKeys, algorithms: ["HS512"] }), "algorithm_not_allowed");
+    assert.equal(staticReason(token, { ...hsKeys, secret: undefined, algorithms: ["RS256"] }), "algorithm_not_allowed");
+    // Same header, other claims or signature: each token's own parts are still checked.
+    assert.equal(staticReason(tamper(token), hsKeys), "bad_signature");
+    const [h] = token.split(".");
+    assert.equal(staticReason(`${h}.e30.${token.split(".")[2]}`, hsKeys), "bad_signature");
+    assert.equal(staticReason(`${h}.e30`, hsKeys), "malformed");
+    assert.equal(staticReason(`${token}.x`, hsKeys), "malformed", "four parts");
+    const crit = `${Buffer.from('{"alg":"HS256","crit":["x"],"x":1}').toString("base64url")}.${token.split(".")[1]}.${token.split(".")[2]}`;
+    for (let i = 0; i < 2; i++) assert.equal(staticReason(crit, hsKeys), "malformed", `crit header, try ${i + 1}`);
+    // Many distinct headers do not grow the cache without bound (it evicts), and verification stays right.
+    for (let i = 0; i < 200; i++) {
+      const t = await new SignJWT(base).setProtectedHeader({ alg: "HS256", kid: `k${i}` }).sign(hsKey);
+      assert.equal(staticReason(t, hsKeys), "ok");
+    }
+    assert.equal(staticReason(token, hsKeys), "ok");
+  });
 });
