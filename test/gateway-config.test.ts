@@ -64,6 +64,7 @@ const cases: VariableCase<GatewayConfig>[] = [
   { variable: "ALLOWED_ORIGINS", valid: "*", expect: true, pick: (c) => c.origins.allowAll, invalid: ["not an origin", "https://a.example/path"] },
   { variable: "TRUSTED_PROXIES", valid: "10.0.0.0/8", expect: true, pick: (c) => c.trustedProxies.trusts("10.1.2.3"), invalid: ["proxy", "10.0.0.0/33"] },
   { variable: "MAX_CONNECTIONS", valid: "10", expect: 10, pick: (c) => c.maxConnections, invalid: ["0"] },
+  { variable: "LISTEN_BACKLOG", valid: "0", expect: 0, pick: (c) => c.listenBacklog, invalid: ["-1", "65536"] },
   { variable: "MAX_CONNECTIONS_PER_IP", valid: "0", expect: 0, pick: (c) => c.maxConnectionsPerIp, invalid: ["-1"] },
   { variable: "MAX_CONNECTIONS_PER_USER", valid: "0", expect: 0, pick: (c) => c.maxConnectionsPerUser, invalid: ["1.5"] },
   { variable: "IPV6_LIMIT_PREFIX", valid: "128", expect: 128, pick: (c) => c.ipv6LimitPrefix, invalid: ["31", "129"] },

@@ -29,6 +29,7 @@ import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { ProtocolHandler } from "./protocol-handler.js";
 import { SocketGuard, backpressureCap } from "./socket-guard.js";
 import { createUpgradeHandler } from "./upgrade.js";
+import { applyListenBacklog } from "./listen-backlog.js";
 import { LISTEN_EXCLUSIVE_PORT, closeApp, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 import type { WsConnection, WsUserData } from "./ws-connection.js";
 
@@ -269,6 +270,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       const main = await listenOn(app, config.port, "GATEWAY_PORT");
       listenSockets.push(main);
       const port = uws.us_socket_local_port(main as never);
+      if (config.listenBacklog > 0) await applyListenBacklog(port, config.listenBacklog, logger);
       if (!metricsApp || config.metricsPort === undefined) return { port };
       const m = await listenOn(metricsApp, config.metricsPort, "METRICS_PORT");
       listenSockets.push(m);

@@ -34,6 +34,8 @@ export const GATEWAY_DEFAULTS = {
   frameTimeoutSeconds: 15,
   drainSeconds: 10,
   writeDelayMs: 0,
+  /** Accept queue asked of Linux (capped by net.core.somaxconn); uSockets alone gives 512 (listen-backlog.ts). */
+  listenBacklog: 4096,
 } as const;
 
 /** Shortest IPV6_LIMIT_PREFIX: a /32 is a whole provider allocation; shorter would lump unrelated clients together. */
@@ -50,6 +52,8 @@ export interface GatewayConfig extends ServeSection<string | undefined>, NatsSec
   origins: OriginPolicy;
   trustedProxies: TrustedProxies;
   maxConnections: number;
+  /** Accept queue of the WebSocket port (0 = keep uSockets' 512): connections a storm can queue before Linux drops SYNs. */
+  listenBacklog: number;
   maxConnectionsPerIp: number;
   /** Per `sub` on this process (0 = off): with the frame cap, bounds what one token holder can make it buffer. */
   maxConnectionsPerUser: number;
@@ -93,6 +97,7 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     origins: OriginPolicy.parse(read.list(env, "ALLOWED_ORIGINS"), "ALLOWED_ORIGINS"),
     trustedProxies: TrustedProxies.parse(read.list(env, "TRUSTED_PROXIES"), "TRUSTED_PROXIES"),
     maxConnections: read.int(env, "MAX_CONNECTIONS", d.maxConnections, 1, 10_000_000),
+    listenBacklog: read.int(env, "LISTEN_BACKLOG", d.listenBacklog, 0, 65_535),
     maxConnectionsPerIp: read.int(env, "MAX_CONNECTIONS_PER_IP", d.maxConnectionsPerIp, 0, 10_000_000),
     maxConnectionsPerUser: read.int(env, "MAX_CONNECTIONS_PER_USER", d.maxConnectionsPerUser, 0, 10_000_000),
     ipv6LimitPrefix: read.int(env, "IPV6_LIMIT_PREFIX", d.ipv6LimitPrefix, IPV6_LIMIT_PREFIX_MIN, 128),
