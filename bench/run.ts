@@ -95,6 +95,9 @@ async function main(): Promise<void> {
     log: (s) => process.stderr.write(s + "\n"),
     ...(serverNodeArgs.length ? { targetOptions: () => ({ nodeArgs: serverNodeArgs }) } : {}),
   };
+  // bench/results/latest.* is the full run only; a long scenario run by name publishes under its own name.
+  const publishAs = !values.publish ? undefined : names.join(",") === FULL.join(",") && !smoke ? "latest" : names.length === 1 && EXTRA.includes(names[0]!) ? names[0]! : null;
+  if (publishAs === null) throw new Error(`--publish needs \`full\` (bench/results/latest.*) or one of ${EXTRA.join(", ")} alone (bench/results/<name>.*), not ${positionals.join(" ")}`);
   const result = await runBench(names, cfg);
   const stamp = result.startedAt.replace(/[:.]/g, "-").slice(0, 19);
   const dir = values.out ?? join(ROOT, "bench/runs", stamp);
@@ -102,11 +105,11 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, "result.json"), JSON.stringify(result, null, 2) + "\n");
   const files = writeReport(result, dir);
   process.stderr.write(`wrote ${join(dir, "result.json")}, ${files.join(", ")} (${result.seconds} s)\n`);
-  if (values.publish) {
+  if (publishAs) {
     const pub = join(ROOT, "bench/results");
     mkdirSync(pub, { recursive: true });
-    writeFileSync(join(pub, "latest.json"), JSON.stringify(result, null, 2) + "\n");
-    const published = writeReport(result, pub, "latest");
+    writeFileSync(join(pub, `${publishAs}.json`), JSON.stringify(result, null, 2) + "\n");
+    const published = writeReport(result, pub, publishAs);
     process.stderr.write(`published ${published.join(", ")}\n`);
   }
 }
