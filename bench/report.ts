@@ -42,6 +42,17 @@ const PHASE_COLS: Col[] = [
   { key: "closes", label: "closes", fmt: obj },
 ];
 
+const STORM_COLS: Col[] = [
+  { key: "ready", label: "ready", better: "higher", fmt: (v) => num(v) },
+  { key: "failed", label: "failed", better: "lower", fmt: (v) => num(v) },
+  { key: "connectionsPerSecond", label: "connections/s", better: "higher", fmt: (v) => num(v) },
+  { key: "handshakeP50Ms", label: "handshake p50 ms", better: "lower", fmt: ms },
+  { key: "handshakeP99Ms", label: "handshake p99 ms", better: "lower", fmt: ms },
+  { key: "serverCpuMsPerConnection", label: "server CPU ms/conn", better: "lower", fmt: (v) => num(v, 3) },
+  { key: "brokerCpuMsPerConnection", label: "NATS behind it ms/conn", fmt: (v) => num(v, 3) },
+  { key: "generatorCpuMsPerConnection", label: "generator ms/conn", fmt: (v) => num(v, 3) },
+];
+
 const COLUMNS: Record<string, { keys: Col[]; cols: Col[] }> = {
   idle: {
     keys: [],
@@ -54,19 +65,8 @@ const COLUMNS: Record<string, { keys: Col[]; cols: Col[] }> = {
       { key: "bytesPerConnection", label: "bytes/connection", better: "lower", fmt: (v) => num(v) },
     ],
   },
-  "connect-storm": {
-    keys: [],
-    cols: [
-      { key: "ready", label: "ready", better: "higher", fmt: (v) => num(v) },
-      { key: "failed", label: "failed", better: "lower", fmt: (v) => num(v) },
-      { key: "connectionsPerSecond", label: "connections/s", better: "higher", fmt: (v) => num(v) },
-      { key: "handshakeP50Ms", label: "handshake p50 ms", better: "lower", fmt: ms },
-      { key: "handshakeP99Ms", label: "handshake p99 ms", better: "lower", fmt: ms },
-      { key: "serverCpuMsPerConnection", label: "server CPU ms/conn", better: "lower", fmt: (v) => num(v, 3) },
-      { key: "brokerCpuMsPerConnection", label: "NATS behind it ms/conn", fmt: (v) => num(v, 3) },
-      { key: "generatorCpuMsPerConnection", label: "generator ms/conn", fmt: (v) => num(v, 3) },
-    ],
-  },
+  "connect-storm": { keys: [], cols: STORM_COLS },
+  "connect-storm-warm": { keys: [{ key: "storm", label: "storm" }], cols: STORM_COLS },
   broadcast: { keys: [{ key: "size", label: "size B" }, { key: "rate", label: "msg/s" }], cols: PHASE_COLS },
   "conns-100k": {
     keys: [],

@@ -79,6 +79,28 @@ async function withTarget<T>(cfg: RunConfig, name: TargetName, conns: number, fn
   }
 }
 
+/** The storm of connect-storm: 500 upgrades in flight per worker, all on one shared channel. */
+const STORM = (count: number) => ({ count, rate: 0, inflight: 500, shape: { kind: "shared", channel: "bench" } as Shape, probeEvery: 1e9 });
+
+function stormRow(target: string, c: Awaited<ReturnType<LoadGen["connect"]>>, extra: Record<string, unknown> = {}): Row {
+  const perConnection = (seconds: number) => (c.ready ? +((seconds * 1000) / c.ready).toFixed(3) : null);
+  return {
+    target,
+    ...extra,
+    attempted: c.attempted,
+    ready: c.ready,
+    failed: c.failed,
+    failures: c.failures,
+    seconds: +c.seconds.toFixed(2),
+    connectionsPerSecond: Math.round(c.perSecond),
+    handshakeP50Ms: c.handshakeMs.p50,
+    handshakeP99Ms: c.handshakeMs.p99,
+    serverCpuMsPerConnection: perConnection(c.serverCpuSeconds),
+    brokerCpuMsPerConnection: perConnection(c.brokerCpuSeconds),
+    generatorCpuMsPerConnection: perConnection(c.generatorCpuSeconds),
+  };
+}
+
 function phaseRow(target: string, p: PhaseResult, extra: Record<string, unknown> = {}): Row {
   return {
     target,
@@ -227,24 +249,25 @@ export const SCENARIOS: Record<string, Scenario> = {
     defaultTargets: ["herald", "herald-multi", "nats-ws", "ws-baseline"],
     async run(cfg, name) {
       const count = n(cfg, 10_000);
+      return withTarget(cfg, name, count, async (t, lg) => [stormRow(t.spec.name, await lg.connect(STORM(count)))]);
+    },
+  },
+
+  "connect-storm-warm": {
+    title: "Connect storm, three in a row on one server process",
+    description:
+      "The connect storm three times against the same server process, each after the previous storm's connections were closed and the server went quiet: storm 1 meets a freshly started process (as `connect-storm` does), storms 2 and 3 one that has served the same work before, as the surviving pods of an avalanche have.",
+    defaultTargets: ["herald", "nats-ws"],
+    async run(cfg, name) {
+      const count = n(cfg, 10_000);
       return withTarget(cfg, name, count, async (t, lg) => {
-        const c = await lg.connect({ count, rate: 0, inflight: 500, shape: { kind: "shared", channel: "bench" }, probeEvery: 1e9 });
-        return [
-          {
-            target: t.spec.name,
-            attempted: c.attempted,
-            ready: c.ready,
-            failed: c.failed,
-            failures: c.failures,
-            seconds: +c.seconds.toFixed(2),
-            connectionsPerSecond: Math.round(c.perSecond),
-            handshakeP50Ms: c.handshakeMs.p50,
-            handshakeP99Ms: c.handshakeMs.p99,
-            serverCpuMsPerConnection: c.ready ? +((c.serverCpuSeconds * 1000) / c.ready).toFixed(3) : null,
-            brokerCpuMsPerConnection: c.ready ? +((c.brokerCpuSeconds * 1000) / c.ready).toFixed(3) : null,
-            generatorCpuMsPerConnection: c.ready ? +((c.generatorCpuSeconds * 1000) / c.ready).toFixed(3) : null,
-          },
-        ];
+        const rows: Row[] = [];
+        for (let storm = 1; storm <= 3; storm++) {
+          rows.push(stormRow(t.spec.name, await lg.connect({ ...STORM(count), offset: (storm - 1) * count }), { storm }));
+          await lg.closeAll();
+          await quiet(t.spec.serverPids, 10_000);
+        }
+        return rows;
       });
     },
   },
@@ -331,7 +354,7 @@ export const SCENARIOS: Record<string, Scenario> = {
 
 export const FULL = ["ceiling", "idle-10k", "idle-10k-shared", "idle-50k", "connect-storm", "broadcast", "channels", "slow-consumer"];
 /** Named scenarios not in FULL (each takes minutes on this machine): run them by name. */
-export const EXTRA = ["avalanche", "conns-100k"];
+export const EXTRA = ["avalanche", "conns-100k", "connect-storm-warm"];
 
 export async function runScenario(name: string, cfg: RunConfig): Promise<ScenarioResult> {
   const sc = SCENARIOS[name];
