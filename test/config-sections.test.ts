@@ -57,7 +57,9 @@ describe("natsUrlProblem", () => {
 
 describe("readNatsSection", () => {
   test("defaults: memory broker, the service's connection name, prefix herald, history on", () => {
-    assert.deepEqual(readNats({}), { natsServers: [], natsName: "svc", subjectPrefix: SHELL_DEFAULTS.subjectPrefix, history: { ...HISTORY_DEFAULTS } });
+    const { namespaces, ...rest } = readNats({});
+    assert.deepEqual(rest, { natsServers: [], natsName: "svc", subjectPrefix: SHELL_DEFAULTS.subjectPrefix, history: { ...HISTORY_DEFAULTS } });
+    assert.equal(namespaces.configured, false, "no NAMESPACES: every channel in one implicit namespace (test/namespaces.test.ts)");
   });
   testVariables(readNats, {}, [
     {
@@ -75,6 +77,7 @@ describe("readNatsSection", () => {
     { variable: "HISTORY_MAX_AGE_SECONDS", valid: "60", expect: 60, pick: (c) => c.history.maxAgeSeconds, invalid: ["0", "1.5"] },
     { variable: "HISTORY_MAX_PER_CHANNEL", valid: "10", expect: 10, pick: (c) => c.history.maxPerChannel, invalid: ["0"] },
     { variable: "HISTORY_REPLICAS", valid: "3", expect: 3, pick: (c) => c.history.replicas, invalid: ["6"] },
+    { variable: "NAMESPACES", valid: '{"chat": {"client_publish": false}}', expect: false, pick: (c) => c.namespaces.of("chat.1")?.clientPublish, invalid: ["{", '{"chat": {"presence": true}}'] },
   ]);
 });
 

@@ -17,3 +17,4 @@ export * from "./service/nats-url.js";
 export * from "./service/config-sections.js";
 export * from "./service/http-bodies.js";
 export * from "./service/run-service.js";
+export * from "./namespaces.js";

@@ -113,6 +113,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     subjects,
     metrics,
     logger,
+    namespaces: config.namespaces,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
   });
 

@@ -24,6 +24,7 @@ import {
   type ClientFrame,
   type GatewayMetrics,
   type Logger,
+  type Namespaces,
   type ProtocolErrorCode,
   type RequestId,
   type Subjects,
@@ -38,6 +39,7 @@ export interface ProtocolHandlerOptions {
   subjects: Subjects;
   metrics: GatewayMetrics;
   logger: Logger;
+  namespaces: Namespaces;
   maxChannelsPerConnection: number;
 }
 
@@ -114,7 +116,7 @@ export class ProtocolHandler {
 
   private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined): void {
     const { broker, fanout } = this.ctx;
-    const problem = channelProblem(channel);
+    const problem = channelProblem(channel) ?? this.ctx.namespaces.problem(channel);
     if (problem) return this.error(conn, "invalid_channel", problem, id);
     if (!conn.identity.channels.matches(channel)) {
       return this.error(conn, "forbidden", `token does not allow subscribing to ${channel}`, id);
@@ -170,8 +172,12 @@ export class ProtocolHandler {
   }
 
   private publish(conn: Connection, channel: string, json: string, id: RequestId | undefined): void {
-    const problem = channelProblem(channel);
+    const problem = channelProblem(channel) ?? this.ctx.namespaces.problem(channel);
     if (problem) return this.error(conn, "invalid_channel", problem, id);
+    const namespace = this.ctx.namespaces.of(channel)!;
+    if (!namespace.clientPublish) {
+      return this.error(conn, "forbidden", `namespace "${namespace.name}" does not take publishes from clients (client_publish: false)`, id);
+    }
     if (!conn.identity.publish.matches(channel)) {
       return this.error(conn, "forbidden", `token does not allow publishing to ${channel}`, id);
     }

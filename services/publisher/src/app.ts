@@ -127,7 +127,7 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
     if (match.route === "channel") {
       const channel = decodeParam(match.param);
       if (channel === undefined) throw new HttpError(400, "invalid_channel", "channel is not correctly URL-encoded");
-      const problem = channelProblem(channel);
+      const problem = channelProblem(channel) ?? config.namespaces.problem(channel);
       if (problem !== null) throw new HttpError(400, "invalid_channel", problem);
       if (!auth.canPublishToChannel(principal, channel)) {
         throw new HttpError(403, "forbidden", "the token's publish claim does not cover this channel");
