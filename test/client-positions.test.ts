@@ -50,6 +50,28 @@ describe("positions: duplicates and gaps (scripted herald.v1 frames)", () => {
     client.close();
   });
 
+  test("epochs: the answer's epoch is kept and sent back with since; a persisted one is sent on the first subscribe", async () => {
+    const { client, sock } = await scriptedClient();
+    const recoveries: unknown[] = [];
+    client.on("recovered", (r) => recoveries.push(r));
+    const p = client.subscribe("news");
+    assert.equal(sock.lastSent("subscribe")["epoch"], undefined, "no position, no epoch");
+    sock.push({ type: "subscribed", channel: "news", id: sock.lastSent("subscribe")["id"], seq: 7, epoch: "life-1", recovered: true });
+    const sub = await p;
+    assert.deepEqual([sub.lastSeq, sub.epoch], [7, "life-1"]);
+    sock.push({ type: "message", channel: "news", data: 1, seq: 9, prev: 8 }); // gap: resume from 7 in life-1
+    const resub = sock.lastSent("subscribe");
+    assert.deepEqual([resub["since"], resub["epoch"]], [7, "life-1"]);
+    sock.push({ type: "subscribed", channel: "news", id: resub["id"], seq: 3, epoch: "life-2", recovered: false });
+    assert.deepEqual(recoveries, [{ channel: "news", since: 7, seq: 3, epoch: "life-2", recovered: false }]);
+    assert.equal(sub.epoch, "life-2", "the new life's epoch replaces the old one");
+    const other = client.subscribe("other", { since: 40, epoch: "saved" });
+    assert.deepEqual([sock.lastSent("subscribe")["since"], sock.lastSent("subscribe")["epoch"]], [40, "saved"]);
+    sock.push({ type: "subscribed", channel: "other", id: sock.lastSent("subscribe")["id"], seq: 40, epoch: "saved", recovered: true });
+    await other;
+    client.close();
+  });
+
   test("recovered:false is surfaced and the stream is accepted from there", async () => {
     const { client, sock, got } = await scriptedClient();
     const recoveries: Array<{ recovered: boolean }> = [];

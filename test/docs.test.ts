@@ -138,7 +138,7 @@ describe("docs/protocol.md documents what the code implements", () => {
       welcomeFrame("u", "c"),
       replyFrame("subscribed", "a", 1),
       replyFrame("unsubscribed", "a", 1),
-      subscribedWithPosition("a", 1, 2, true),
+      subscribedWithPosition("a", 1, 2, "e1", true),
       ackFrame(1),
       pongFrame(1),
       errorFrame("bad_request", "m", 1),

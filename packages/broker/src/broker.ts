@@ -53,6 +53,13 @@ export interface StoredMessage {
  * gap and resume from its last position.
  */
 export interface BrokerHistory {
+  /**
+   * Names this life of the history: the same on every gateway and publisher
+   * of a deployment, and different once the history is lost and started
+   * again (the JetStream stream deleted and created anew, the embedded broker
+   * restarted). A position is only meaningful within its epoch.
+   */
+  readonly epoch: string;
   liveSubject(subject: string): string;
   /** Position of the newest stored message on `subject`, 0 when there is none. */
   lastSeq(subject: string): Promise<number>;

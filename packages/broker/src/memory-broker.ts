@@ -5,6 +5,7 @@
  * it keeps a bounded window per subject and stamps positions exactly like
  * JetStream RePublish does, so recovery behaves the same as in production.
  */
+import { randomBytes } from "node:crypto";
 import { BrokerUnavailableError, Header, type HistoryConfig } from "@herald/core";
 import {
   handOver,
@@ -54,6 +55,8 @@ class MemoryHistory implements BrokerHistory {
   private goneInLog = 0;
   /** Herald-Id -> when it was stored (insertion order = time order). */
   private readonly recentIds = new Map<string, number>();
+  /** This broker's history lives as long as the process: a restart starts a new epoch. */
+  readonly epoch = randomBytes(9).toString("base64url");
 
   constructor(
     private readonly config: HistoryConfig,

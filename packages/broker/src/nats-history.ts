@@ -5,6 +5,7 @@
  * `Nats-Last-Sequence`, which is what lets clients detect gaps and resume.
  * Reads use Direct Get (any replica answers, no consumer state on the server).
  */
+import { createHash } from "node:crypto";
 import type { HistoryConfig, Logger, Subjects } from "@herald/core";
 import type { JetStreamManager, StoredMsg, StreamConfig } from "nats";
 
@@ -37,11 +38,22 @@ function isNotFound(err: unknown): boolean {
   return (err as { code?: string | number }).code == 404 || /not found/i.test((err as Error).message ?? "");
 }
 
+/**
+ * The epoch of a stream's life: JetStream stamps a stream with its creation
+ * time (nanoseconds) when it is created, and keeps it through updates, so
+ * every service reading the stream derives the same short name, and a
+ * deleted and recreated stream gets another.
+ */
+export function streamEpoch(stream: string, created: string): string {
+  return createHash("sha256").update(`${stream}\n${created}`).digest("base64url").slice(0, 12);
+}
+
 export class NatsHistory implements BrokerHistory {
   constructor(
     private readonly jsm: DirectJetStreamManager,
     private readonly config: HistoryConfig,
     private readonly subjects: Subjects,
+    readonly epoch: string,
   ) {}
 
   /** Creates or updates the stream; idempotent, so every service may call it. */
@@ -63,11 +75,13 @@ export class NatsHistory implements BrokerHistory {
       if (!/already in use/i.test((err as Error).message)) throw err;
       await jsm.streams.update(config.stream, stream);
     }
+    const { created } = await jsm.streams.info(config.stream);
+    const epoch = streamEpoch(config.stream, created);
     logger.info(
-      { stream: config.stream, maxAgeSeconds: config.maxAgeSeconds, maxPerChannel: config.maxPerChannel },
+      { stream: config.stream, maxAgeSeconds: config.maxAgeSeconds, maxPerChannel: config.maxPerChannel, created, epoch },
       "history stream ready",
     );
-    return new NatsHistory(jsm as DirectJetStreamManager, config, subjects);
+    return new NatsHistory(jsm as DirectJetStreamManager, config, subjects, epoch);
   }
 
   liveSubject(subject: string): string {

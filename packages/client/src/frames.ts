@@ -50,6 +50,9 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
       if (typeof f["channel"] !== "string") throw malformed(f, type, "channel must be a string");
       if (!optionalPosition(f["seq"])) throw malformed(f, type, "seq must be a non-negative integer");
       if (f["recovered"] !== undefined && typeof f["recovered"] !== "boolean") throw malformed(f, type, "recovered must be a boolean");
+      if (f["epoch"] !== undefined && (typeof f["epoch"] !== "string" || f["epoch"].length === 0 || f["epoch"].length > 64)) {
+        throw malformed(f, type, "epoch must be a string of 1 to 64 characters");
+      }
       break;
     case "unsubscribed":
       if (typeof f["channel"] !== "string") throw malformed(f, type, "channel must be a string");

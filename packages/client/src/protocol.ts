@@ -34,7 +34,9 @@ export interface SubscribedFrame {
   id?: RequestId;
   /** Stream position the live stream continues from (recovery-capable servers). */
   seq?: number;
-  /** false: the `since` position was older than the server's history; messages were lost. */
+  /** The life of the history `seq` belongs to; it changes when the history is lost and started again. */
+  epoch?: string;
+  /** false: the `since` position was older than the server's history, or from another epoch; messages were lost. */
   recovered?: boolean;
 }
 
@@ -65,7 +67,7 @@ export type ServerFrame =
   | ErrorFrame;
 
 export type ClientFrame =
-  | { type: "subscribe"; channel: string; id: number; since?: number }
+  | { type: "subscribe"; channel: string; id: number; since?: number; epoch?: string }
   | { type: "unsubscribe"; channel: string; id: number }
   | { type: "publish"; channel: string; data: unknown; id: number }
   | { type: "ping"; id: number };

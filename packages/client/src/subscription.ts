@@ -25,6 +25,11 @@ export class Subscription<T = unknown> {
     return this.state.lastSeq;
   }
 
+  /** The history epoch `lastSeq` belongs to: persist it with `lastSeq` and pass both back (`since`, `epoch`). */
+  get epoch(): string | undefined {
+    return this.state.epoch;
+  }
+
   /** True while the server has confirmed the subscription on the current connection. */
   get active(): boolean {
     return this.client.isActive(this.channel);
@@ -65,6 +70,8 @@ export class SubState {
   readonly handlers = new Set<(msg: HeraldMessage) => void>();
   /** The last position delivered: the `since` of the next subscribe. */
   lastSeq: number | undefined;
+  /** The server's history epoch of `lastSeq`, sent back with it. */
+  epoch: string | undefined;
   /** Waiting for the answer to a gap-recovery subscribe: live messages are dropped (they will be replayed). */
   recovering = false;
   gapRecoveries = 0;
@@ -80,8 +87,10 @@ export class SubState {
     readonly channel: string,
     owner: SubscriptionOwner,
     since?: number,
+    epoch?: string,
   ) {
     this.lastSeq = typeof since === "number" && Number.isFinite(since) ? since : undefined;
+    this.epoch = this.lastSeq !== undefined && typeof epoch === "string" ? epoch : undefined;
     this.handle = new Subscription(channel, owner, this);
   }
 
@@ -90,9 +99,10 @@ export class SubState {
    * one) and answered with `seq`/`recovered`. Returns the recovery to report
    * when the subscribe asked to resume and the server has positions.
    */
-  confirm(since: number | undefined, seq: number | undefined, recovered: boolean | undefined): RecoveryInfo | undefined {
+  confirm(since: number | undefined, seq: number | undefined, recovered: boolean | undefined, epoch?: string): RecoveryInfo | undefined {
     this.recovering = false;
     this.retries = 0;
+    if (epoch !== undefined) this.epoch = epoch;
     if (since === undefined) {
       if (seq !== undefined && this.lastSeq === undefined) this.lastSeq = seq;
       return undefined;
@@ -101,7 +111,10 @@ export class SubState {
     // History did not reach back (messages are lost for good), or a plain server
     // whose positions mean nothing: accept the stream from here on.
     if (recovered === false || !positions) this.lastSeq = undefined;
-    return positions ? { channel: this.channel, since, seq, recovered: recovered !== false } : undefined;
+    if (!positions) return undefined;
+    const info: RecoveryInfo = { channel: this.channel, since, seq, recovered: recovered !== false };
+    if (epoch !== undefined) info.epoch = epoch;
+    return info;
   }
 
   /**

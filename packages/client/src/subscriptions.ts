@@ -38,7 +38,7 @@ export class Subscriptions {
 
   subscribe<T>(channel: string, options: SubscribeOptions<T>): Promise<Subscription<T>> {
     const existing = this.subs.get(channel);
-    const sub = existing ?? new SubState(channel, this.owner, options.since);
+    const sub = existing ?? new SubState(channel, this.owner, options.since, options.epoch);
     if (!existing) this.subs.set(channel, sub);
     if (options.onMessage) sub.handlers.add(options.onMessage as (msg: HeraldMessage) => void);
     const handle = sub.handle as Subscription<T>;
@@ -103,7 +103,7 @@ export class Subscriptions {
     const sub = this.subs.get(channel);
     if (!sub) return;
     conn.confirmed.add(channel);
-    const recovery = sub.confirm(p?.since, frame.seq, frame.recovered);
+    const recovery = sub.confirm(p?.since, frame.seq, frame.recovered, frame.epoch);
     if (recovery) this.links.emit("recovered", recovery);
     const resubscribed = sub.everConfirmed;
     sub.everConfirmed = true;
@@ -162,7 +162,14 @@ export class Subscriptions {
   private sendSubscribe(conn: Conn, sub: SubState, resub: boolean): void {
     const since = sub.lastSeq;
     const channel = sub.channel;
-    const frame = since === undefined ? { type: "subscribe" as const, channel } : { type: "subscribe" as const, channel, since };
+    // The epoch goes with the position it qualifies; a server without epochs ignores it.
+    const epoch = sub.epoch;
+    const frame =
+      since === undefined
+        ? { type: "subscribe" as const, channel }
+        : epoch === undefined
+          ? { type: "subscribe" as const, channel, since }
+          : { type: "subscribe" as const, channel, since, epoch };
     // The confirmation is handled in onSubscribed (also a late one, after a timeout); refusals here.
     this.requests.send(conn, frame, undefined, since === undefined ? { resub } : { since, resub }).catch((err: HeraldError) => this.onRefused(conn, sub, resub, err));
   }

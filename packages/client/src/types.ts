@@ -133,7 +133,9 @@ export interface RecoveryInfo {
   since: number;
   /** The position the live stream continues from. */
   seq: number | undefined;
-  /** false: the server's history did not reach back to `since`; messages were lost for good. */
+  /** The life of the server's history `seq` belongs to (servers with epochs). */
+  epoch?: string;
+  /** false: the server's history did not reach back to `since`, or it was started anew (another epoch); messages were lost for good. */
   recovered: boolean;
 }
 
@@ -171,4 +173,6 @@ export interface SubscribeOptions<T = unknown> {
   onMessage?: (msg: HeraldMessage<T>) => void;
   /** Resume after this stream position (e.g. persisted from a previous page load). */
   since?: number;
+  /** The history epoch `since` belongs to (persist it with `since`: `Subscription.epoch`). A position from another epoch is answered `recovered: false`. */
+  epoch?: string;
 }

@@ -76,7 +76,7 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     recoveries: new Counter({
       name: "herald_recoveries_total",
-      help: "Subscriptions resumed from a position, by result (recovered, window_exceeded)",
+      help: "Subscriptions resumed from a position, by result (recovered, window_exceeded, epoch_changed)",
       labelNames: ["result"] as const,
       registers,
     }),

@@ -9,7 +9,7 @@ export const SUBPROTOCOL = "herald.v1";
 export type RequestId = string | number;
 
 export type ClientFrame =
-  | { type: "subscribe"; channel: string; id?: RequestId; since?: number }
+  | { type: "subscribe"; channel: string; id?: RequestId; since?: number; /** The history epoch `since` belongs to. */ epoch?: string }
   | { type: "unsubscribe"; channel: string; id?: RequestId }
   | { type: "publish"; channel: string; id?: RequestId; /** The frame's `data`, as JSON text. */ payload: string }
   | { type: "ping"; id?: RequestId };
@@ -50,9 +50,14 @@ export function parseClientFrame(text: string): ClientFrame {
       if (since !== undefined && !(Number.isSafeInteger(since) && (since as number) >= 0)) {
         throw new FrameError("bad_request", "since must be a non-negative integer position", id);
       }
+      const epoch = frame["epoch"];
+      if (epoch !== undefined && !(typeof epoch === "string" && epoch.length > 0 && epoch.length <= MAX_EPOCH_LENGTH)) {
+        throw new FrameError("bad_request", `epoch must be a string of 1 to ${MAX_EPOCH_LENGTH} characters, as a subscribed reply gave it`, id);
+      }
       const out: ClientFrame = { type, channel };
       if (id !== undefined) out.id = id;
       if (since !== undefined) out.since = since as number;
+      if (epoch !== undefined) out.epoch = epoch as string;
       return out;
     }
     case "unsubscribe": {
@@ -137,14 +142,18 @@ export function replyFrame(type: "subscribed" | "unsubscribed", channel: string,
   return JSON.stringify(id === undefined ? { type, channel } : { type, channel, id });
 }
 
+/** Longest `epoch` a client may send back (the server's are 12 to 16 characters). */
+export const MAX_EPOCH_LENGTH = 64;
+
 /**
  * `subscribed` for a channel with history: `seq` is the position the stream
- * continues from; `recovered` is false when the requested position was older
- * than the history window (the client missed messages it cannot get back).
+ * continues from, `epoch` the life of the history it belongs to; `recovered`
+ * is false when the requested position was older than the history window or
+ * from another epoch (the client missed messages it cannot get back).
  */
-export function subscribedWithPosition(channel: string, id: RequestId | undefined, seq: number, recovered: boolean): string {
+export function subscribedWithPosition(channel: string, id: RequestId | undefined, seq: number, epoch: string, recovered: boolean): string {
   return JSON.stringify(
-    id === undefined ? { type: "subscribed", channel, seq, recovered } : { type: "subscribed", channel, id, seq, recovered },
+    id === undefined ? { type: "subscribed", channel, seq, epoch, recovered } : { type: "subscribed", channel, id, seq, epoch, recovered },
   );
 }
 

@@ -98,7 +98,7 @@ export class ProtocolHandler {
     this.ctx.metrics.clientMessages.inc({ type: frame.type });
     switch (frame.type) {
       case "subscribe":
-        return this.subscribe(conn, frame.channel, frame.id, frame.since);
+        return this.subscribe(conn, frame.channel, frame.id, frame.since, frame.epoch);
       case "unsubscribe":
         return this.unsubscribe(conn, frame.channel, frame.id);
       case "publish":
@@ -114,7 +114,7 @@ export class ProtocolHandler {
     conn.send(errorFrame(code, message, id));
   }
 
-  private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined): void {
+  private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined, epoch: string | undefined): void {
     const { broker, fanout } = this.ctx;
     const problem = channelProblem(channel) ?? this.ctx.namespaces.problem(channel);
     if (problem) return this.error(conn, "invalid_channel", problem, id);
@@ -140,11 +140,21 @@ export class ProtocolHandler {
     if (channelCount(conn) >= this.ctx.maxChannelsPerConnection) {
       return this.error(conn, "forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection`, id);
     }
+    // A position from another life of the history (the stream was recreated,
+    // the embedded broker restarted) says nothing about this one, even where
+    // the numbers overlap: continue from the current position, recovered: false.
+    const history = broker.history;
+    const otherEpoch = since !== undefined && epoch !== undefined && history !== undefined && epoch !== history.epoch;
+    if (otherEpoch) this.ctx.metrics.recoveries.inc({ result: "epoch_changed" });
     fanout
       .join(conn, this.destination(channel, topic), {
-        since,
+        since: otherEpoch ? undefined : since,
         onJoined: (position) =>
-          conn.send(position ? subscribedWithPosition(channel, id, position.seq, position.recovered) : replyFrame("subscribed", channel, id)),
+          conn.send(
+            position && history
+              ? subscribedWithPosition(channel, id, position.seq, history.epoch, position.recovered && !otherEpoch)
+              : replyFrame("subscribed", channel, id),
+          ),
       })
       .catch(() => {
         // Nothing may reject from here: the process shell exits on an unhandled rejection.
