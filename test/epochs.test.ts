@@ -15,6 +15,7 @@ import { startGatewayInProcess, startPublisherInProcess, type InProcessGateway, 
 import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
 import { TestStack } from "./helpers/stack.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
+import { waitFor } from "./helpers/wait.js";
 import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
 
 const API_KEY = "epochs-test-api-key-0123456789abcd";
@@ -151,5 +152,42 @@ describe("history epochs on JetStream", { skip: missingBuild(GATEWAY_MAIN) }, ()
     assert.equal(after["recovered"], false, "position 2 of the old stream is not position 2 of the new one");
     assert.notEqual(after["epoch"], epoch);
     assert.equal((await subscribe(gw2.wsUrl))["epoch"], after["epoch"]);
+  });
+
+  test("a stream deleted while the gateways run: it is recreated, channel clients are closed with 1001, and their resume is recovered: false in the new epoch", async () => {
+    const nats = await stack.nats({ jetstream: true });
+    const env = { HISTORY_STREAM: "EPOCH_LIVE" };
+    const token = await hsToken({ sub: "reader", channels: ["news"] });
+    const [gw1, gw2, pub] = await Promise.all([stack.gateway(nats, env), stack.gateway(nats, env), stack.publisher(nats, { ...env, PUBLISHER_API_KEY: API_KEY })]);
+    const a = await stack.connect(gw1.wsUrl, { token });
+    const first = await a.request({ type: "subscribe", channel: "news", id: 1 });
+    const oldEpoch = first["epoch"] as string;
+    for (let i = 1; i <= 5; i++) await publish(pub.url, "news", { old: i });
+    let last = 0;
+    for (let i = 1; i <= 5; i++) last = (await a.next(isMessage))["seq"] as number;
+
+    const nc = await natsConnect({ servers: nats.url });
+    try {
+      await (await nc.jetstreamManager()).streams.delete("EPOCH_LIVE");
+    } finally {
+      await nc.close();
+    }
+    // Each service reads the stream again every 5 s, recreates it, and sees the new epoch.
+    const closed = await Promise.race([a.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+    assert.equal(closed?.code, 1001, "the channel client is told to resume");
+
+    for (let i = 1; i <= last + 3; i++) await publish(pub.url, "news", { fresh: i });
+    for (const gw of [gw1, gw2]) {
+      const reply = await waitFor(
+        async () => {
+          const c = await stack.connect(gw.wsUrl, { token });
+          const r = await c.request({ type: "subscribe", channel: "news", since: last, epoch: oldEpoch, id: 1 });
+          return r["epoch"] !== oldEpoch && r;
+        },
+        { timeoutMs: 20_000, intervalMs: 500 },
+      );
+      assert.equal(reply["recovered"], false, `position ${last} of the old stream is not position ${last} of the new one`);
+      assert.equal(reply["seq"], last + 3, "continues from the new stream's current position");
+    }
   });
 });

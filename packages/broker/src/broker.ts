@@ -92,6 +92,8 @@ export interface Broker {
   readonly history: BrokerHistory | undefined;
   /** Called on every status change; returns a function that removes the listener. */
   onStatus(listener: (status: BrokerStatus) => void): () => void;
+  /** Called when the history's epoch changes while the process runs (see BrokerHistory.epoch); returns a function that removes the listener. */
+  onEpochChange(listener: (epoch: string) => void): () => void;
   /**
    * Subscribes to one concrete subject. Subscriptions survive reconnects: the
    * implementation re-establishes them when the connection comes back.

@@ -192,6 +192,11 @@ export class MemoryBroker implements Broker {
     return this.open;
   }
 
+  /** The embedded history lives exactly as long as this broker: its epoch never changes under it. */
+  onEpochChange(_listener: (epoch: string) => void): () => void {
+    return () => {};
+  }
+
   onStatus(listener: (status: BrokerStatus) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

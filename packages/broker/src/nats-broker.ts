@@ -10,6 +10,7 @@ import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type N
 import { BrokerUnavailableError, Header, redactServers } from "@herald/core";
 import { handOver, type Broker, type BrokerMessage, type BrokerStatus, type BrokerSubscription, type MessageHandler } from "./broker.js";
 import { NatsHistory } from "./nats-history.js";
+import { EpochWatch } from "./epoch-watch.js";
 import { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
 import { Entry, type SubscriptionOwner } from "./subscription-entry.js";
 
@@ -46,6 +47,7 @@ export class NatsBroker implements Broker {
   private readonly opts: NatsBrokerOptions & { [K in keyof typeof NATS_DEFAULTS]: number };
   private js: JetStreamClient | undefined;
   history: NatsHistory | undefined;
+  private readonly epochs: EpochWatch;
   private modeSettled = false;
   private attempt = 0;
   /** When the current outage began (undefined while connected). */
@@ -63,12 +65,17 @@ export class NatsBroker implements Broker {
 
   constructor(options: NatsBrokerOptions) {
     this.opts = { ...NATS_DEFAULTS, ...options };
+    this.epochs = new EpochWatch(options.logger);
     this.shownServers = redactServers(options.servers);
     void this.connectLoop();
   }
 
   get connected(): boolean {
     return this.up;
+  }
+
+  onEpochChange(listener: (epoch: string) => void): () => void {
+    return this.epochs.on(listener);
   }
 
   onStatus(listener: (status: BrokerStatus) => void): () => void {
@@ -167,6 +174,9 @@ export class NatsBroker implements Broker {
         const jsm = await nc.jetstreamManager({ timeout: 5000 });
         this.history = await NatsHistory.ensure(jsm, history, subjects, logger);
         this.js = nc.jetstream({ timeout: this.opts.publishTimeoutMs });
+        // A new connection may find another life of the stream (a NATS without persistence restarted).
+        this.epochs.note(this.history.epoch);
+        this.epochs.start(() => (this.up ? this.history?.refresh() : undefined), this.opts.epochCheckMs);
         return;
       } catch (err) {
         const message = (err as Error).message;
@@ -363,6 +373,7 @@ export class NatsBroker implements Broker {
 
   async drain(): Promise<void> {
     this.closing = true;
+    this.epochs.stop();
     const nc = this.nc;
     if (!nc || nc.isClosed()) return;
     if (!this.up) return this.close();
@@ -375,6 +386,7 @@ export class NatsBroker implements Broker {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.epochs.stop();
     const nc = this.nc;
     if (nc && !nc.isClosed()) await nc.close().catch(() => {});
     this.setStatus("closed");

@@ -48,17 +48,51 @@ export function streamEpoch(stream: string, created: string): string {
   return createHash("sha256").update(`${stream}\n${created}`).digest("base64url").slice(0, 12);
 }
 
+type StreamSpec = Partial<StreamConfig> & { name: string };
+
+/** Creates the stream, or updates it when it exists; answers its creation time. Idempotent, so every service may call it. */
+async function addOrUpdate(jsm: JetStreamManager, stream: StreamSpec): Promise<string> {
+  try {
+    return (await jsm.streams.add(stream)).created;
+  } catch (err) {
+    if (!/already in use/i.test((err as Error).message)) throw err;
+    return (await jsm.streams.update(stream.name, stream)).created;
+  }
+}
+
 export class NatsHistory implements BrokerHistory {
   constructor(
     private readonly jsm: DirectJetStreamManager,
     private readonly config: HistoryConfig,
     private readonly subjects: Subjects,
-    readonly epoch: string,
+    private readonly stream: StreamSpec,
+    private current: string,
   ) {}
+
+  get epoch(): string {
+    return this.current;
+  }
+
+  /**
+   * Reads the stream's epoch again, creating the stream anew (same settings)
+   * when someone deleted it: without it there is no live stream at all. The
+   * broker calls it periodically and tells its listeners about a change.
+   */
+  async refresh(): Promise<string> {
+    let created: string;
+    try {
+      created = (await this.jsm.streams.info(this.config.stream)).created;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      created = await addOrUpdate(this.jsm, this.stream);
+    }
+    this.current = streamEpoch(this.config.stream, created);
+    return this.current;
+  }
 
   /** Creates or updates the stream; idempotent, so every service may call it. */
   static async ensure(jsm: JetStreamManager, config: HistoryConfig, subjects: Subjects, logger: Logger): Promise<NatsHistory> {
-    const stream: Partial<StreamConfig> & { name: string } = {
+    const stream: StreamSpec = {
       name: config.stream,
       subjects: [subjects.allChannels()],
       max_age: config.maxAgeSeconds * NANOS_PER_SECOND,
@@ -69,19 +103,14 @@ export class NatsHistory implements BrokerHistory {
       duplicate_window: Math.min(DUPLICATE_WINDOW_SECONDS, config.maxAgeSeconds) * NANOS_PER_SECOND,
       republish: { src: subjects.allChannels(), dest: subjects.allLive() },
     };
-    try {
-      await jsm.streams.add(stream);
-    } catch (err) {
-      if (!/already in use/i.test((err as Error).message)) throw err;
-      await jsm.streams.update(config.stream, stream);
-    }
-    const { created } = await jsm.streams.info(config.stream);
+    // add/update answer the stream's info: its creation time names the epoch.
+    const created = await addOrUpdate(jsm, stream);
     const epoch = streamEpoch(config.stream, created);
     logger.info(
       { stream: config.stream, maxAgeSeconds: config.maxAgeSeconds, maxPerChannel: config.maxPerChannel, created, epoch },
       "history stream ready",
     );
-    return new NatsHistory(jsm as DirectJetStreamManager, config, subjects, epoch);
+    return new NatsHistory(jsm as DirectJetStreamManager, config, subjects, stream, epoch);
   }
 
   liveSubject(subject: string): string {

@@ -15,6 +15,8 @@ export interface NatsBrokerOptions {
   subjects?: Subjects | undefined;
   /** How long to keep trying to set up the history stream before running without it. */
   historySetupMs?: number;
+  /** How often the history stream is read again for its epoch (and recreated when gone). */
+  epochCheckMs?: number;
 }
 
 export const NATS_DEFAULTS = {
@@ -22,4 +24,5 @@ export const NATS_DEFAULTS = {
   reconnectMinMs: 250,
   reconnectMaxMs: 5000,
   historySetupMs: 30_000,
+  epochCheckMs: 5000,
 } as const;

@@ -22,7 +22,7 @@ import {
 import type { Broker } from "@herald/broker";
 import type { Registry } from "prom-client";
 import type { GatewayConfig } from "./config.js";
-import type { TopicSink } from "./connection.js";
+import { holdsChannel, type TopicSink } from "./connection.js";
 import { Fanout } from "./fanout.js";
 import { attachOperationalRoutes, sendJson, type HealthSource } from "./http-routes.js";
 import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
@@ -131,6 +131,21 @@ export function buildGateway(opts: GatewayOptions): Gateway {
           : "broker disconnected: messages published until the reconnect are lost for this gateway's clients (core NATS keeps nothing)",
       );
     }
+  });
+
+  // The history started a new life under this process (the stream was
+  // recreated): every position it holds is void, and live frames restart
+  // from low positions its streams and its clients would take for
+  // duplicates. Connections on channels resume elsewhere or here (1001),
+  // where their old epoch is answered recovered: false from the new positions.
+  const offEpoch = broker.onEpochChange((epoch) => {
+    let closed = 0;
+    for (const conn of [...sockets]) {
+      if (!holdsChannel(conn)) continue;
+      closed++;
+      conn.close(CloseCode.GoingAway, "history restarted, resubscribe");
+    }
+    logger.warn({ epoch, closed }, "history epoch changed: connections on channels closed with 1001 to resume");
   });
 
   const upgradeHandler = createUpgradeHandler({
@@ -303,6 +318,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       }
       guard.stop();
       offStatus();
+      offEpoch();
       fanout.stop();
       closeListeners();
       // The broker is not ours: the process shell drains it once every app has drained.
@@ -313,6 +329,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       gate.draining = true;
       guard.stop();
       offStatus();
+      offEpoch();
       fanout.stop();
       for (const conn of [...sockets]) conn.close(CloseCode.GoingAway, "server closing");
       closeListeners();
