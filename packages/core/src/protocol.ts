@@ -12,7 +12,8 @@ export type ClientFrame =
   | { type: "subscribe"; channel: string; id?: RequestId; since?: number; /** The history epoch `since` belongs to. */ epoch?: string }
   | { type: "unsubscribe"; channel: string; id?: RequestId }
   | { type: "publish"; channel: string; id?: RequestId; /** The frame's `data`, as JSON text. */ payload: string }
-  | { type: "ping"; id?: RequestId };
+  | { type: "ping"; id?: RequestId }
+  | { type: "history"; channel: string; id?: RequestId; /** Messages after this position (0 = the oldest kept). */ since: number; limit: number };
 
 export type ClientFrameType = ClientFrame["type"];
 
@@ -82,6 +83,19 @@ export function parseClientFrame(text: string): ClientFrame {
     }
     case "ping":
       return id === undefined ? { type } : { type, id };
+    case "history": {
+      const channel = frame["channel"];
+      if (typeof channel !== "string") throw new FrameError("bad_request", "channel must be a string", id);
+      const since = frame["since"] ?? 0;
+      if (!(Number.isSafeInteger(since) && (since as number) >= 0)) throw new FrameError("bad_request", "since must be a non-negative integer position", id);
+      const limit = frame["limit"] ?? HISTORY_DEFAULT_LIMIT;
+      if (!(Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= HISTORY_MAX_LIMIT)) {
+        throw new FrameError("bad_request", `limit must be an integer from 1 to ${HISTORY_MAX_LIMIT}`, id);
+      }
+      const out: ClientFrame = { type, channel, since: since as number, limit: limit as number };
+      if (id !== undefined) out.id = id;
+      return out;
+    }
     default:
       throw new FrameError("bad_request", `unknown frame type ${typeof type === "string" ? JSON.stringify(type.slice(0, 40)) : typeof type}`, id);
   }
@@ -142,6 +156,31 @@ export function replyFrame(type: "subscribed" | "unsubscribed", channel: string,
   return JSON.stringify(id === undefined ? { type, channel } : { type, channel, id });
 }
 
+/** Messages one `history` answer holds at most, and when the request names no `limit`. */
+export const HISTORY_MAX_LIMIT = 1000;
+export const HISTORY_DEFAULT_LIMIT = 100;
+
+/**
+ * A `history` answer: `entries` are `{"seq":N,"prev":P,"data":...}` objects
+ * built like message frames (historyEntry), `next` the `since` of the next
+ * page, or null when this page reached the newest stored message.
+ */
+export function historyFrame(channel: string, id: RequestId | undefined, epoch: string, entries: readonly Buffer[], next: number | null): Buffer {
+  const head = `{"type":"history","channel":${JSON.stringify(channel)},${id === undefined ? "" : `"id":${JSON.stringify(id)},`}"epoch":${JSON.stringify(epoch)},"messages":[`;
+  const parts: Buffer[] = [Buffer.from(head)];
+  entries.forEach((e, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(e);
+  });
+  parts.push(Buffer.from(`],"next":${next === null ? "null" : next}}`, "latin1"));
+  return Buffer.concat(parts);
+}
+
+/** One stored message of a `history` answer: the payload encoded as in a message frame. */
+export function historyEntry(seq: number, prev: number, payload: Uint8Array): Buffer {
+  return messageFrame(OPEN_BRACE, payload, seq, prev);
+}
+
 /** Longest `epoch` a client may send back (the server's are 12 to 16 characters). */
 export const MAX_EPOCH_LENGTH = 64;
 
@@ -176,6 +215,8 @@ const DATA = Buffer.from('"data":');
 const SUFFIX = Buffer.from("}");
 const BASE64_OPEN = Buffer.from('"data":"');
 const BASE64_CLOSE = Buffer.from('","encoding":"base64"}');
+const OPEN_BRACE = Buffer.from("{");
+const COMMA = Buffer.from(",");
 
 /**
  * The fixed head of a message frame for one destination, e.g.

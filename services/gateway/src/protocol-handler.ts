@@ -32,6 +32,7 @@ import {
 import type { Broker } from "@herald/broker";
 import { channelTopic, type Connection } from "./connection.js";
 import type { Destination, Fanout } from "./fanout.js";
+import { HistoryRequests } from "./history-request.js";
 
 export interface ProtocolHandlerOptions {
   broker: Broker;
@@ -44,7 +45,11 @@ export interface ProtocolHandlerOptions {
 }
 
 export class ProtocolHandler {
-  constructor(private readonly ctx: ProtocolHandlerOptions) {}
+  private readonly histories: HistoryRequests;
+
+  constructor(private readonly ctx: ProtocolHandlerOptions) {
+    this.histories = new HistoryRequests({ ...ctx, error: (conn, code, message, id) => this.error(conn, code, message, id) });
+  }
 
   /**
    * One inbound frame, as the transport got it: rate limited (refused with
@@ -106,6 +111,8 @@ export class ProtocolHandler {
       case "ping":
         conn.send(pongFrame(frame.id));
         return;
+      case "history":
+        return this.histories.handle(conn, frame);
     }
   }
 
