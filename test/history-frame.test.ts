@@ -109,3 +109,36 @@ describe("client history frame", () => {
     }
   });
 });
+
+describe("HeraldClient.history", () => {
+  test("pages through a channel's stored messages with the SDK", async () => {
+    const { HeraldClient } = await import("@herald/client");
+    const broker = new MemoryBroker({ history: readHistoryConfig({}), historyPrefix: "herald.ch." });
+    const gw = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0" }, { broker });
+    const pub = await startPublisherInProcess({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY }, { broker });
+    const token = await hsToken({ sub: "sdk", channels: ["feed"] });
+    const client = new HeraldClient({ url: gw.wsUrl, token, WebSocket: (await import("ws")).default as never });
+    try {
+      for (let i = 1; i <= 30; i++) {
+        const res = await fetch(`${pub.url}/v1/channels/feed/messages`, { method: "POST", headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ i }) });
+        assert.equal(res.status, 202);
+      }
+      await client.connect();
+      const got: unknown[] = [];
+      let since: number | null = 0;
+      while (since !== null) {
+        const page = await client.history("feed", { since, limit: 12 });
+        assert.equal(page.epoch, broker.history!.epoch);
+        got.push(...page.messages.map((m) => (m.data as { i: number }).i));
+        since = page.next;
+      }
+      assert.deepEqual(got, Array.from({ length: 30 }, (_, k) => k + 1));
+      await assert.rejects(client.history("other"), (err: { code?: string }) => err.code === "forbidden");
+    } finally {
+      client.close();
+      await pub.close();
+      await gw.close();
+      await broker.close();
+    }
+  });
+});

@@ -16,7 +16,7 @@ import { Emitter } from "./emitter.js";
 import { HeraldError, invalidChannel } from "./errors.js";
 import { parseServerFrame, type MalformedFrameError } from "./frames.js";
 import { resolveOptions, type ClientOptions } from "./options.js";
-import { CloseCodes, type ServerFrame } from "./protocol.js";
+import { CloseCodes, type HistoryFrame, type ServerFrame } from "./protocol.js";
 import { Publishes } from "./publishes.js";
 import { Requests, type Loss } from "./requests.js";
 import type { Deferred, Subscription } from "./subscription.js";
@@ -24,7 +24,7 @@ import { Subscriptions } from "./subscriptions.js";
 import { TokenRefresh, type RefreshHost } from "./token-refresh.js";
 import { TokenSource, tokenExpired } from "./tokens.js";
 import { openSocket } from "./transport.js";
-import type { ConnectionState, HeraldClientOptions, HeraldEvents, StateChange, SubscribeOptions, WebSocketConstructor, Welcome } from "./types.js";
+import type { ConnectionState, HeraldClientOptions, HeraldEvents, HistoryPage, StateChange, SubscribeOptions, WebSocketConstructor, Welcome } from "./types.js";
 
 export * from "./types.js";
 export { Subscription } from "./subscription.js";
@@ -159,6 +159,22 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     return this.publishes.publish(channel, data);
   }
 
+  /**
+   * One page of `channel`'s stored messages after `since` (default 0: the
+   * oldest kept), at most `limit` (1-1000, default 100). Page on with
+   * `since: page.next` until `next` is null. Base64 payloads keep their
+   * `encoding` (decodeBase64). Rejects with the server's code (`forbidden`,
+   * `unavailable`, ...) or `disconnected`.
+   */
+  async history(channel: string, options: { since?: number; limit?: number } = {}): Promise<HistoryPage> {
+    const invalid = invalidChannel(channel);
+    if (invalid) throw invalid;
+    const conn = this.usable();
+    if (!conn) throw new HeraldError("disconnected", "not connected");
+    const reply = (await this.requests.send(conn, { type: "history", channel, since: options.since ?? 0, limit: options.limit ?? 100 })) as HistoryFrame;
+    return { channel, epoch: reply.epoch, messages: reply.messages, next: reply.next };
+  }
+
   /** Round trip to the server in ms. Rejects with `disconnected` when not connected. */
   async ping(): Promise<number> {
     const conn = this.usable();
@@ -256,6 +272,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       case "unsubscribed":
       case "ack":
       case "pong":
+      case "history":
       case "error": {
         const unanswered = this.requests.answer(frame);
         if (unanswered) this.emit("error", unanswered);

@@ -60,6 +60,11 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
     case "ack":
     case "pong":
       break;
+    case "history":
+      if (typeof f["channel"] !== "string" || typeof f["epoch"] !== "string") throw malformed(f, type, "channel and epoch must be strings");
+      if (!Array.isArray(f["messages"])) throw malformed(f, type, "messages must be an array");
+      if (f["next"] !== null && !optionalPosition(f["next"])) throw malformed(f, type, "next must be a position or null");
+      break;
     case "message":
       checkMessage(f);
       break;

@@ -20,6 +20,7 @@ export {
   type HeraldClientOptions,
   type HeraldEvents,
   type HeraldMessage,
+  type HistoryPage,
   type RecoveryInfo,
   type StateChange,
   type SubscribeOptions,

@@ -57,12 +57,24 @@ export interface ErrorFrame {
   message?: string;
 }
 
+/** One page of a channel's stored messages (answer to a `history` request). */
+export interface HistoryFrame {
+  type: "history";
+  channel: string;
+  id?: RequestId;
+  epoch: string;
+  messages: Array<{ seq: number; prev: number; data: unknown; encoding?: "base64" }>;
+  /** The `since` of the next page; null once the page reached the newest stored message. */
+  next: number | null;
+}
+
 export type ServerFrame =
   | WelcomeFrame
   | SubscribedFrame
   | { type: "unsubscribed"; channel: string; id?: RequestId }
   | { type: "ack"; id?: RequestId }
   | { type: "pong"; id?: RequestId }
+  | HistoryFrame
   | MessageFrame
   | ErrorFrame;
 
@@ -70,7 +82,8 @@ export type ClientFrame =
   | { type: "subscribe"; channel: string; id: number; since?: number; epoch?: string }
   | { type: "unsubscribe"; channel: string; id: number }
   | { type: "publish"; channel: string; data: unknown; id: number }
-  | { type: "ping"; id: number };
+  | { type: "ping"; id: number }
+  | { type: "history"; channel: string; since: number; limit: number; id: number };
 
 /** A client frame before the request table gives it its id. */
 export type ClientRequest = WithoutId<ClientFrame>;

@@ -168,6 +168,16 @@ export interface HeraldEvents {
   token: (info: { expiresAt: number | undefined }) => void;
 }
 
+/** One page of a channel's stored messages (HeraldClient.history). */
+export interface HistoryPage {
+  channel: string;
+  /** The history's life these positions belong to. */
+  epoch: string;
+  messages: Array<{ seq: number; prev: number; data: unknown; encoding?: "base64" }>;
+  /** Pass as `since` for the next page; null once this page reached the newest stored message. */
+  next: number | null;
+}
+
 export interface SubscribeOptions<T = unknown> {
   /** Called for every message on the channel (in addition to the client's `message` event). */
   onMessage?: (msg: HeraldMessage<T>) => void;
