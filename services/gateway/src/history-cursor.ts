@@ -43,20 +43,21 @@ export class HistoryCursor {
   }
 
   /**
-   * The next page after `position`. Its messages follow on from each other;
+   * The next page after `position` (at most `size` messages: every one is a
+   * round trip to the history). Its messages follow on from each other;
    * the first follows on from `position` unless the window no longer
    * reaches back to it: then its `prev` shows the gap (seq − 1) instead of
    * hiding it, so clients resume and are told `recovered: false`.
    */
-  async read(): Promise<HistoryMessage[]> {
+  async read(size = HISTORY_PAGE): Promise<HistoryMessage[]> {
     if (this.pagesRead >= this.maxPages) {
       this.lastPageFull = false;
       return [];
     }
     this.pagesRead++;
     const from = this.last;
-    const stored = await this.history.read(this.subject, from, HISTORY_PAGE);
-    this.lastPageFull = stored.length === HISTORY_PAGE;
+    const stored = await this.history.read(this.subject, from, size);
+    this.lastPageFull = stored.length === size;
     // Asked after the read: if the window still reaches back now, it did
     // when the page was read, so nothing the page skipped had been dropped.
     const continuous = stored.length === 0 || from === this.trusted || (await this.history.reaches(this.subject, from));

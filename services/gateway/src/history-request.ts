@@ -51,7 +51,8 @@ export class HistoryRequests {
     let full = false;
     const read = async (): Promise<void> => {
       while (entries.length < req.limit && !full) {
-        const page = await cursor.read();
+        // Read no more than the answer can still take.
+        const page = await cursor.read(Math.min(HISTORY_PAGE, req.limit - entries.length));
         for (const m of page) {
           const entry = historyEntry(m.seq, m.prev, m.data);
           if (entries.length >= req.limit || (entries.length > 0 && bytes + entry.length > HISTORY_FRAME_BYTES)) {
