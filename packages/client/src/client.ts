@@ -16,7 +16,8 @@ import { Emitter } from "./emitter.js";
 import { HeraldError, invalidChannel } from "./errors.js";
 import { parseServerFrame, type MalformedFrameError } from "./frames.js";
 import { resolveOptions, type ClientOptions } from "./options.js";
-import { CloseCodes, type HistoryFrame, type ServerFrame } from "./protocol.js";
+import { measurePing, requestHistory, type HistoryOptions } from "./direct-requests.js";
+import { CloseCodes, type ServerFrame } from "./protocol.js";
 import { Publishes } from "./publishes.js";
 import { Requests, type Loss } from "./requests.js";
 import type { Deferred, Subscription } from "./subscription.js";
@@ -154,34 +155,17 @@ export class HeraldClient extends Emitter<HeraldEvents> {
    * offlineQueueLimit, `queue_full` beyond) and is sent after the next connect.
    */
   publish(channel: string, data: unknown): Promise<void> {
-    const invalid = invalidChannel(channel) ?? (data === undefined ? new HeraldError("invalid_argument", "data must be a JSON value, not undefined") : undefined);
-    if (invalid) return Promise.reject(invalid);
     return this.publishes.publish(channel, data);
   }
 
-  /**
-   * One page of `channel`'s stored messages after `since` (default 0: the
-   * oldest kept), at most `limit` (1-1000, default 100). Page on with
-   * `since: page.next` until `next` is null. Base64 payloads keep their
-   * `encoding` (decodeBase64). Rejects with the server's code (`forbidden`,
-   * `unavailable`, ...) or `disconnected`.
-   */
-  async history(channel: string, options: { since?: number; limit?: number } = {}): Promise<HistoryPage> {
-    const invalid = invalidChannel(channel);
-    if (invalid) throw invalid;
-    const conn = this.usable();
-    if (!conn) throw new HeraldError("disconnected", "not connected");
-    const reply = (await this.requests.send(conn, { type: "history", channel, since: options.since ?? 0, limit: options.limit ?? 100 })) as HistoryFrame;
-    return { channel, epoch: reply.epoch, messages: reply.messages, next: reply.next };
+  /** One page of `channel`'s stored messages; page on with `since: page.next` until it is null. Rejects with the server's code or `disconnected`. */
+  history(channel: string, options: HistoryOptions = {}): Promise<HistoryPage> {
+    return requestHistory(this.requests, this.usable(), channel, options);
   }
 
   /** Round trip to the server in ms. Rejects with `disconnected` when not connected. */
-  async ping(): Promise<number> {
-    const conn = this.usable();
-    if (!conn) throw new HeraldError("disconnected", "not connected");
-    const t0 = Date.now();
-    await this.requests.send(conn, { type: "ping" });
-    return Date.now() - t0;
+  ping(): Promise<number> {
+    return measurePing(this.requests, this.usable());
   }
 
   /** True while the server has confirmed `channel` on the current connection. */

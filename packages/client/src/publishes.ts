@@ -5,7 +5,7 @@
  */
 import { backoffDelay } from "./backoff.js";
 import type { Conn, Links, Queued } from "./connection.js";
-import { HeraldError } from "./errors.js";
+import { HeraldError, invalidChannel } from "./errors.js";
 import type { Requests } from "./requests.js";
 import { RETRY_FLOOR_MS, type RetryOptions } from "./subscriptions.js";
 
@@ -29,6 +29,8 @@ export class Publishes {
   }
 
   publish(channel: string, data: unknown): Promise<void> {
+    const invalid = invalidChannel(channel) ?? (data === undefined ? new HeraldError("invalid_argument", "data must be a JSON value, not undefined") : undefined);
+    if (invalid) return Promise.reject(invalid);
     const conn = this.links.usable();
     if (conn) return new Promise<void>((resolve, reject) => conn.outbox.send({ kind: "publish", q: { channel, data, retries: 0, resolve, reject } }));
     const closed = this.links.closedError();

@@ -1,0 +1,29 @@
+/** Requests answered by one reply on the current connection: history pages and pings. */
+import type { Conn } from "./connection.js";
+import { HeraldError, invalidChannel } from "./errors.js";
+import type { HistoryFrame } from "./protocol.js";
+import type { Requests } from "./requests.js";
+import type { HistoryPage } from "./types.js";
+
+export interface HistoryOptions {
+  /** Messages after this position (default 0: the oldest still kept). */
+  since?: number;
+  /** At most this many (1-1000, default 100). */
+  limit?: number;
+}
+
+export async function requestHistory(requests: Requests, conn: Conn | undefined, channel: string, options: HistoryOptions): Promise<HistoryPage> {
+  const invalid = invalidChannel(channel);
+  if (invalid) throw invalid;
+  if (!conn) throw new HeraldError("disconnected", "not connected");
+  const reply = (await requests.send(conn, { type: "history", channel, since: options.since ?? 0, limit: options.limit ?? 100 })) as HistoryFrame;
+  return { channel, epoch: reply.epoch, messages: reply.messages, next: reply.next };
+}
+
+/** Round trip to the server in ms. */
+export async function measurePing(requests: Requests, conn: Conn | undefined): Promise<number> {
+  if (!conn) throw new HeraldError("disconnected", "not connected");
+  const t0 = Date.now();
+  await requests.send(conn, { type: "ping" });
+  return Date.now() - t0;
+}
