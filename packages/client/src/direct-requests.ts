@@ -16,7 +16,8 @@ export async function requestHistory(requests: Requests, conn: Conn | undefined,
   const invalid = invalidChannel(channel);
   if (invalid) throw invalid;
   if (!conn) throw new HeraldError("disconnected", "not connected");
-  const reply = (await requests.send(conn, { type: "history", channel, since: options.since ?? 0, limit: options.limit ?? 100 })) as HistoryFrame;
+  // Unset fields are left to the server's defaults (since 0, limit 100).
+  const reply = (await requests.send(conn, { type: "history", channel, ...options })) as HistoryFrame;
   return { channel, epoch: reply.epoch, messages: reply.messages, next: reply.next };
 }
 

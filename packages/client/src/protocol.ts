@@ -83,7 +83,7 @@ export type ClientFrame =
   | { type: "unsubscribe"; channel: string; id: number }
   | { type: "publish"; channel: string; data: unknown; id: number }
   | { type: "ping"; id: number }
-  | { type: "history"; channel: string; since: number; limit: number; id: number };
+  | { type: "history"; channel: string; since?: number; limit?: number; id: number };
 
 /** A client frame before the request table gives it its id. */
 export type ClientRequest = WithoutId<ClientFrame>;

@@ -164,12 +164,7 @@ export class Subscriptions {
     const channel = sub.channel;
     // The epoch goes with the position it qualifies; a server without epochs ignores it.
     const epoch = sub.epoch;
-    const frame =
-      since === undefined
-        ? { type: "subscribe" as const, channel }
-        : epoch === undefined
-          ? { type: "subscribe" as const, channel, since }
-          : { type: "subscribe" as const, channel, since, epoch };
+    const frame = { type: "subscribe" as const, channel, ...(since === undefined ? {} : epoch === undefined ? { since } : { since, epoch }) };
     // The confirmation is handled in onSubscribed (also a late one, after a timeout); refusals here.
     this.requests.send(conn, frame, undefined, since === undefined ? { resub } : { since, resub }).catch((err: HeraldError) => this.onRefused(conn, sub, resub, err));
   }

@@ -55,7 +55,7 @@ export class HistoryRequests {
         const page = await cursor.read(Math.min(HISTORY_PAGE, req.limit - entries.length));
         for (const m of page) {
           const entry = historyEntry(m.seq, m.prev, m.data);
-          if (entries.length >= req.limit || (entries.length > 0 && bytes + entry.length > HISTORY_FRAME_BYTES)) {
+          if (entries.length > 0 && bytes + entry.length > HISTORY_FRAME_BYTES) {
             full = true;
             break;
           }
