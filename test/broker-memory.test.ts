@@ -24,7 +24,7 @@ const settle = () => new Promise((r) => setImmediate(r));
 
 describe("memory broker history", () => {
   test("positions chain per subject; read pages after a position; reaches() tells whether the window still covers it", async () => {
-    const broker = new MemoryBroker({ history, historyPrefix: "herald.ch." });
+    const broker = new MemoryBroker({ history });
     const got = collect(broker, "herald.ch.a");
     for (const n of [1, 2, 3, 4]) await broker.publish("herald.ch.a", bytes(`a${n}`));
     await broker.publish("herald.ch.b", bytes("b1"));
@@ -52,7 +52,7 @@ describe("memory broker history", () => {
   });
 
   test("a message whose Herald-Id was stored within the duplicate window is accepted but stored and delivered once", async () => {
-    const broker = new MemoryBroker({ history, historyPrefix: "herald.ch." });
+    const broker = new MemoryBroker({ history });
     const got = collect(broker, "herald.ch.d");
     await broker.publish("herald.ch.d", bytes("first"), { [Header.Id]: "key-1" });
     await broker.publish("herald.ch.d", bytes("retry"), { [Header.Id]: "key-1" });
@@ -64,7 +64,7 @@ describe("memory broker history", () => {
   });
 
   test("subjects outside the history prefix carry no positions and are never deduplicated", async () => {
-    const broker = new MemoryBroker({ history, historyPrefix: "herald.ch." });
+    const broker = new MemoryBroker({ history });
     const got = collect(broker, "herald.user.u1");
     await broker.publish("herald.user.u1", bytes("x"), { [Header.Id]: "same" });
     await broker.publish("herald.user.u1", bytes("y"), { [Header.Id]: "same" });
@@ -76,7 +76,7 @@ describe("memory broker history", () => {
   });
 
   test("reaches() answers what JetStream can: fresh stream, drops by count elsewhere, drops by age", async () => {
-    const broker = new MemoryBroker({ history, historyPrefix: "herald.ch." });
+    const broker = new MemoryBroker({ history });
     const h = broker.history!;
     assert.equal(await h.reaches("herald.ch.x", 0), true, "fresh stream: nothing was ever dropped");
     await broker.publish("herald.ch.x", bytes("x1"));
@@ -86,7 +86,7 @@ describe("memory broker history", () => {
     assert.equal(await h.reaches("herald.ch.z", 0), true, "nothing before the stream's first position is missing");
     await broker.close();
 
-    const aged = new MemoryBroker({ history: { ...history, maxAgeSeconds: 1 }, historyPrefix: "herald.ch." });
+    const aged = new MemoryBroker({ history: { ...history, maxAgeSeconds: 1 } });
     await aged.publish("herald.ch.old", bytes("o1"));
     const o1 = await aged.history!.lastSeq("herald.ch.old");
     await waitFor(async () => (await aged.history!.lastSeq("herald.ch.old")) === 0, { timeoutMs: 5000, intervalMs: 50, message: "o1 expires" });

@@ -57,9 +57,10 @@ describe("natsUrlProblem", () => {
 
 describe("readNatsSection", () => {
   test("defaults: memory broker, the service's connection name, prefix herald, history on", () => {
-    const { namespaces, ...rest } = readNats({});
+    const { namespaces, windows, ...rest } = readNats({});
     assert.deepEqual(rest, { natsServers: [], natsName: "svc", subjectPrefix: SHELL_DEFAULTS.subjectPrefix, history: { ...HISTORY_DEFAULTS } });
     assert.equal(namespaces.configured, false, "no NAMESPACES: every channel in one implicit namespace (test/namespaces.test.ts)");
+    assert.deepEqual(windows.list, [{ stream: "HERALD", namespace: null, maxAgeSeconds: 300, maxPerChannel: 1000 }], "one catch-all stream, as before namespaces");
   });
   testVariables(readNats, {}, [
     {

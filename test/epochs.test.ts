@@ -32,7 +32,7 @@ async function publish(url: string, channel: string, body: unknown): Promise<voi
 
 /** A gateway and a publisher on one embedded broker with history. */
 async function embedded(): Promise<{ broker: MemoryBroker; gw: InProcessGateway; pub: InProcessPublisher; close(): Promise<void> }> {
-  const broker = new MemoryBroker({ history: readHistoryConfig({}), historyPrefix: "herald.ch." });
+  const broker = new MemoryBroker({ history: readHistoryConfig({}) });
   const gw = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0" }, { broker });
   const pub = await startPublisherInProcess({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY }, { broker });
   return {
@@ -59,7 +59,7 @@ describe("history epochs on the embedded broker", () => {
   test("subscribed names the epoch; a resume in it recovers, one from another epoch continues from now with recovered: false", async () => {
     const life = await embedded();
     try {
-      const epoch = life.broker.history!.epoch;
+      const epoch = life.broker.history!.epochOf("herald.ch.x");
       const a = await client(life.gw.wsUrl);
       const first = await a.request({ type: "subscribe", channel: "news", id: 1 });
       assert.equal(first["epoch"], epoch);
@@ -93,7 +93,7 @@ describe("history epochs on the embedded broker", () => {
     let oldEpoch: string;
     let since: number;
     try {
-      oldEpoch = one.broker.history!.epoch;
+      oldEpoch = one.broker.history!.epochOf("herald.ch.x");
       const a = await client(one.gw.wsUrl);
       await a.request({ type: "subscribe", channel: "news", id: 1 });
       await publish(one.pub.url, "news", { life: 1 });
@@ -103,11 +103,11 @@ describe("history epochs on the embedded broker", () => {
     }
     const two = await embedded();
     try {
-      assert.notEqual(two.broker.history!.epoch, oldEpoch);
+      assert.notEqual(two.broker.history!.epochOf("herald.ch.x"), oldEpoch);
       for (let i = 0; i < since + 3; i++) await publish(two.pub.url, "news", { life: 2, i });
       const b = await client(two.gw.wsUrl);
       const reply = await b.request({ type: "subscribe", channel: "news", since, epoch: oldEpoch, id: 1 });
-      assert.deepEqual([reply["recovered"], reply["epoch"]], [false, two.broker.history!.epoch]);
+      assert.deepEqual([reply["recovered"], reply["epoch"]], [false, two.broker.history!.epochOf("herald.ch.x")]);
     } finally {
       await two.close();
     }

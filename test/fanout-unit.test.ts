@@ -90,7 +90,7 @@ let sink: RecordingSink;
 let fanout: Fanout;
 
 function setUp(history: boolean, maxPerChannel: number = HISTORY_DEFAULTS.maxPerChannel): void {
-  broker = new MemoryBroker(history ? { history: { ...HISTORY_DEFAULTS, maxPerChannel }, historyPrefix: subjects.channelPrefix } : {});
+  broker = new MemoryBroker(history ? { history: { ...HISTORY_DEFAULTS, maxPerChannel }, subjects } : {});
   sink = new RecordingSink();
   fanout = new Fanout({
     broker,
@@ -101,8 +101,6 @@ function setUp(history: boolean, maxPerChannel: number = HISTORY_DEFAULTS.maxPer
     writeDelayMs: 0,
     onWritten: () => {},
     slowConsumerBytes: 1024 * 1024,
-    historyMaxPerChannel: maxPerChannel,
-    historyMaxAgeSeconds: HISTORY_DEFAULTS.maxAgeSeconds,
   });
 }
 

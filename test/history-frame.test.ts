@@ -17,7 +17,7 @@ import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
 const API_KEY = "history-frame-api-key-0123456789ab";
 
 describe("client history frame", () => {
-  const broker = new MemoryBroker({ history: readHistoryConfig({}), historyPrefix: "herald.ch." });
+  const broker = new MemoryBroker({ history: readHistoryConfig({}) });
   let gw: InProcessGateway;
   let pub: InProcessPublisher;
   const clients: Client[] = [];
@@ -58,7 +58,7 @@ describe("client history frame", () => {
     for (;;) {
       const page = await c.request({ type: "history", channel: "log", since, limit: 100, id: `p${pages}` });
       assert.equal(page.type, "history");
-      assert.equal(page["epoch"], broker.history!.epoch);
+      assert.equal(page["epoch"], broker.history!.epochOf("herald.ch.x"));
       const messages = page["messages"] as Frame[];
       seen.push(...messages);
       pages++;
@@ -113,7 +113,7 @@ describe("client history frame", () => {
 describe("HeraldClient.history", () => {
   test("pages through a channel's stored messages with the SDK", async () => {
     const { HeraldClient } = await import("@herald/client");
-    const broker = new MemoryBroker({ history: readHistoryConfig({}), historyPrefix: "herald.ch." });
+    const broker = new MemoryBroker({ history: readHistoryConfig({}) });
     const gw = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0" }, { broker });
     const pub = await startPublisherInProcess({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY }, { broker });
     const token = await hsToken({ sub: "sdk", channels: ["feed"] });
@@ -128,7 +128,7 @@ describe("HeraldClient.history", () => {
       let since: number | null = 0;
       while (since !== null) {
         const page = await client.history("feed", { since, limit: 12 });
-        assert.equal(page.epoch, broker.history!.epoch);
+        assert.equal(page.epoch, broker.history!.epochOf("herald.ch.x"));
         got.push(...page.messages.map((m) => (m.data as { i: number }).i));
         since = page.next;
       }

@@ -3,8 +3,7 @@
  * step): a channel in no namespace is `invalid_channel` (HTTP 400 at the
  * publisher), `client_publish: false` makes client publishes `forbidden`
  * whatever the token grants, and namespace options that are not built yet
- * (per-namespace history windows, presence) refuse to start rather than
- * being ignored. In-process gateway and publisher on one memory broker.
+ * (presence) refuse to start rather than being ignored. In-process gateway and publisher on one memory broker.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -82,20 +81,18 @@ describe("namespaces in force", () => {
     assert.match(JSON.stringify(body), /no namespace/);
   });
 
-  test("options not built yet refuse to start, in both services, naming the namespace and the option", () => {
+  test("presence (not built yet) refuses to start, in both services, naming the namespace and the option", () => {
     const env = (ns: unknown) => ({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY, NAMESPACES: JSON.stringify(ns) });
     for (const readConfig of [readGatewayConfig, readPublisherConfig]) {
       for (const [ns, option] of [
-        [{ chat: { history_max_age_seconds: 86400 } }, /namespace "chat": history_max_age_seconds/],
         [{ chat: { presence: true } }, /namespace "chat": presence/],
-        [{ "": { history: false } }, /the default namespace "": history \(false; HISTORY is true\)/],
+        [{ "": { join_leave: true } }, /the default namespace "": join_leave/],
       ] as const) {
         assert.throws(
           () => readConfig(env(ns)),
           (err: unknown) => err instanceof ConfigError && err.variable === "NAMESPACES" && option.test(err.message) && /not supported by this version yet/.test(err.message),
         );
       }
-      // Repeating the global settings is fine.
       assert.equal(readConfig(env({ chat: { history: true, history_max_age_seconds: 300, client_publish: false } })).namespaces.of("chat.1")?.clientPublish, false);
     }
   });

@@ -17,8 +17,9 @@ const BASE = { PUBLISHER_API_KEY: API_KEY };
 
 describe("publisher config: defaults", () => {
   test("every default is the documented one", () => {
-    const { namespaces, ...c } = readPublisherConfig(BASE);
+    const { namespaces, windows, ...c } = readPublisherConfig(BASE);
     assert.equal(namespaces.configured, false);
+    assert.deepEqual(windows.list.map((w) => w.stream), ["HERALD"]);
     assert.deepEqual(c, {
       host: "0.0.0.0",
       port: 8081,

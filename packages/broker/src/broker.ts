@@ -3,6 +3,7 @@
  * publisher only see this interface. NATS is the production implementation;
  * the memory broker is the embedded default when NATS_URL is unset.
  */
+import type { HistoryWindow } from "@herald/core";
 
 export interface BrokerMessage {
   readonly subject: string;
@@ -47,19 +48,24 @@ export interface StoredMessage {
 }
 
 /**
- * The history window used for recovery. Live messages of subjects with
- * history arrive on `liveSubject(subject)` carrying the `Nats-Sequence` and
- * `Nats-Last-Sequence` headers (JetStream RePublish), so a client can spot a
- * gap and resume from its last position.
+ * The history windows used for recovery: one per stream (see
+ * HistoryWindows in @herald/core), each channel subject kept by at most one.
+ * Live messages of subjects with history arrive on `liveSubject(subject)`
+ * carrying the `Nats-Sequence` and `Nats-Last-Sequence` headers (JetStream
+ * RePublish), so a client can spot a gap and resume from its last position.
+ * Positions count within one window's stream.
  */
 export interface BrokerHistory {
+  /** The window serving `subject` (a channel subject), or undefined when its channel has no history. */
+  windowOf(subject: string): HistoryWindow | undefined;
   /**
-   * Names this life of the history: the same on every gateway and publisher
-   * of a deployment, and different once the history is lost and started
-   * again (the JetStream stream deleted and created anew, the embedded broker
-   * restarted). A position is only meaningful within its epoch.
+   * Names this life of `subject`'s window: the same on every gateway and
+   * publisher of a deployment, and different once the history is lost and
+   * started again (the JetStream stream deleted and created anew, the
+   * embedded broker restarted). A position is only meaningful within its
+   * epoch. Only for subjects with a window.
    */
-  readonly epoch: string;
+  epochOf(subject: string): string;
   liveSubject(subject: string): string;
   /** Position of the newest stored message on `subject`, 0 when there is none. */
   lastSeq(subject: string): Promise<number>;
@@ -82,6 +88,13 @@ export interface BrokerHistory {
   read(subject: string, after: number, limit: number): Promise<StoredMessage[]>;
 }
 
+/** A window's history started a new life while the process runs (see BrokerHistory.epochOf). */
+export interface EpochChange {
+  /** The window's stream. */
+  stream: string;
+  epoch: string;
+}
+
 export type BrokerStatus = "connected" | "disconnected" | "closed";
 
 export interface Broker {
@@ -92,8 +105,8 @@ export interface Broker {
   readonly history: BrokerHistory | undefined;
   /** Called on every status change; returns a function that removes the listener. */
   onStatus(listener: (status: BrokerStatus) => void): () => void;
-  /** Called when the history's epoch changes while the process runs (see BrokerHistory.epoch); returns a function that removes the listener. */
-  onEpochChange(listener: (epoch: string) => void): () => void;
+  /** Called when a window's epoch changes while the process runs (see BrokerHistory.epochOf); returns a function that removes the listener. */
+  onEpochChange(listener: (change: EpochChange) => void): () => void;
   /**
    * Subscribes to one concrete subject. Subscriptions survive reconnects: the
    * implementation re-establishes them when the connection comes back.

@@ -6,37 +6,39 @@
  * one, so the gateway must drop what it holds about them.
  */
 import type { Logger } from "@herald/core";
+import type { EpochChange } from "./broker.js";
 
 export class EpochWatch {
-  private readonly listeners = new Set<(epoch: string) => void>();
-  private last: string | undefined;
+  private readonly listeners = new Set<(change: EpochChange) => void>();
+  /** The last epoch read of each window's stream. */
+  private readonly last = new Map<string, string>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private checking = false;
 
   constructor(private readonly logger: Logger) {}
 
-  on(listener: (epoch: string) => void): () => void {
+  on(listener: (change: EpochChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  /** The epoch as just read; listeners hear of it when it differs from the one before. */
-  note(epoch: string): void {
-    const before = this.last;
-    this.last = epoch;
-    if (before === undefined || before === epoch) return;
-    this.logger.warn({ before, epoch }, "history epoch changed (the stream was recreated): positions start over");
+  /** A stream's epoch as just read; listeners hear of it when it differs from the one before. */
+  note(change: EpochChange): void {
+    const before = this.last.get(change.stream);
+    this.last.set(change.stream, change.epoch);
+    if (before === undefined || before === change.epoch) return;
+    this.logger.warn({ stream: change.stream, before, epoch: change.epoch }, "history epoch changed (the stream was recreated): positions start over");
     for (const listener of this.listeners) {
       try {
-        listener(epoch);
+        listener(change);
       } catch (err) {
         this.logger.error({ err }, "an epoch listener failed");
       }
     }
   }
 
-  /** Reads the epoch every `everyMs` with `read` (one read at a time; failures are logged and retried next time). */
-  start(read: () => Promise<string> | undefined, everyMs: number): void {
+  /** Reads the epochs every `everyMs` with `read` (one read at a time; failures are logged and retried next time). */
+  start(read: () => Promise<EpochChange[]> | undefined, everyMs: number): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
       if (this.checking) return;
@@ -44,7 +46,9 @@ export class EpochWatch {
       if (!pending) return;
       this.checking = true;
       pending
-        .then((epoch) => this.note(epoch))
+        .then((epochs) => {
+          for (const change of epochs) this.note(change);
+        })
         .catch((err: unknown) => this.logger.debug({ err: (err as Error).message }, "history epoch check failed; retrying"))
         .finally(() => (this.checking = false));
     }, everyMs);

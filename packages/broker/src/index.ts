@@ -1,10 +1,10 @@
-import { Subjects, type HistoryConfig, type Logger, type NatsSection } from "@herald/core";
+import { Subjects, type HistoryConfig, type HistoryWindows, type Logger, type NatsSection } from "@herald/core";
 import type { Broker } from "./broker.js";
 import { MemoryBroker } from "./memory-broker.js";
 import { NatsBroker } from "./nats-broker.js";
 
 export * from "./broker.js";
-export { MemoryBroker } from "./memory-broker.js";
+export { MemoryBroker, type MemoryBrokerOptions } from "./memory-broker.js";
 export { NatsBroker, NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-broker.js";
 
 export { NatsHistory } from "./nats-history.js";
@@ -15,15 +15,15 @@ export interface CreateBrokerOptions {
   logger: Logger;
   /** History (recovery) settings; off when omitted. */
   history?: HistoryConfig;
+  /** Which streams keep which channels (namespaces); HistoryWindows.single(history) when omitted. */
+  windows?: HistoryWindows;
   subjects?: Subjects;
 }
 
 /** NATS when servers are given, otherwise the in-process memory broker. */
 export function createBroker(opts: CreateBrokerOptions): Broker {
   if (opts.servers.length === 0) {
-    return new MemoryBroker(
-      opts.history && opts.subjects ? { history: opts.history, historyPrefix: opts.subjects.channelPrefix } : {},
-    );
+    return new MemoryBroker({ history: opts.history, windows: opts.windows, subjects: opts.subjects });
   }
   return new NatsBroker(opts);
 }
@@ -33,5 +33,5 @@ export function createBroker(opts: CreateBrokerOptions): Broker {
  * SUBJECT_PREFIX, HISTORY*); `name` overrides the connection name.
  */
 export function brokerFor(nats: NatsSection, logger: Logger, name = nats.natsName): Broker {
-  return createBroker({ servers: nats.natsServers, name, logger, history: nats.history, subjects: new Subjects(nats.subjectPrefix) });
+  return createBroker({ servers: nats.natsServers, name, logger, history: nats.history, windows: nats.windows, subjects: new Subjects(nats.subjectPrefix) });
 }

@@ -7,9 +7,9 @@
  * a gateway resumes delivery without restarting.
  */
 import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection } from "nats";
-import { BrokerUnavailableError, Header, redactServers } from "@herald/core";
-import { handOver, type Broker, type BrokerMessage, type BrokerStatus, type BrokerSubscription, type MessageHandler } from "./broker.js";
-import { NatsHistory } from "./nats-history.js";
+import { BrokerUnavailableError, Header, HistoryWindows, redactServers } from "@herald/core";
+import { handOver, type Broker, type BrokerMessage, type BrokerStatus, type BrokerSubscription, type EpochChange, type MessageHandler } from "./broker.js";
+import { HistoryLayoutError, NatsHistory } from "./nats-history.js";
 import { EpochWatch } from "./epoch-watch.js";
 import { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
 import { Entry, type SubscriptionOwner } from "./subscription-entry.js";
@@ -74,7 +74,7 @@ export class NatsBroker implements Broker {
     return this.up;
   }
 
-  onEpochChange(listener: (epoch: string) => void): () => void {
+  onEpochChange(listener: (change: EpochChange) => void): () => void {
     return this.epochs.on(listener);
   }
 
@@ -167,15 +167,16 @@ export class NatsBroker implements Broker {
   private async setUpHistory(nc: NatsConnection, required: boolean): Promise<void> {
     const { history, subjects, logger } = this.opts;
     if (!history?.enabled || !subjects) return;
+    const windows = this.opts.windows ?? HistoryWindows.single(history);
     const deadline = Date.now() + this.opts.historySetupMs;
     let delay = 250;
     while (!this.closing && !nc.isClosed()) {
       try {
         const jsm = await nc.jetstreamManager({ timeout: 5000 });
-        this.history = await NatsHistory.ensure(jsm, history, subjects, logger);
+        this.history = await NatsHistory.ensure(jsm, windows, subjects, logger, history.stream);
         this.js = nc.jetstream({ timeout: this.opts.publishTimeoutMs });
         // A new connection may find another life of the stream (a NATS without persistence restarted).
-        this.epochs.note(this.history.epoch);
+        for (const change of this.history.epochs) this.epochs.note(change);
         this.epochs.start(() => (this.up ? this.history?.refresh() : undefined), this.opts.epochCheckMs);
         return;
       } catch (err) {
@@ -186,11 +187,15 @@ export class NatsBroker implements Broker {
         // that one is retried until historySetupMs.
         const e = err as { code?: string; api_error?: unknown };
         const disabled = (e.code === "503" && e.api_error === undefined) || /not enabled/i.test(message);
-        if (!required && (disabled || Date.now() > deadline)) {
+        if (err instanceof HistoryLayoutError) {
+          // Not ready until an operator removes the stream in the way: falling back to no history would hide it.
+          logger.error({ err: message, retryInMs: delay }, "history streams cannot be set up; not ready until this is fixed");
+        } else if (!required && (disabled || Date.now() > deadline)) {
           logger.warn({ err: message }, "JetStream history unavailable: running without recovery (core NATS only)");
           return;
+        } else {
+          logger[required ? "warn" : "info"]({ err: message, retryInMs: delay }, "history stream not ready yet; retrying");
         }
-        logger[required ? "warn" : "info"]({ err: message, retryInMs: delay }, "history stream not ready yet; retrying");
         await new Promise((r) => setTimeout(r, delay).unref());
         delay = Math.min(delay * 2, 2000);
       }
@@ -339,7 +344,7 @@ export class NatsBroker implements Broker {
       for (const [k, v] of Object.entries(headers)) hdrs.set(k, v);
     }
     const js = this.js;
-    if (js && this.opts.subjects?.channelOf(subject) != null) {
+    if (js && this.history?.stores(subject)) {
       // Stored subjects: the PubAck proves the message is in the history window.
       try {
         const id = headers?.[Header.Id];

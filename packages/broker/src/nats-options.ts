@@ -1,5 +1,5 @@
 /** The NATS broker's options and their named defaults (read once by NatsBroker). */
-import type { HistoryConfig, Logger, Subjects } from "@herald/core";
+import type { HistoryConfig, HistoryWindows, Logger, Subjects } from "@herald/core";
 
 export interface NatsBrokerOptions {
   servers: string[];
@@ -12,6 +12,8 @@ export interface NatsBrokerOptions {
   reconnectMaxMs?: number;
   /** JetStream history for recovery; needs `subjects`. */
   history?: HistoryConfig | undefined;
+  /** Which streams keep which channels (namespaces); HistoryWindows.single(history) when omitted. */
+  windows?: HistoryWindows | undefined;
   subjects?: Subjects | undefined;
   /** How long to keep trying to set up the history stream before running without it. */
   historySetupMs?: number;

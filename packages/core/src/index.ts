@@ -7,6 +7,7 @@ export * from "./env.js";
 export * from "./errors.js";
 export * from "./headers.js";
 export * from "./history-config.js";
+export * from "./history-windows.js";
 export * from "./logger.js";
 export * from "./metrics.js";
 export * from "./metrics-cache.js";

@@ -55,6 +55,12 @@ export class Subjects {
     return `${this.prefix}.ch.>`;
   }
 
+  /** The subjects of one namespace's channels: the namespace's own channel and every one under it (a namespace history stream's subjects). */
+  namespaceChannels(namespace: string): string[] {
+    const own = this.channel(namespace);
+    return [own, `${own}.>`];
+  }
+
   /** Wildcard of the republished (positioned) channel messages. */
   allLive(): string {
     return `${this.prefix}.live.>`;

@@ -104,8 +104,6 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     writeDelayMs: config.writeDelayMs,
     onWritten: (bytes) => onTopicBytes(bytes),
     slowConsumerBytes: config.slowConsumerBytes,
-    historyMaxPerChannel: config.history.maxPerChannel,
-    historyMaxAgeSeconds: config.history.maxAgeSeconds,
   });
   const protocol = new ProtocolHandler({
     broker,
@@ -138,14 +136,15 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   // from low positions its streams and its clients would take for
   // duplicates. Connections on channels resume elsewhere or here (1001),
   // where their old epoch is answered recovered: false from the new positions.
-  const offEpoch = broker.onEpochChange((epoch) => {
+  const offEpoch = broker.onEpochChange(({ stream, epoch }) => {
+    const inWindow = (channel: string) => broker.history?.windowOf(subjects.channel(channel))?.stream === stream;
     let closed = 0;
     for (const conn of [...sockets]) {
-      if (!holdsChannel(conn)) continue;
+      if (!holdsChannel(conn, inWindow)) continue;
       closed++;
       conn.close(CloseCode.GoingAway, "history restarted, resubscribe");
     }
-    logger.warn({ epoch, closed }, "history epoch changed: connections on channels closed with 1001 to resume");
+    logger.warn({ stream, epoch, closed }, "history epoch changed: connections on its channels closed with 1001 to resume");
   });
 
   const upgradeHandler = createUpgradeHandler({

@@ -301,8 +301,12 @@ export class ChannelStream implements MessageReceiver {
   }
 
   private remember(delivered: PositionedFrame, at: number): void {
-    const { historyMaxPerChannel, historyMaxAgeMs } = this.ctx;
-    (this.recent ??= new RecentFrames(historyMaxPerChannel, historyMaxAgeMs)).remember(delivered, at);
+    if (!this.recent) {
+      const window = this.ctx.broker.history?.windowOf(this.historySubject!);
+      if (!window) return;
+      this.recent = new RecentFrames(window.maxPerChannel, window.maxAgeSeconds * 1000);
+    }
+    this.recent.remember(delivered, at);
   }
 
   /**

@@ -30,9 +30,10 @@ export interface RecoveryHandle {
 }
 
 export async function recoverConnection(ctx: StreamContext, conn: Connection, opts: JoinOptions, r: RecoveryHandle): Promise<void> {
-  const history = ctx.broker.history;
-  if (!history) throw new Error("recovery needs a broker with history");
   const { buffer, stillWanted, head, subject } = r;
+  const history = ctx.broker.history;
+  const window = history?.windowOf(subject);
+  if (!history || !window) throw new Error("recovery needs a channel with history");
   const { since } = opts;
   // The backlog on the connection, or the live frames held for it, past what
   // a slow consumer may hold: close it (it resumes from what it got) long
@@ -57,9 +58,9 @@ export async function recoverConnection(ctx: StreamContext, conn: Connection, op
   // expired. Say so and continue from the current position.
   const reset = since !== undefined && since > newest;
   const start = since === undefined || reset ? newest : since;
-  // The window holds at most historyMaxPerChannel messages; twice that
-  // leaves room for what is published while reading.
-  const maxPages = Math.ceil((2 * ctx.historyMaxPerChannel) / HISTORY_PAGE) + 1;
+  // The window holds at most maxPerChannel messages; twice that leaves room
+  // for what is published while reading.
+  const maxPages = Math.ceil((2 * window.maxPerChannel) / HISTORY_PAGE) + 1;
   const cursor = new HistoryCursor(history, subject, start, maxPages, start);
   let complete = !reset;
   let firstPage: HistoryMessage[] | undefined;

@@ -59,8 +59,8 @@ export interface TopicSink {
 /** Topic names are internal; channel and user spaces cannot collide. */
 export const channelTopic = (channel: string): string => `c:${channel}`;
 export const userTopicOf = (token: string): string => `u:${token}`;
-/** True when the connection is on at least one channel (not only its user subject). */
-export function holdsChannel(conn: { topics: Iterable<string> }): boolean {
-  for (const topic of conn.topics) if (topic.startsWith("c:")) return true;
+/** True when the connection is on at least one channel (not only its user subject), of those `which` accepts when given. */
+export function holdsChannel(conn: { topics: Iterable<string> }, which?: (channel: string) => boolean): boolean {
+  for (const topic of conn.topics) if (topic.startsWith("c:") && (!which || which(topic.slice(2)))) return true;
   return false;
 }

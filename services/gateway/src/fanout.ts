@@ -34,8 +34,6 @@ export interface FanoutOptions {
   /** Told the size of every frame written to a topic (the send-buffer checks count them). */
   onWritten: (bytes: number) => void;
   slowConsumerBytes: number;
-  historyMaxPerChannel: number;
-  historyMaxAgeSeconds: number;
 }
 
 export class Fanout {
@@ -55,8 +53,6 @@ export class Fanout {
       logger: opts.logger,
       recoverySlot: pLimit(RECOVERY_CONCURRENCY),
       slowConsumerBytes: opts.slowConsumerBytes,
-      historyMaxPerChannel: opts.historyMaxPerChannel,
-      historyMaxAgeMs: opts.historyMaxAgeSeconds * 1000,
     };
     // After a reconnect the last messages may be missing with nothing newer
     // to reveal it, so every positioned stream checks the history once.

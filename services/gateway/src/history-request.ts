@@ -40,11 +40,12 @@ export class HistoryRequests {
     if (problem) return error(conn, "invalid_channel", problem, id);
     if (!conn.identity.channels.matches(channel)) return error(conn, "forbidden", `token does not allow reading ${channel}`, id);
     if (!namespaces.of(channel)!.history) return error(conn, "forbidden", `history is off for the namespace of ${channel}`, id);
+    const subject = this.ctx.subjects.channel(channel);
     const history = broker.history;
-    if (!history || !broker.connected) return error(conn, "unavailable", "history unavailable, try again", id);
+    if (!history?.windowOf(subject) || !broker.connected) return error(conn, "unavailable", "history unavailable, try again", id);
     if (this.reading.has(conn)) return error(conn, "rate_limited", "one history request at a time", id);
     this.reading.add(conn);
-    const cursor = new HistoryCursor(history, this.ctx.subjects.channel(channel), req.since, Math.ceil(req.limit / HISTORY_PAGE));
+    const cursor = new HistoryCursor(history, subject, req.since, Math.ceil(req.limit / HISTORY_PAGE));
     const entries: Buffer[] = [];
     let bytes = 0;
     let last = req.since;
@@ -72,7 +73,7 @@ export class HistoryRequests {
         if (conn.closed) return;
         // More may be stored after the last entry when the page ended on a limit.
         const more = full || entries.length >= req.limit || cursor.lastPageFull;
-        conn.send(historyFrame(channel, id, history.epoch, entries, more ? last : null));
+        conn.send(historyFrame(channel, id, history.epochOf(subject), entries, more ? last : null));
       },
       () => {
         this.reading.delete(conn);

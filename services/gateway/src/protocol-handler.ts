@@ -138,7 +138,7 @@ export class ProtocolHandler {
     if (conn.topics.has(topic)) {
       // Already subscribed: a plain repeat is a no-op; a repeat with `since`
       // (the client saw a gap) restarts the subscription from that position.
-      if (since === undefined || !broker.history) {
+      if (since === undefined || !broker.history?.windowOf(this.ctx.subjects.channel(channel))) {
         conn.send(replyFrame("subscribed", channel, id));
         return;
       }
@@ -150,16 +150,18 @@ export class ProtocolHandler {
     // A position from another life of the history (the stream was recreated,
     // the embedded broker restarted) says nothing about this one, even where
     // the numbers overlap: continue from the current position, recovered: false.
-    const history = broker.history;
-    const otherEpoch = since !== undefined && epoch !== undefined && history !== undefined && epoch !== history.epoch;
+    const destination = this.destination(channel, topic);
+    const history = destination.historySubject === undefined ? undefined : broker.history;
+    const currentEpoch = history?.epochOf(destination.historySubject!);
+    const otherEpoch = since !== undefined && epoch !== undefined && currentEpoch !== undefined && epoch !== currentEpoch;
     if (otherEpoch) this.ctx.metrics.recoveries.inc({ result: "epoch_changed" });
     fanout
-      .join(conn, this.destination(channel, topic), {
+      .join(conn, destination, {
         since: otherEpoch ? undefined : since,
         onJoined: (position) =>
           conn.send(
-            position && history
-              ? subscribedWithPosition(channel, id, position.seq, history.epoch, position.recovered && !otherEpoch)
+            position && currentEpoch !== undefined
+              ? subscribedWithPosition(channel, id, position.seq, currentEpoch, position.recovered && !otherEpoch)
               : replyFrame("subscribed", channel, id),
           ),
       })
@@ -173,11 +175,11 @@ export class ProtocolHandler {
       });
   }
 
-  /** Where a channel's messages come from: its live subject, and with history its stored one. */
+  /** Where a channel's messages come from: its live subject, and when its namespace keeps history its stored one. */
   private destination(channel: string, topic: string): Destination {
     const subject = this.ctx.subjects.channel(channel);
     const history = this.ctx.broker.history;
-    if (!history) return { topic, subject, head: channelMessageHead, name: channel };
+    if (!history?.windowOf(subject)) return { topic, subject, head: channelMessageHead, name: channel };
     return { topic, subject: history.liveSubject(subject), head: channelMessageHead, name: channel, historySubject: subject };
   }
 

@@ -28,10 +28,10 @@ export class RecentFrames {
   private readonly maxFrames: number;
 
   constructor(
-    historyMaxPerChannel: number,
-    private readonly historyMaxAgeMs: number,
+    maxPerChannel: number,
+    private readonly maxAgeMs: number,
   ) {
-    this.maxFrames = Math.min(MAX_FRAMES, historyMaxPerChannel);
+    this.maxFrames = Math.min(MAX_FRAMES, maxPerChannel);
   }
 
   /**
@@ -68,7 +68,7 @@ export class RecentFrames {
     const at = frames.findIndex((f) => f.seq === since);
     if (at < 0) return undefined;
     const arrived = frames[at]!.at;
-    if (arrived === 0 || Date.now() - arrived > this.historyMaxAgeMs - AGE_MARGIN_MS) return undefined;
+    if (arrived === 0 || Date.now() - arrived > this.maxAgeMs - AGE_MARGIN_MS) return undefined;
     return frames.slice(at + 1);
   }
 }

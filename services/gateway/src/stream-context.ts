@@ -57,10 +57,6 @@ export interface StreamContext {
   recoverySlot: <T>(run: () => Promise<T>) => Promise<T>;
   /** A recovering connection holding more unsent bytes than this is closed with 4009. */
   slowConsumerBytes: number;
-  /** HISTORY_MAX_PER_CHANNEL: bounds how much one recovery may read. */
-  historyMaxPerChannel: number;
-  /** HISTORY_MAX_AGE_SECONDS in ms: recent frames older than the history keeps are not offered to resumes. */
-  historyMaxAgeMs: number;
 }
 
 /**

@@ -8,6 +8,7 @@ import { LOG_LEVELS, type LogLevel } from "../config.js";
 import type { Env } from "../env.js";
 import { ConfigError } from "../errors.js";
 import { readHistoryConfig, type HistoryConfig } from "../history-config.js";
+import { HistoryWindows } from "../history-windows.js";
 import { readNamespaces, type Namespaces } from "../namespaces.js";
 import { isValidSubjectPrefix } from "../subjects.js";
 import { natsUrlProblem } from "./nats-url.js";
@@ -31,6 +32,8 @@ export interface NatsSection {
   history: HistoryConfig;
   /** NAMESPACES / NAMESPACES_FILE: options per channel family (the same file for both services). */
   namespaces: Namespaces;
+  /** The history streams HISTORY* and the namespaces call for, and which channel each keeps. */
+  windows: HistoryWindows;
 }
 
 export function readNatsSection(env: Env, defaults: { natsName: string }): NatsSection {
@@ -48,34 +51,29 @@ export function readNatsSection(env: Env, defaults: { natsName: string }): NatsS
   }
   const history = readHistoryConfig(env);
   const namespaces = readNamespaces(env, history);
-  refuseNamespaceOptionsNotBuiltYet(namespaces, history, env["NAMESPACES_FILE"]?.trim() ? "NAMESPACES_FILE" : "NAMESPACES");
+  const variable = env["NAMESPACES_FILE"]?.trim() ? "NAMESPACES_FILE" : "NAMESPACES";
+  refuseNamespaceOptionsNotBuiltYet(namespaces, variable);
+  const windows = HistoryWindows.of(namespaces, history, variable);
   return {
     natsServers,
     natsName: read.str(env, "NATS_NAME", defaults.natsName),
     subjectPrefix,
     history,
     namespaces,
+    windows,
   };
 }
 
 /**
- * Namespace membership and `client_publish` are in force; per-namespace
- * history windows and presence are still being built (one JetStream stream
- * per namespace; presence). Until then a namespace may only repeat the global
- * history settings, so no configured option is silently ignored.
+ * Presence and join/leave are still being built; until then a namespace that
+ * asks for them is refused, so no configured option is silently ignored.
  */
-function refuseNamespaceOptionsNotBuiltYet(namespaces: Namespaces, history: HistoryConfig, variable: string): void {
+function refuseNamespaceOptionsNotBuiltYet(namespaces: Namespaces, variable: string): void {
   for (const ns of namespaces.list) {
     const where = ns.name === "" ? 'the default namespace ""' : `namespace "${ns.name}"`;
-    const differs = [
-      ns.history !== history.enabled && `history (${ns.history}; HISTORY is ${history.enabled})`,
-      ns.historyMaxAgeSeconds !== history.maxAgeSeconds && `history_max_age_seconds (HISTORY_MAX_AGE_SECONDS is ${history.maxAgeSeconds})`,
-      ns.historyMaxPerChannel !== history.maxPerChannel && `history_max_per_channel (HISTORY_MAX_PER_CHANNEL is ${history.maxPerChannel})`,
-      ns.presence && "presence",
-      ns.joinLeave && "join_leave",
-    ].filter(Boolean);
-    if (differs.length > 0) {
-      throw new ConfigError(variable, `${where}: ${differs.join(", ")}: per-namespace history windows and presence are not supported by this version yet; only client_publish and namespace membership are`);
+    const asked = [ns.presence && "presence", ns.joinLeave && "join_leave"].filter(Boolean);
+    if (asked.length > 0) {
+      throw new ConfigError(variable, `${where}: ${asked.join(", ")}: presence is not supported by this version yet`);
     }
   }
 }
