@@ -20,7 +20,7 @@ import {
 } from "@herald/core";
 import type { Connection, TopicSink } from "../services/gateway/src/connection.js";
 import { Fanout, type Destination, type JoinedPosition } from "../services/gateway/src/fanout.js";
-import { HistoryCursor } from "../services/gateway/src/history-cursor.js";
+import { HistoryCursor } from "@herald/broker";
 import { RateLimiter } from "../services/gateway/src/rate-limiter.js";
 import { waitFor } from "./helpers/wait.js";
 

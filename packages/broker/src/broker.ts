@@ -10,6 +10,15 @@ export interface BrokerMessage {
   readonly data: Uint8Array;
   /** Value of a message header, or undefined. */
   header(name: string): string | undefined;
+  /** Answers a request (a message sent by gather()); false when the message asked for no answer. */
+  respond?(data: Uint8Array): boolean;
+}
+
+export interface GatherOptions {
+  /** How long to wait for answers at most. */
+  timeoutMs: number;
+  /** Told of each answer as it arrives; true stops the wait early (every expected answer is in). */
+  done?: (answer: Uint8Array) => boolean;
 }
 
 /**
@@ -118,6 +127,12 @@ export interface Broker {
    * messages silently.
    */
   publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void>;
+  /**
+   * Publishes a request to every subscriber of `subject` and gathers their
+   * answers (BrokerMessage.respond) until `timeoutMs` or `done`; rejects with
+   * BrokerUnavailableError when disconnected.
+   */
+  gather(subject: string, data: Uint8Array, opts: GatherOptions): Promise<Uint8Array[]>;
   /** Stops delivery after in-flight messages are handled, then closes. */
   drain(): Promise<void>;
   close(): Promise<void>;

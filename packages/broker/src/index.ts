@@ -8,6 +8,8 @@ export { MemoryBroker, type MemoryBrokerOptions } from "./memory-broker.js";
 export { NatsBroker, NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-broker.js";
 
 export { NatsHistory } from "./nats-history.js";
+export { HISTORY_PAGE, HistoryCursor, type HistoryMessage } from "./history-cursor.js";
+export { HISTORY_PAGE_BYTES, readHistoryPage, type HistoryPage } from "./history-page.js";
 
 export interface CreateBrokerOptions {
   servers: string[];

@@ -6,7 +6,17 @@
  * like JetStream RePublish does, so recovery behaves the same as in production.
  */
 import { BrokerUnavailableError, HistoryWindows, Subjects, type HistoryConfig } from "@herald/core";
-import { handOver, type Broker, type BrokerMessage, type BrokerStatus, type BrokerSubscription, type EpochChange, type MessageHandler } from "./broker.js";
+import { randomBytes } from "node:crypto";
+import {
+  handOver,
+  type Broker,
+  type BrokerMessage,
+  type BrokerStatus,
+  type BrokerSubscription,
+  type EpochChange,
+  type GatherOptions,
+  type MessageHandler,
+} from "./broker.js";
 import { headerReader, MemoryHistory } from "./memory-history.js";
 
 export interface MemoryBrokerOptions {
@@ -67,7 +77,29 @@ export class MemoryBroker implements Broker {
     };
   }
 
-  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void> {
+  async gather(subject: string, data: Uint8Array, opts: GatherOptions): Promise<Uint8Array[]> {
+    if (!this.open) throw new BrokerUnavailableError("memory broker is closed");
+    const inbox = `_INBOX.${randomBytes(9).toString("base64url")}`;
+    const answers: Uint8Array[] = [];
+    let finish: () => void = () => {};
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const sub = this.subscribe(inbox, (msg) => {
+      answers.push(msg.data);
+      if (opts.done?.(msg.data)) finish();
+    });
+    const timer = setTimeout(finish, opts.timeoutMs);
+    try {
+      await this.publish(subject, data, undefined, inbox);
+      await finished;
+    } finally {
+      clearTimeout(timer);
+      sub.unsubscribe();
+    }
+    return answers;
+  }
+
+  /** `reply`: where answers to this message go (gather's inbox). */
+  async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>, reply?: string): Promise<void> {
     if (!this.open) throw new BrokerUnavailableError("memory broker is closed");
     const copy = new Uint8Array(data); // the publisher may reuse its buffer
     const stored = this.history?.storeOf(subject);
@@ -75,7 +107,16 @@ export class MemoryBroker implements Broker {
     const stamped = stored ? stored.append(subject, copy, headers) : headers;
     const handlers = this.subjects.get(subject);
     if (!handlers) return;
-    const msg: BrokerMessage = { subject, data: copy, header: headerReader(stamped) };
+    const msg: BrokerMessage = {
+      subject,
+      data: copy,
+      header: headerReader(stamped),
+      respond: (answer) => {
+        if (reply === undefined || !this.open) return false;
+        void this.publish(reply, answer);
+        return true;
+      },
+    };
     queueMicrotask(() => {
       for (const handler of handlers) handler(msg);
     });

@@ -6,10 +6,20 @@
  * backoff plus jitter, and lets nats.js replay SUBs after every reconnect, so
  * a gateway resumes delivery without restarting.
  */
-import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection } from "nats";
+import { connect, createInbox, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection } from "nats";
 import { BrokerUnavailableError, Header, HistoryWindows, redactServers } from "@herald/core";
-import { handOver, type Broker, type BrokerMessage, type BrokerStatus, type BrokerSubscription, type EpochChange, type MessageHandler } from "./broker.js";
-import { HistoryLayoutError, NatsHistory } from "./nats-history.js";
+import {
+  handOver,
+  type Broker,
+  type BrokerMessage,
+  type BrokerStatus,
+  type BrokerSubscription,
+  type EpochChange,
+  type GatherOptions,
+  type MessageHandler,
+} from "./broker.js";
+import type { NatsHistory } from "./nats-history.js";
+import { setUpHistory } from "./history-setup.js";
 import { EpochWatch } from "./epoch-watch.js";
 import { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
 import { Entry, type SubscriptionOwner } from "./subscription-entry.js";
@@ -29,6 +39,9 @@ class NatsMessage implements BrokerMessage {
     if (!h) return undefined;
     const v = h.get(name);
     return v === "" ? undefined : v;
+  }
+  respond(data: Uint8Array): boolean {
+    return this.msg.respond(data);
   }
 }
 
@@ -156,50 +169,19 @@ export class NatsBroker implements Broker {
     void this.watchStatus(nc);
   }
 
-  /**
-   * Creates the history stream before reporting ready, retrying while a
-   * fresh cluster elects its JetStream leader. On the first connection a
-   * server without JetStream (or one that stays unavailable for
-   * historySetupMs) leaves Herald in core-NATS mode (no positions, no
-   * recovery); once history is on (`required`) it retries for as long as it
-   * takes, since the process's subscriptions and clients rely on it.
-   */
+  /** Sets up the history streams on `nc` (see setUpHistory); keeps core-NATS mode when it answers none. */
   private async setUpHistory(nc: NatsConnection, required: boolean): Promise<void> {
     const { history, subjects, logger } = this.opts;
     if (!history?.enabled || !subjects) return;
     const windows = this.opts.windows ?? HistoryWindows.single(history);
-    const deadline = Date.now() + this.opts.historySetupMs;
-    let delay = 250;
-    while (!this.closing && !nc.isClosed()) {
-      try {
-        const jsm = await nc.jetstreamManager({ timeout: 5000 });
-        this.history = await NatsHistory.ensure(jsm, windows, subjects, logger, history.stream);
-        this.js = nc.jetstream({ timeout: this.opts.publishTimeoutMs });
-        // A new connection may find another life of the stream (a NATS without persistence restarted).
-        for (const change of this.history.epochs) this.epochs.note(change);
-        this.epochs.start(() => (this.up ? this.history?.refresh() : undefined), this.opts.epochCheckMs);
-        return;
-      } catch (err) {
-        const message = (err as Error).message;
-        // No responders (503 without a JetStream API error) means JetStream
-        // is off on this server. A cluster still electing its meta leader
-        // answers 503 too, but as an API error ("temporarily unavailable"):
-        // that one is retried until historySetupMs.
-        const e = err as { code?: string; api_error?: unknown };
-        const disabled = (e.code === "503" && e.api_error === undefined) || /not enabled/i.test(message);
-        if (err instanceof HistoryLayoutError) {
-          // Not ready until an operator removes the stream in the way: falling back to no history would hide it.
-          logger.error({ err: message, retryInMs: delay }, "history streams cannot be set up; not ready until this is fixed");
-        } else if (!required && (disabled || Date.now() > deadline)) {
-          logger.warn({ err: message }, "JetStream history unavailable: running without recovery (core NATS only)");
-          return;
-        } else {
-          logger[required ? "warn" : "info"]({ err: message, retryInMs: delay }, "history stream not ready yet; retrying");
-        }
-        await new Promise((r) => setTimeout(r, delay).unref());
-        delay = Math.min(delay * 2, 2000);
-      }
-    }
+    const stopped = () => this.closing || nc.isClosed();
+    const ready = await setUpHistory(nc, { history, windows, subjects, logger, setupMs: this.opts.historySetupMs, required, stopped });
+    if (!ready) return;
+    this.history = ready;
+    this.js = nc.jetstream({ timeout: this.opts.publishTimeoutMs });
+    // A new connection may find another life of the stream (a NATS without persistence restarted).
+    for (const change of ready.epochs) this.epochs.note(change);
+    this.epochs.start(() => (this.up ? this.history?.refresh() : undefined), this.opts.epochCheckMs);
   }
 
   private watchClose(nc: NatsConnection): void {
@@ -333,6 +315,25 @@ export class NatsBroker implements Broker {
       }),
     ]);
     clearTimeout(timer);
+  }
+
+  async gather(subject: string, data: Uint8Array, opts: GatherOptions): Promise<Uint8Array[]> {
+    const nc = this.nc;
+    if (!nc || !this.up || nc.isClosed() || nc.isDraining()) throw new BrokerUnavailableError();
+    const inbox = nc.subscribe(createInbox());
+    const answers: Uint8Array[] = [];
+    const timer = setTimeout(() => inbox.unsubscribe(), opts.timeoutMs);
+    try {
+      nc.publish(subject, data, { reply: inbox.getSubject() });
+      for await (const m of inbox) {
+        answers.push(m.data);
+        if (opts.done?.(m.data)) break;
+      }
+    } finally {
+      clearTimeout(timer);
+      inbox.unsubscribe();
+    }
+    return answers;
   }
 
   async publish(subject: string, data: Uint8Array, headers?: Readonly<Record<string, string>>): Promise<void> {

@@ -12,6 +12,10 @@ export const CloseCode = {
   TokenExpired: 4001,
   RateLimited: 4008,
   SlowConsumer: 4009,
+  /** Disconnected by the server API; the client may reconnect after its backoff. */
+  ServerDisconnect: 4010,
+  /** The token was revoked or the user blocked: do not reconnect with the same token. */
+  Revoked: 4011,
 } as const;
 
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

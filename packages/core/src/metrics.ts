@@ -80,6 +80,18 @@ export function createGatewayMetrics(registry: Registry) {
       labelNames: ["result"] as const,
       registers,
     }),
+    controlRequests: new Counter({
+      name: "herald_control_requests_total",
+      help: "Server API control requests this gateway answered, by kind and result (ok, bad_request)",
+      labelNames: ["kind", "result"] as const,
+      registers,
+    }),
+    controlConnections: new Counter({
+      name: "herald_control_connections_total",
+      help: "Connections reached by server API control requests (disconnected, subscribed, unsubscribed), by kind",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
     deliveryLatency: new Histogram({
       name: "herald_delivery_latency_seconds",
       help: "Time from Herald-Published-At to the frame being handed to sockets",
@@ -94,12 +106,15 @@ export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 export type DropReason = "slow_consumer" | "backpressure" | "broker_disconnect" | "catch_up_failed";
 
 /** Close codes worth their own label value; everything else is "other". */
-const KNOWN_CLOSE_CODES = new Set([1000, 1001, 1002, 1005, 1006, 1008, 1009, 1011, 4001, 4008, 4009]);
+const KNOWN_CLOSE_CODES = new Set([1000, 1001, 1002, 1005, 1006, 1008, 1009, 1011, 4001, 4008, 4009, 4010, 4011]);
 export function closeCodeLabel(code: number): string {
   return KNOWN_CLOSE_CODES.has(code) ? String(code) : "other";
 }
 
-export type PublisherRoute = "channel" | "user" | "other";
+export type PublisherRoute = "channel" | "user" | ServerApiRoute | "other";
+
+/** The server API's routes (the `route` label of the publisher's request metrics). */
+export type ServerApiRoute = "disconnect" | "subscribe" | "unsubscribe" | "history" | "channels" | "info" | "block" | "revoke";
 
 export function createPublisherMetrics(registry: Registry) {
   const registers = [registry];
@@ -120,6 +135,17 @@ export function createPublisherMetrics(registry: Registry) {
     messages: new Counter({
       name: "herald_publisher_messages_total",
       help: "Messages accepted and published to the broker",
+      registers,
+    }),
+    controlRequests: new Counter({
+      name: "herald_publisher_control_requests_total",
+      help: "Server API requests sent to the gateways, by kind and result (complete: every known gateway answered; partial; unavailable)",
+      labelNames: ["kind", "result"] as const,
+      registers,
+    }),
+    gatewaysKnown: new Gauge({
+      name: "herald_publisher_gateways_known",
+      help: "Gateways that announced themselves within the roster's window",
       registers,
     }),
     brokerConnected: new Gauge({ name: "herald_broker_connected", help: "1 when the broker connection is up", registers }),

@@ -152,7 +152,9 @@ export function welcomeFrame(sub: string, connection: string): string {
   return JSON.stringify({ type: "welcome", sub, connection });
 }
 
-export function replyFrame(type: "subscribed" | "unsubscribed", channel: string, id: RequestId | undefined): string {
+/** `server`: the server API did it (a server-side subscribe or unsubscribe), not a client request. */
+export function replyFrame(type: "subscribed" | "unsubscribed", channel: string, id: RequestId | undefined, server = false): string {
+  if (server) return JSON.stringify({ type, channel, server: true });
   return JSON.stringify(id === undefined ? { type, channel } : { type, channel, id });
 }
 
@@ -190,7 +192,8 @@ export const MAX_EPOCH_LENGTH = 64;
  * is false when the requested position was older than the history window or
  * from another epoch (the client missed messages it cannot get back).
  */
-export function subscribedWithPosition(channel: string, id: RequestId | undefined, seq: number, epoch: string, recovered: boolean): string {
+export function subscribedWithPosition(channel: string, id: RequestId | undefined, seq: number, epoch: string, recovered: boolean, server = false): string {
+  if (server) return JSON.stringify({ type: "subscribed", channel, server: true, seq, epoch, recovered });
   return JSON.stringify(
     id === undefined ? { type: "subscribed", channel, seq, epoch, recovered } : { type: "subscribed", channel, id, seq, epoch, recovered },
   );

@@ -50,6 +50,28 @@ export class Subjects {
     return this.userPrefix + userToken(sub);
   }
 
+  /** Control requests of the server API (publisher to every gateway): `<prefix>.ctl.<kind>`. */
+  control(kind: string): string {
+    if (!SAFE_TOKEN.test(kind)) throw new Error(`invalid control kind: ${kind}`);
+    return `${this.prefix}.ctl.${kind}`;
+  }
+
+  /** Every control subject: what a gateway subscribes to. */
+  allControl(): string {
+    return `${this.prefix}.ctl.>`;
+  }
+
+  /** The kind of a control subject, or null when it is not one. */
+  controlKindOf(subject: string): string | null {
+    const head = `${this.prefix}.ctl.`;
+    return subject.startsWith(head) ? subject.slice(head.length) : null;
+  }
+
+  /** Where gateways announce themselves (heartbeats to the server API's roster). */
+  gatewayHello(): string {
+    return `${this.prefix}.gw.hello`;
+  }
+
   /** Wildcard covering every channel: the history stream's subjects. */
   allChannels(): string {
     return `${this.prefix}.ch.>`;

@@ -29,6 +29,8 @@ import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { ProtocolHandler } from "./protocol-handler.js";
 import { SocketGuard, backpressureCap } from "./socket-guard.js";
 import { createUpgradeHandler } from "./upgrade.js";
+import { ConnectionsByUser } from "./connections-by-user.js";
+import { ControlResponder } from "./control.js";
 import { applyListenBacklog } from "./listen-backlog.js";
 import { LISTEN_EXCLUSIVE_PORT, closeApp, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 import type { WsConnection, WsUserData } from "./ws-connection.js";
@@ -83,6 +85,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const ipLimiter = new IpLimiter(config.maxConnectionsPerIp, config.ipv6LimitPrefix);
   const userLimiter = new KeyedLimiter(config.maxConnectionsPerUser);
   const sockets = new Set<WsConnection>();
+  const users = new ConnectionsByUser();
   /** Upgrades in flight, and whether the gateway is draining (read by the upgrade handler). */
   const gate = { pending: 0, draining: false };
   let listenSockets: us_listen_socket[] = [];
@@ -147,6 +150,21 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     logger.warn({ stream, epoch, closed }, "history epoch changed: connections on its channels closed with 1001 to resume");
   });
 
+  const control = new ControlResponder({
+    broker,
+    subjects,
+    namespaces: config.namespaces,
+    metrics,
+    logger,
+    sink,
+    users,
+    connections: () => sockets.size,
+    topics: () => fanout.topics(),
+    serverSubscribe: (conn, channel) => protocol.serverSubscribe(conn, channel),
+    serverUnsubscribe: (conn, channel) => protocol.serverUnsubscribe(conn, channel),
+  });
+  control.start();
+
   const upgradeHandler = createUpgradeHandler({
     config,
     verifier: new TokenVerifier(config.auth),
@@ -182,6 +200,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       const { conn } = ws.getUserData();
       conn.bind(ws);
       sockets.add(conn);
+      users.add(conn);
       metrics.connectionsOpen.inc();
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
       try {
@@ -218,6 +237,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         logger.debug({ connection: conn.id, sub: conn.identity.sub, code, reason: Buffer.from(message).toString() }, "connection closed");
       }
       sockets.delete(conn);
+      users.delete(conn);
       metrics.connectionsOpen.dec();
       metrics.disconnects.inc({ code: closeCodeLabel(code) });
       fanout.leaveAll(conn);
@@ -315,6 +335,8 @@ export function buildGateway(opts: GatewayOptions): Gateway {
         }
         if (sockets.size > 0) await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
       }
+      // It answered the server API for as long as it held connections.
+      await control.stop();
       guard.stop();
       offStatus();
       offEpoch();
@@ -326,6 +348,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
 
     close() {
       gate.draining = true;
+      void control.stop();
       guard.stop();
       offStatus();
       offEpoch();

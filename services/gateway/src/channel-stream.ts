@@ -13,7 +13,7 @@ import { Header, SpanKind, context, extractTraceContext, messageFrame } from "@h
 import type { BrokerMessage, BrokerSubscription, MessageReceiver } from "@herald/broker";
 import type { Connection } from "./connection.js";
 import { RecoveryBuffer, firstAfter, inOrderAfter, type PositionedFrame } from "./held-frames.js";
-import { HistoryCursor } from "./history-cursor.js";
+import { HistoryCursor } from "@herald/broker";
 import { recoverConnection } from "./connection-recovery.js";
 import { RecentFrames, type ArrivedFrame } from "./recent-frames.js";
 import { SETTLE_ROUNDS, type Destination, type JoinOptions, type StreamContext } from "./stream-context.js";

@@ -9,7 +9,7 @@ import { CloseCode, messageFrame } from "@herald/core";
 import { SETTLE_ROUNDS, type JoinOptions, type StreamContext } from "./stream-context.js";
 import type { Connection } from "./connection.js";
 import { inOrderAfter, withPrev, type RecoveryBuffer } from "./held-frames.js";
-import { HISTORY_PAGE, HistoryCursor, type HistoryMessage } from "./history-cursor.js";
+import { HISTORY_PAGE, HistoryCursor, type HistoryMessage } from "@herald/broker";
 
 /** What the stream lends one recovery of its state. */
 export interface RecoveryHandle {

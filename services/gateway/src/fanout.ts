@@ -62,6 +62,11 @@ export class Fanout {
     });
   }
 
+
+  /** Topics with a stream on this gateway, channel and user topics alike (the server API lists the channels). */
+  topics(): IterableIterator<string> {
+    return this.streams.keys();
+  }
   /** Broker subscriptions held (one per topic with connections on it). */
   get subscriptions(): number {
     return this.streams.size;

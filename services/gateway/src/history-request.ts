@@ -3,15 +3,12 @@
  * after `since`, at most `limit` (≤ 1000) and about 1 MiB, each with the
  * `prev` the history pager gives it, plus the epoch they belong to and the
  * `since` of the next page (null once the newest stored message is in).
- * Read through HistoryCursor, the pager recovery uses, so `prev` follows one rule.
+ * Read with readHistoryPage (the server API's history route uses it too),
+ * through the pager recovery uses, so `prev` follows one rule.
  */
-import { channelProblem, historyEntry, historyFrame, type Namespaces, type ProtocolErrorCode, type RequestId, type Subjects } from "@herald/core";
-import type { Broker } from "@herald/broker";
+import { channelProblem, historyFrame, type Namespaces, type ProtocolErrorCode, type RequestId, type Subjects } from "@herald/core";
+import { readHistoryPage, type Broker } from "@herald/broker";
 import type { Connection } from "./connection.js";
-import { HISTORY_PAGE, HistoryCursor } from "./history-cursor.js";
-
-/** Bytes of message entries one answer holds at most: the page ends early rather than build a huge frame. */
-export const HISTORY_FRAME_BYTES = 1024 * 1024;
 
 export interface HistoryRequestContext {
   broker: Broker;
@@ -45,35 +42,10 @@ export class HistoryRequests {
     if (!history?.windowOf(subject) || !broker.connected) return error(conn, "unavailable", "history unavailable, try again", id);
     if (this.reading.has(conn)) return error(conn, "rate_limited", "one history request at a time", id);
     this.reading.add(conn);
-    const cursor = new HistoryCursor(history, subject, req.since, Math.ceil(req.limit / HISTORY_PAGE));
-    const entries: Buffer[] = [];
-    let bytes = 0;
-    let last = req.since;
-    let full = false;
-    const read = async (): Promise<void> => {
-      while (entries.length < req.limit && !full) {
-        // Read no more than the answer can still take.
-        const page = await cursor.read(Math.min(HISTORY_PAGE, req.limit - entries.length));
-        for (const m of page) {
-          const entry = historyEntry(m.seq, m.prev, m.data);
-          if (entries.length > 0 && bytes + entry.length > HISTORY_FRAME_BYTES) {
-            full = true;
-            break;
-          }
-          entries.push(entry);
-          bytes += entry.length;
-          last = m.seq;
-        }
-        if (page.length === 0 || !cursor.lastPageFull) break;
-      }
-    };
-    read().then(
-      () => {
+    readHistoryPage(history, subject, req.since, req.limit).then(
+      (page) => {
         this.reading.delete(conn);
-        if (conn.closed) return;
-        // More may be stored after the last entry when the page ended on a limit.
-        const more = full || entries.length >= req.limit || cursor.lastPageFull;
-        conn.send(historyFrame(channel, id, history.epochOf(subject), entries, more ? last : null));
+        if (!conn.closed) conn.send(historyFrame(channel, id, page.epoch, page.entries, page.next));
       },
       () => {
         this.reading.delete(conn);

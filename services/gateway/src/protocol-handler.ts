@@ -103,7 +103,8 @@ export class ProtocolHandler {
     this.ctx.metrics.clientMessages.inc({ type: frame.type });
     switch (frame.type) {
       case "subscribe":
-        return this.subscribe(conn, frame.channel, frame.id, frame.since, frame.epoch);
+        this.subscribe(conn, frame.channel, frame.id, frame.since, frame.epoch);
+        return;
       case "unsubscribe":
         return this.unsubscribe(conn, frame.channel, frame.id);
       case "publish":
@@ -121,18 +122,39 @@ export class ProtocolHandler {
     conn.send(errorFrame(code, message, id));
   }
 
-  private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined, epoch: string | undefined): void {
+  /**
+   * The server API subscribes `conn` to `channel` (a valid channel in a
+   * namespace), whatever its token says: the client is told with
+   * `"server": true`. False when the connection cannot take it (its channel
+   * limit, the broker down; the connection is told why).
+   */
+  serverSubscribe(conn: Connection, channel: string): boolean {
+    if (conn.topics.has(channelTopic(channel))) return true;
+    return this.subscribe(conn, channel, undefined, undefined, undefined, true);
+  }
+
+  /** The server API unsubscribes `conn` from `channel`; false when it was not subscribed. */
+  serverUnsubscribe(conn: Connection, channel: string): boolean {
+    const topic = channelTopic(channel);
+    if (!conn.topics.has(topic)) return false;
+    this.ctx.fanout.leave(conn, topic);
+    conn.send(replyFrame("unsubscribed", channel, undefined, true));
+    return true;
+  }
+
+  /** Answers true when the connection is subscribing (or already is). */
+  private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined, epoch: string | undefined, server = false): boolean {
     const { broker, fanout } = this.ctx;
     const problem = channelProblem(channel) ?? this.ctx.namespaces.problem(channel);
-    if (problem) return this.error(conn, "invalid_channel", problem, id);
-    if (!conn.identity.channels.matches(channel)) {
-      return this.error(conn, "forbidden", `token does not allow subscribing to ${channel}`, id);
+    if (problem) return this.refuse(conn, "invalid_channel", problem, id);
+    if (!server && !conn.identity.channels.matches(channel)) {
+      return this.refuse(conn, "forbidden", `token does not allow subscribing to ${channel}`, id);
     }
     if (!broker.connected) {
       // Until the broker is connected this process cannot promise delivery,
       // and on first start it does not yet know whether history is on: a
       // subscription taken now would run without positions for its lifetime.
-      return this.error(conn, "unavailable", "broker not connected, subscribe again shortly", id);
+      return this.refuse(conn, "unavailable", server ? `broker not connected: the server's subscribe to ${channel} was not taken` : "broker not connected, subscribe again shortly", id);
     }
     const topic = channelTopic(channel);
     if (conn.topics.has(topic)) {
@@ -140,12 +162,12 @@ export class ProtocolHandler {
       // (the client saw a gap) restarts the subscription from that position.
       if (since === undefined || !broker.history?.windowOf(this.ctx.subjects.channel(channel))) {
         conn.send(replyFrame("subscribed", channel, id));
-        return;
+        return true;
       }
       fanout.leave(conn, topic);
     }
     if (channelCount(conn) >= this.ctx.maxChannelsPerConnection) {
-      return this.error(conn, "forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection`, id);
+      return this.refuse(conn, "forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection${server ? `: the server's subscribe to ${channel} was not taken` : ""}`, id);
     }
     // A position from another life of the history (the stream was recreated,
     // the embedded broker restarted) says nothing about this one, even where
@@ -161,8 +183,8 @@ export class ProtocolHandler {
         onJoined: (position) =>
           conn.send(
             position && currentEpoch !== undefined
-              ? subscribedWithPosition(channel, id, position.seq, currentEpoch, position.recovered && !otherEpoch)
-              : replyFrame("subscribed", channel, id),
+              ? subscribedWithPosition(channel, id, position.seq, currentEpoch, position.recovered && !otherEpoch, server)
+              : replyFrame("subscribed", channel, id, server),
           ),
       })
       .catch(() => {
@@ -173,6 +195,13 @@ export class ProtocolHandler {
           this.ctx.logger.error({ err, connection: conn.id }, "could not report a failed recovery");
         }
       });
+    return true;
+  }
+
+  /** An error frame for a refused subscribe; answers false (not subscribed). */
+  private refuse(conn: Connection, code: ProtocolErrorCode, message: string, id: RequestId | undefined): false {
+    this.error(conn, code, message, id);
+    return false;
   }
 
   /** Where a channel's messages come from: its live subject, and when its namespace keeps history its stored one. */

@@ -27,6 +27,8 @@ import { HttpError, sendError, sendJson } from "./http-error.js";
 import { handleOps, type Registry } from "./ops.js";
 import { MessagePublisher } from "./publish.js";
 import { decodeParam, matchRoute, pathOf, type RouteMatch } from "./routes.js";
+import { GatewayRoster } from "./gateway-roster.js";
+import { ServerApi } from "./server-api.js";
 
 export const MAX_SUB_LENGTH = 256;
 
@@ -88,6 +90,17 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
   const subjects = new Subjects(config.subjectPrefix);
   const auth = new Authenticator({ apiKey: config.apiKey, auth: config.auth, verifier: opts.verifier, logger });
   const messages = new MessagePublisher(broker, opts.tracing);
+  const roster = new GatewayRoster(broker, subjects);
+  const serverApi = new ServerApi({
+    broker,
+    subjects,
+    namespaces: config.namespaces,
+    metrics,
+    logger,
+    roster,
+    controlTimeoutMs: config.controlTimeoutMs,
+    maxBodyBytes: config.maxBodyBytes,
+  });
 
   let draining = false;
   let closing: Promise<void> | undefined;
@@ -170,7 +183,7 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
     const started = process.hrtime.bigint();
     const path = pathOf(req.url);
     const match = matchRoute(path);
-    const log: RequestLog = { route: match.kind === "publish" ? match.route : "other" };
+    const log: RequestLog = { route: match.kind === "publish" || match.kind === "api" ? match.route : "other" };
     const counted = match.kind !== "ops"; // probes and scrapes would drown the request metrics
 
     active.add(res);
@@ -208,6 +221,10 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
         await handleOps(match.name, req, res, state, registry);
       } else if (match.kind === "publish" && api) {
         await handlePublish(match, req, res, log);
+      } else if (match.kind === "api" && api) {
+        auth.authenticateApiKey(header(req, "authorization"));
+        log.sub = "api-key";
+        await serverApi.handle(match, req, res);
       } else {
         throw new HttpError(404, "not_found", "no such route");
       }
@@ -306,6 +323,7 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
       await closed;
     }
     offStatus();
+    roster.stop();
   }
 
   function closeOnce(): Promise<void> {

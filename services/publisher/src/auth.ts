@@ -96,6 +96,14 @@ export class Authenticator {
     return { kind: "token", sub: identity.sub, identity, publishClaim: identity.publishClaim };
   }
 
+  /** The server API takes the API key only: anything else (a JWT included) is a 401. */
+  authenticateApiKey(authorization: string | undefined): void {
+    const credential = authorization === undefined ? undefined : bearerCredential(authorization);
+    if (credential === undefined || credential === "") throw this.refuse("missing", "the server API needs Authorization: Bearer <PUBLISHER_API_KEY>");
+    if (!this.apiKeyDigest) throw this.refuse("invalid_api_key", "PUBLISHER_API_KEY is not set: the server API is off");
+    if (!timingSafeEqual(digest(credential), this.apiKeyDigest)) throw this.refuse("invalid_api_key", "the server API takes PUBLISHER_API_KEY only");
+  }
+
   private refuse(reason: CredentialRefusalReason, message: string): HttpError {
     this.logger?.debug({ reason, detail: message }, "credential refused");
     return unauthorized(reason, message);

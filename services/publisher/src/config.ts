@@ -22,6 +22,7 @@ export const PUBLISHER_DEFAULTS = {
   natsName: "herald-publisher",
   maxBodyBytes: 65536,
   drainSeconds: 5,
+  controlTimeoutMs: 1000,
 } as const;
 
 /** Limits of the settings (not defaults): validated bounds. */
@@ -44,6 +45,8 @@ export interface PublisherConfig extends ServeSection<string>, NatsSection {
   /** JWT settings; absent when only the API key is configured. */
   auth?: AuthConfig;
   maxBodyBytes: number;
+  /** CONTROL_TIMEOUT_MS: how long a server API request waits for the gateways' answers at most. */
+  controlTimeoutMs: number;
 }
 
 /** Variables that select a JWT key; any of them turns JWT auth on. */
@@ -60,6 +63,7 @@ export function readPublisherConfig(env: Env): PublisherConfig {
     ...serve,
     ...nats,
     maxBodyBytes: read.int(env, "MAX_BODY_BYTES", d.maxBodyBytes, 1, PUBLISHER_LIMITS.maxBodyBytes),
+    controlTimeoutMs: read.int(env, "CONTROL_TIMEOUT_MS", d.controlTimeoutMs, 50, 30_000),
   };
   if (apiKey !== undefined) config.apiKey = apiKey;
   if (auth !== undefined) config.auth = auth;

@@ -4,7 +4,7 @@
  * fan-out's gap catch-up and a connection's recovery read through it, so the
  * page size and the `prev` rule exist once.
  */
-import type { BrokerHistory } from "@herald/broker";
+import type { BrokerHistory } from "./broker.js";
 
 /** Messages read from the history per round trip. */
 export const HISTORY_PAGE = 100;
