@@ -104,6 +104,23 @@ export interface EpochChange {
   epoch: string;
 }
 
+/**
+ * A small replicated key-value bucket (JetStream KV; memory in the embedded
+ * broker): the server API's blocks and revocations. Keys are
+ * `[A-Za-z0-9_=.-]`; one value per key (no history).
+ */
+export interface BrokerKeyValue {
+  put(key: string, value: Uint8Array): Promise<void>;
+  delete(key: string): Promise<void>;
+  /**
+   * Every entry now, then every change (value undefined: deleted or
+   * expired), to `onEntry`. Resolves once the entries there now have been
+   * delivered, with a function that stops the watch. `onEnd` is told when the
+   * watch ends without being stopped (the connection it ran on is gone).
+   */
+  watch(onEntry: (key: string, value: Uint8Array | undefined) => void, onEnd?: () => void): Promise<() => void>;
+}
+
 export type BrokerStatus = "connected" | "disconnected" | "closed";
 
 export interface Broker {
@@ -133,6 +150,12 @@ export interface Broker {
    * BrokerUnavailableError when disconnected.
    */
   gather(subject: string, data: Uint8Array, opts: GatherOptions): Promise<Uint8Array[]>;
+  /**
+   * The bucket `bucket`, created when missing, whose entries lapse after
+   * `maxAgeSeconds`; rejects with BrokerUnavailableError while disconnected
+   * or when the broker has no storage for it (NATS without JetStream).
+   */
+  keyValue(bucket: string, opts: { maxAgeSeconds: number }): Promise<BrokerKeyValue>;
   /** Stops delivery after in-flight messages are handled, then closes. */
   drain(): Promise<void>;
   close(): Promise<void>;

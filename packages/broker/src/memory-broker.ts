@@ -11,6 +11,7 @@ import {
   handOver,
   type Broker,
   type BrokerMessage,
+  type BrokerKeyValue,
   type BrokerStatus,
   type BrokerSubscription,
   type EpochChange,
@@ -18,6 +19,7 @@ import {
   type MessageHandler,
 } from "./broker.js";
 import { headerReader, MemoryHistory } from "./memory-history.js";
+import { MemoryKeyValue } from "./memory-kv.js";
 
 export interface MemoryBrokerOptions {
   /** History settings; no history when omitted (or off). */
@@ -34,6 +36,8 @@ export class MemoryBroker implements Broker {
   private readonly subjects = new Map<string, Set<(msg: BrokerMessage) => void>>();
   private readonly listeners = new Set<(status: BrokerStatus) => void>();
   private open = true;
+  /** Key-value buckets: they live as long as the broker (a restart of the embedded broker forgets them). */
+  private readonly buckets = new Map<string, MemoryKeyValue>();
   private readonly sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: MemoryBrokerOptions = {}) {
@@ -75,6 +79,13 @@ export class MemoryBroker implements Broker {
         if (set.size === 0) this.subjects.delete(subject);
       },
     };
+  }
+
+  async keyValue(bucket: string, opts: { maxAgeSeconds: number }): Promise<BrokerKeyValue> {
+    if (!this.open) throw new BrokerUnavailableError("memory broker is closed");
+    let kv = this.buckets.get(bucket);
+    if (!kv) this.buckets.set(bucket, (kv = new MemoryKeyValue(opts.maxAgeSeconds * 1000)));
+    return kv;
   }
 
   async gather(subject: string, data: Uint8Array, opts: GatherOptions): Promise<Uint8Array[]> {

@@ -6,12 +6,12 @@
  * backoff plus jitter, and lets nats.js replay SUBs after every reconnect, so
  * a gateway resumes delivery without restarting.
  */
-import { connect, createInbox, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection } from "nats";
+import { connect, createInbox, headers as natsHeaders, type JetStreamClient, type NatsConnection } from "nats";
 import { BrokerUnavailableError, Header, HistoryWindows, redactServers } from "@herald/core";
 import {
   handOver,
   type Broker,
-  type BrokerMessage,
+  type BrokerKeyValue,
   type BrokerStatus,
   type BrokerSubscription,
   type EpochChange,
@@ -22,28 +22,11 @@ import type { NatsHistory } from "./nats-history.js";
 import { setUpHistory } from "./history-setup.js";
 import { EpochWatch } from "./epoch-watch.js";
 import { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
+import { NatsMessage } from "./nats-message.js";
+import { NatsKeyValue } from "./nats-kv.js";
 import { Entry, type SubscriptionOwner } from "./subscription-entry.js";
 
 export { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
-
-class NatsMessage implements BrokerMessage {
-  constructor(private readonly msg: Msg) {}
-  get subject(): string {
-    return this.msg.subject;
-  }
-  get data(): Uint8Array {
-    return this.msg.data;
-  }
-  header(name: string): string | undefined {
-    const h = this.msg.headers;
-    if (!h) return undefined;
-    const v = h.get(name);
-    return v === "" ? undefined : v;
-  }
-  respond(data: Uint8Array): boolean {
-    return this.msg.respond(data);
-  }
-}
 
 /** Half the ceiling plus a random share of the other half (spreads a fleet's retries). */
 function jitter(ceiling: number): number {
@@ -315,6 +298,13 @@ export class NatsBroker implements Broker {
       }),
     ]);
     clearTimeout(timer);
+  }
+
+  async keyValue(bucket: string, opts: { maxAgeSeconds: number }): Promise<BrokerKeyValue> {
+    const nc = this.nc;
+    if (!nc || !this.up || nc.isClosed() || !this.history) throw new BrokerUnavailableError(this.history ? undefined : "JetStream is not in use (HISTORY off or unavailable): no key-value buckets");
+    const kv = await nc.jetstream({ timeout: this.opts.publishTimeoutMs }).views.kv(bucket, { history: 1, ttl: opts.maxAgeSeconds * 1000, replicas: this.opts.history?.replicas ?? 1 });
+    return new NatsKeyValue(kv);
   }
 
   async gather(subject: string, data: Uint8Array, opts: GatherOptions): Promise<Uint8Array[]> {

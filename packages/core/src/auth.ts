@@ -100,6 +100,8 @@ export interface Identity {
   publishClaim: readonly string[];
   /** Expiry, epoch milliseconds. */
   expiresAt: number;
+  /** The `jti` claim (a token id the server API can revoke), when the token has one. */
+  jti?: string;
 }
 
 /** Verified tokens kept so reconnects and connect storms skip the crypto. */
@@ -358,8 +360,12 @@ function identityFrom(payload: JWTPayload): Identity {
     publish: ChannelPatterns.of(publishClaim.filter((p) => !p.startsWith(USER_GRANT_PREFIX))),
     publishClaim,
     expiresAt: exp * 1000,
+    ...(typeof payload.jti === "string" && payload.jti.length > 0 && payload.jti.length <= MAX_JTI_LENGTH ? { jti: payload.jti } : {}),
   };
 }
+
+/** Longest `jti` kept: longer ones cannot be revoked (the server API refuses them too). */
+export const MAX_JTI_LENGTH = 256;
 
 /**
  * A claim that lists channel patterns: absent, or an array of valid patterns

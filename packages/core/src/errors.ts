@@ -51,7 +51,7 @@ export class BrokerUnavailableError extends HeraldError {
 }
 
 /** A token was refused: the `error.code` of the 401 and the metric label (bounded). */
-export type AuthFailureCode = "missing_token" | "invalid_token" | "expired_token";
+export type AuthFailureCode = "missing_token" | "invalid_token" | "expired_token" | "revoked_token";
 
 /**
  * Why a token was refused, finer than the code: the `error.reason` of the
@@ -68,11 +68,14 @@ export type TokenRefusalReason =
   | "invalid_claim"
   | "wrong_issuer"
   | "wrong_audience"
-  | "key_unavailable";
+  | "key_unavailable"
+  /** A valid token whose `jti` was revoked, or whose user is blocked (server API). */
+  | "revoked";
 
 function authFailureCode(reason: TokenRefusalReason): AuthFailureCode {
   if (reason === "missing") return "missing_token";
   if (reason === "expired") return "expired_token";
+  if (reason === "revoked") return "revoked_token";
   return "invalid_token";
 }
 

@@ -9,6 +9,7 @@ export * from "./headers.js";
 export * from "./history-config.js";
 export * from "./history-windows.js";
 export * from "./control.js";
+export * from "./revocations.js";
 export * from "./logger.js";
 export * from "./metrics.js";
 export * from "./metrics-cache.js";

@@ -23,7 +23,9 @@ export type UpgradeReason =
   | "ip_limit"
   | "user_limit"
   | "capacity"
-  | "draining";
+  | "draining"
+  | "revoked_token"
+  | "not_ready";
 
 export function createGatewayMetrics(registry: Registry) {
   const registers = [registry];
@@ -84,6 +86,12 @@ export function createGatewayMetrics(registry: Registry) {
       name: "herald_control_requests_total",
       help: "Server API control requests this gateway answered, by kind and result (ok, bad_request)",
       labelNames: ["kind", "result"] as const,
+      registers,
+    }),
+    revocations: new Gauge({
+      name: "herald_revocations",
+      help: "Blocked users (kind=user) and revoked tokens (kind=token) in force on this gateway",
+      labelNames: ["kind"] as const,
       registers,
     }),
     controlConnections: new Counter({

@@ -31,6 +31,7 @@ import { SocketGuard, backpressureCap } from "./socket-guard.js";
 import { createUpgradeHandler } from "./upgrade.js";
 import { ConnectionsByUser } from "./connections-by-user.js";
 import { ControlResponder } from "./control.js";
+import { Revocations } from "./revocations.js";
 import { applyListenBacklog } from "./listen-backlog.js";
 import { LISTEN_EXCLUSIVE_PORT, closeApp, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 import type { WsConnection, WsUserData } from "./ws-connection.js";
@@ -165,6 +166,9 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   });
   control.start();
 
+  const revocations = new Revocations({ broker, historyStream: config.history.stream, users, connections: () => sockets, metrics, logger });
+  revocations.start();
+
   const upgradeHandler = createUpgradeHandler({
     config,
     verifier: new TokenVerifier(config.auth),
@@ -175,6 +179,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     tracing,
     gate,
     openConnections: () => sockets.size,
+    revocations,
   });
 
   app.ws<WsUserData>("/ws", {
@@ -255,7 +260,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     get draining() {
       return gate.draining;
     },
-    detail: () => ({ connections: sockets.size }),
+    detail: () => ({ connections: sockets.size, revocations: revocations.ready ? "loaded" : "loading" }),
   };
   if (config.metricsPort === undefined) attachOperationalRoutes(app, health, registry);
   const metricsApp = config.metricsPort === undefined ? undefined : uws.App();
@@ -337,6 +342,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       }
       // It answered the server API for as long as it held connections.
       await control.stop();
+      revocations.stop();
       guard.stop();
       offStatus();
       offEpoch();
@@ -349,6 +355,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     close() {
       gate.draining = true;
       void control.stop();
+      revocations.stop();
       guard.stop();
       offStatus();
       offEpoch();

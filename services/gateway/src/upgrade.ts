@@ -47,10 +47,12 @@ export interface UpgradeDeps {
   /** Upgrades in flight (counted against MAX_CONNECTIONS) and the drain flag, shared with the app. */
   gate: { pending: number; readonly draining: boolean };
   openConnections: () => number;
+  /** Blocked users and revoked tokens (server API): refused with 401 revoked_token, and every upgrade while the list is not read yet with 503. */
+  revocations: { readonly ready: boolean; refusal(identity: Identity): AuthError | undefined };
 }
 
 export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBehavior<WsUserData>["upgrade"]> {
-  const { config, verifier, ipLimiter, userLimiter, metrics, logger, tracing, gate, openConnections } = deps;
+  const { config, verifier, ipLimiter, userLimiter, metrics, logger, tracing, gate, openConnections, revocations } = deps;
 
   /** A 401 carries the refusal's reason in the body and an RFC 6750 challenge (no refusal = no token). */
   const reject = (res: HttpResponse, status: number, reason: UpgradeReason, message: string, headers: Record<string, string> = {}, refusal?: AuthError) => {
@@ -76,6 +78,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
     let aborted = false;
 
     if (gate.draining) return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
+    if (!revocations.ready) return reject(res, 503, "not_ready", "server is starting: the list of revoked tokens is not read yet", { "Retry-After": "1" });
     if (openConnections() + gate.pending >= config.maxConnections) {
       return reject(res, 503, "capacity", "server is at its connection limit", { "Retry-After": "5" });
     }
@@ -141,6 +144,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
       } catch (err) {
         return refuse(err);
       }
+      const revoked = revocations.refusal(identity);
+      if (revoked) return refuse(revoked);
       return accept(identity, (conn) => res.upgrade<WsUserData>({ conn }, secKey, protocol, extensions, context));
     }
     // JWKS keys may have to be fetched. Nothing from req is used after
@@ -152,6 +157,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
     verifier.verify(token).then(
       (identity) => {
         gate.pending--;
+        const revoked = revocations.refusal(identity);
+        if (revoked) return refuse(revoked);
         accept(identity, (conn) => res.cork(() => res.upgrade<WsUserData>({ conn }, secKey, protocol, extensions, context)));
       },
       (err: unknown) => {

@@ -100,6 +100,7 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
     roster,
     controlTimeoutMs: config.controlTimeoutMs,
     maxBodyBytes: config.maxBodyBytes,
+    historyStream: config.history.stream,
   });
 
   let draining = false;

@@ -7,16 +7,23 @@
  * gateways did not (`missing`), so a caller can tell a partial answer.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { readHistoryPage, type Broker } from "@herald/broker";
+import { readHistoryPage, type Broker, type BrokerKeyValue } from "@herald/broker";
 import {
   BrokerUnavailableError,
   DISCONNECT_CODES,
   HISTORY_DEFAULT_LIMIT,
   HISTORY_MAX_LIMIT,
   MAX_CONTROL_SUB_LENGTH,
+  REVOCATION_BUCKET_MAX_AGE_SECONDS,
   channelProblem,
   disconnectProblem,
   encodeControl,
+  encodeRevocation,
+  jtiProblem,
+  revocationBucket,
+  revocationKey,
+  untilProblem,
+  type Revocation,
   type ChannelClients,
   type ControlAnswer,
   type ControlKind,
@@ -41,6 +48,8 @@ export interface ServerApiOptions {
   roster: GatewayRoster;
   controlTimeoutMs: number;
   maxBodyBytes: number;
+  /** HISTORY_STREAM: names the revocation bucket. */
+  historyStream: string;
 }
 
 interface Gathered {
@@ -83,6 +92,17 @@ export class ServerApi {
         return this.info(res);
       case "history":
         return this.history(match.param, req, res);
+      case "block": {
+        const sub = userParam(match.param);
+        if (req.method === "DELETE") return this.lift(res, { kind: "user", sub });
+        const until = (await this.body(req))["until"];
+        return this.revoke(res, { kind: "user", sub, until: until as number }, untilProblem(until));
+      }
+      case "revoke": {
+        const body = await this.body(req);
+        const problem = jtiProblem(body["jti"]) ?? untilProblem(body["until"]);
+        return this.revoke(res, { kind: "token", jti: body["jti"] as string, until: body["until"] as number }, problem);
+      }
       default:
         throw new HttpError(404, "not_found", "no such route");
     }
@@ -147,6 +167,28 @@ export class ServerApi {
     const body = Buffer.concat([Buffer.from(head), ...page.entries.flatMap((e, i) => (i > 0 ? [Buffer.from(","), e] : [e])), Buffer.from(`],"next":${page.next}}`)]);
     res.writeHead(200, { "Content-Type": "application/json", "Content-Length": body.length });
     res.end(body);
+  }
+
+  /** Stores a block or a revocation: every gateway watching the bucket closes the matching connections with 4011 and refuses them from now on. */
+  private async revoke(res: ServerResponse, entry: Revocation, problem: string | null): Promise<void> {
+    if (problem) throw new HttpError(400, "bad_request", problem);
+    await (await this.bucket()).put(revocationKey(entry), encodeRevocation(entry));
+    this.o.logger.info({ kind: entry.kind, until: entry.until }, entry.kind === "user" ? "user blocked" : "token revoked");
+    sendJson(res, 200, entry.kind === "user" ? { sub: entry.sub, until: entry.until } : { jti: entry.jti, until: entry.until });
+  }
+
+  private async lift(res: ServerResponse, key: { kind: "user"; sub: string }): Promise<void> {
+    await (await this.bucket()).delete(revocationKey(key));
+    sendJson(res, 200, { sub: key.sub, blocked: false });
+  }
+
+  private async bucket(): Promise<BrokerKeyValue> {
+    try {
+      return await this.o.broker.keyValue(revocationBucket(this.o.historyStream), { maxAgeSeconds: REVOCATION_BUCKET_MAX_AGE_SECONDS });
+    } catch (err) {
+      if (err instanceof BrokerUnavailableError) throw unavailable(err.message);
+      throw err;
+    }
   }
 
   /** Sends `request` to every gateway and gathers their answers (see the file comment). */

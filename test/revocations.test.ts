@@ -1,0 +1,153 @@
+/**
+ * Blocking users and revoking tokens (issue 11): the server API stores them
+ * in a bucket every gateway watches; live connections close with 4011 within
+ * a second on every gateway, new upgrades are refused with 401
+ * `revoked_token` at once, the state survives a gateway restart (it is in
+ * KV), and entries lapse at `until`. Embedded broker and real nats-server.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { MemoryBroker } from "@herald/broker";
+import { startGatewayInProcess, startPublisherInProcess, type InProcessGateway, type InProcessPublisher } from "./helpers/in-process.js";
+import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
+import { TestStack } from "./helpers/stack.js";
+import { TEST_SECRET, hsToken, nowSeconds } from "./helpers/tokens.js";
+import { waitFor } from "./helpers/wait.js";
+import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
+
+const API_KEY = "revocations-test-key-0123456789abcdef";
+
+async function api(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${API_KEY}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function refusedAsRevoked(wsUrl: string, token: string): Promise<void> {
+  const r = await expectRejected(wsUrl, { token });
+  assert.equal(r.status, 401);
+  assert.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, "revoked_token");
+}
+
+describe("block and revoke on the embedded broker", () => {
+  const broker = new MemoryBroker();
+  let gw: InProcessGateway;
+  let pub: InProcessPublisher;
+  const clients: Client[] = [];
+  before(async () => {
+    gw = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0" }, { broker });
+    pub = await startPublisherInProcess({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY }, { broker });
+  });
+  after(async () => {
+    await closeAll(clients);
+    await pub?.close();
+    await gw?.close();
+    await broker.close();
+  });
+  const open = async (token: string) => {
+    const c = await connect(gw.wsUrl, { token });
+    clients.push(c);
+    return c;
+  };
+
+  test("a blocked user's connections close with 4011 and its upgrades get 401 revoked_token until the block is lifted", async () => {
+    const token = await hsToken({ sub: "mallory" });
+    const [a, b] = [await open(token), await open(token)];
+    const bystander = await open(await hsToken({ sub: "alice" }));
+    const res = await api(pub.url, "POST", "/v1/users/mallory/block", { until: nowSeconds() + 3600 });
+    assert.equal(res.status, 200);
+    assert.deepEqual([(await a.closed).code, (await b.closed).code], [4011, 4011]);
+    await refusedAsRevoked(gw.wsUrl, token);
+    assert.ok(bystander.isOpen, "another user is untouched");
+    assert.equal((await api(pub.url, "DELETE", "/v1/users/mallory/block")).status, 200);
+    await waitFor(async () => (await open(token)).isOpen, { timeoutMs: 5000 });
+  });
+
+  test("a revoked jti closes that token's connections only; the user's other tokens still connect", async () => {
+    const revoked = await hsToken({ sub: "bob", jti: "token-1" });
+    const other = await hsToken({ sub: "bob", jti: "token-2" });
+    const [a, b] = [await open(revoked), await open(other)];
+    assert.equal((await api(pub.url, "POST", "/v1/tokens/revoke", { jti: "token-1", until: nowSeconds() + 60 })).status, 200);
+    assert.equal((await a.closed).code, 4011);
+    await refusedAsRevoked(gw.wsUrl, revoked);
+    assert.ok(b.isOpen);
+    await open(other);
+  });
+
+  test("entries lapse at until", async () => {
+    const token = await hsToken({ sub: "brief" });
+    assert.equal((await api(pub.url, "POST", "/v1/users/brief/block", { until: nowSeconds() + 2 })).status, 200);
+    await refusedAsRevoked(gw.wsUrl, token);
+    await waitFor(
+      async () => {
+        try {
+          return (await open(token)).isOpen;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 5000, intervalMs: 250 },
+    );
+  });
+
+  test("bad input: until in the past or too far, no until, a bad jti", async () => {
+    for (const [path, body] of [
+      ["/v1/users/x/block", { until: nowSeconds() - 1 }],
+      ["/v1/users/x/block", { until: nowSeconds() + 400 * 86400 }],
+      ["/v1/users/x/block", {}],
+      ["/v1/tokens/revoke", { until: nowSeconds() + 60 }],
+      ["/v1/tokens/revoke", { jti: "", until: nowSeconds() + 60 }],
+    ] as const) {
+      const res = await api(pub.url, "POST", path, body);
+      assert.deepEqual([res.status, (res.body["error"] as { code: string }).code], [400, "bad_request"], `${path} ${JSON.stringify(body)}`);
+    }
+  });
+});
+
+describe("block and revoke across three gateways on NATS", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+  const stack = new TestStack();
+  let gateways: ServiceProcess[];
+  let pub: ServiceProcess;
+  let nats: Awaited<ReturnType<TestStack["nats"]>>;
+  const env = { HISTORY_STREAM: "REVOKE_TEST" };
+  after(() => stack.close());
+  before(async () => {
+    nats = await stack.nats({ jetstream: true });
+    gateways = await Promise.all([stack.gateway(nats, env), stack.gateway(nats, env), stack.gateway(nats, env)]);
+    pub = await stack.publisher(nats, { ...env, PUBLISHER_API_KEY: API_KEY });
+  });
+
+  test("live connections on every gateway close with 4011 within 1 s; upgrades are refused at once, also after a gateway restart; the block lapses at until", async () => {
+    const token = await hsToken({ sub: "eve" });
+    const conns = await Promise.all(gateways.map((g) => stack.connect(g.wsUrl, { token })));
+    const until = nowSeconds() + 6;
+    const started = Date.now();
+    assert.equal((await api(pub.url, "POST", "/v1/users/eve/block", { until })).status, 200);
+    const closes = await Promise.all(conns.map((c) => c.closed.then((info) => ({ code: info.code, ms: Date.now() - started }))));
+    for (const close of closes) {
+      assert.equal(close.code, 4011);
+      assert.ok(close.ms < 1000, `closed within 1 s (took ${close.ms} ms)`);
+    }
+    for (const g of gateways) await refusedAsRevoked(g.wsUrl, token);
+
+    // The state is in KV: a restarted gateway refuses from its first upgrade.
+    await gateways[0]!.stop();
+    gateways[0] = await stack.gateway(nats, env);
+    await refusedAsRevoked(gateways[0].wsUrl, token);
+
+    await waitFor(
+      async () => {
+        try {
+          return (await stack.connect(gateways[1]!.wsUrl, { token })).isOpen;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 15_000, intervalMs: 250 },
+    );
+    assert.ok(Date.now() / 1000 >= until - 1, "open again only once until has passed");
+  });
+});
