@@ -8,11 +8,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MemoryBroker } from "@herald/broker";
+import { HeraldClient, type HeraldError } from "@herald/client";
 import { startGatewayInProcess, startPublisherInProcess, type InProcessGateway, type InProcessPublisher } from "./helpers/in-process.js";
 import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
 import { TestStack } from "./helpers/stack.js";
 import { TEST_SECRET, hsToken, nowSeconds } from "./helpers/tokens.js";
 import { waitFor } from "./helpers/wait.js";
+import { WS } from "./helpers/client-gateway.js";
 import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
 
 const API_KEY = "revocations-test-key-0123456789abcdef";
@@ -91,6 +93,31 @@ describe("block and revoke on the embedded broker", () => {
       },
       { timeoutMs: 5000, intervalMs: 250 },
     );
+  });
+
+  test("SDK: after 4011 it asks the token provider once; a new token that is refused too ends it with a terminal revoked error", async () => {
+    let calls = 0;
+    const provider = async () => {
+      calls++;
+      return hsToken({ sub: "sdk-user", jti: `sdk-${calls}` });
+    };
+    const c = new HeraldClient({ url: gw.wsUrl, token: provider, WebSocket: WS, backoff: { baseMs: 20, maxMs: 100 } });
+    try {
+      await c.connect();
+      // A revoked jti: the provider's next token (another jti) is welcomed.
+      const reconnected = new Promise<void>((resolve) => c.on("state", (s) => s.state === "connected" && s.previous !== "connected" && resolve()));
+      await api(pub.url, "POST", "/v1/tokens/revoke", { jti: "sdk-1", until: nowSeconds() + 60 });
+      await reconnected;
+      assert.equal(calls, 2, "one new token");
+      // A blocked user: the replacement token is refused too, and the client stops.
+      const ended = new Promise<HeraldError>((resolve) => c.on("state", (s) => s.state === "closed" && resolve(s.error!)));
+      await api(pub.url, "POST", "/v1/users/sdk-user/block", { until: nowSeconds() + 60 });
+      const err = await ended;
+      assert.deepEqual([err.code, err.terminal], ["revoked", true]);
+      assert.equal(calls, 3, "asked once more, then stopped");
+    } finally {
+      c.close();
+    }
   });
 
   test("bad input: until in the past or too far, no until, a bad jti", async () => {

@@ -10,7 +10,7 @@
  * close-policy.ts (what a close code means).
  */
 import { backoffDelay, drainDelay } from "./backoff.js";
-import { closedPlan, inFlightLossError, openFailedPlan } from "./close-policy.js";
+import { inFlightLossError, planAfterClose } from "./close-policy.js";
 import { Conn, type Links, type Outgoing } from "./connection.js";
 import { Emitter } from "./emitter.js";
 import { HeraldError, invalidChannel } from "./errors.js";
@@ -53,6 +53,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private forceTokenRefresh = false;
   private failedOpens = 0;
+  /** The last welcomed connection closed with 4011: a refused replacement token is terminal. */
+  private revoked = false;
   private connectWaiters: Deferred[] = [];
 
   constructor(options: HeraldClientOptions) {
@@ -308,13 +310,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.refresh.stop();
     if (this._state === "closed") return;
     if (conn.welcomedAt && Date.now() - conn.welcomedAt >= STABLE_AFTER_MS) this.attempt = 0;
-    if (!conn.welcomed) this.failedOpens++;
-    const plan = conn.welcomed
-      ? closedPlan(code, reason, this.tokens.isStatic)
-      : openFailedPlan(
-          { status: conn.httpStatus, tokenExpired: tokenExpired(conn.token), staticToken: this.tokens.isStatic, failedOpens: this.failedOpens },
-          { code, reason, url: this.opts.url, errorText: conn.errorText },
-        );
+    const afterRevocation = this.revoked;
+    if (conn.welcomed) this.revoked = code === CloseCodes.Revoked;
+    else this.failedOpens++;
+    const plan = planAfterClose(conn, code, reason, { staticToken: this.tokens.isStatic, failedOpens: this.failedOpens, afterRevocation, url: this.opts.url });
     if (plan.kind === "terminal") return this.fail(plan.error);
     if (plan.newToken) this.forceTokenRefresh = true;
     if (plan.report) this.emit("error", plan.error);

@@ -5,6 +5,7 @@
  */
 import { HeraldError, type HeraldErrorCode } from "./errors.js";
 import { CloseCodes } from "./protocol.js";
+import { tokenExpired } from "./tokens.js";
 
 export type CloseVerdict =
   /** A reconnect cannot fix it: stop, with a terminal error. */
@@ -34,6 +35,13 @@ const PROTOCOL_ERRORS = new Set<number>([CloseCodes.ProtocolError, CloseCodes.Un
 /** The verdict for a welcomed connection closed with `code`; `staticToken`: no provider to ask for a new one. */
 export function closeVerdict(code: number, reason: string, staticToken: boolean): CloseVerdict {
   const why = reason ? ` (${reason})` : "";
+  if (code === CloseCodes.Revoked) {
+    if (staticToken) return { kind: "terminal", code: "revoked", message: `the token was revoked or its user blocked (close 4011${reason ? `: ${reason}` : ""}) and no token provider was given; not reconnecting` };
+    return { kind: "new_token", code: "revoked", message: `the token was revoked or its user blocked (close 4011${reason ? `: ${reason}` : ""}); asking the token provider for a new one` };
+  }
+  if (code === CloseCodes.ServerDisconnect) {
+    return { kind: "retry", code: "connection_lost", message: `disconnected by the server (4010${reason ? `: ${reason}` : ""}); reconnecting after backoff` };
+  }
   if (code === CloseCodes.TokenExpired) {
     return staticToken
       ? { kind: "terminal", code: "token_expired", message: "the token expired (close 4001) and no token provider was given; create the client with token: () => fetchToken()" }
@@ -68,6 +76,8 @@ export interface OpenFailure {
   staticToken: boolean;
   /** Attempts in a row that closed before the welcome, this one included. */
   failedOpens: number;
+  /** The last welcomed connection was closed with 4011: this attempt carries the provider's replacement token. */
+  afterRevocation?: boolean;
 }
 
 /**
@@ -79,6 +89,10 @@ export interface OpenFailure {
  * failures in a row.
  */
 export function openFailureVerdict(f: OpenFailure): OpenFailureVerdict {
+  // A browser cannot see the 401: after a revocation, any refusal before the welcome is taken for the replacement token refused too.
+  if (f.afterRevocation && (f.status === 401 || f.status === undefined)) {
+    return { kind: "terminal", code: "revoked", message: "the token was revoked or its user blocked (close 4011), and the replacement token was refused too; not reconnecting" };
+  }
   const refused = f.status === 401 || (f.tokenExpired && f.status === undefined);
   if (refused && f.staticToken) {
     const why = f.tokenExpired ? "the token has expired" : "the gateway refused the token (HTTP 401)";
@@ -126,4 +140,16 @@ export function openFailedPlan(f: OpenFailure, close: { code: number; reason: st
   const detail = status ? `HTTP ${status}` : (close.errorText ?? `close ${close.code}`);
   const error = new HeraldError("connect_failed", `could not connect to ${close.url} (${detail})`, { status, closeCode: close.code, closeReason: close.reason });
   return { kind: "retry", error, newToken: v.newToken, rateLimited: false, report: false };
+}
+
+/** The plan once `conn` closed with `code`: closedPlan when it was welcomed, openFailedPlan when it closed before its welcome. */
+export function planAfterClose(
+  conn: { welcomed: boolean; httpStatus: number | undefined; token: string; errorText: string | undefined },
+  code: number,
+  reason: string,
+  c: { staticToken: boolean; failedOpens: number; afterRevocation: boolean; url: string },
+): ReconnectPlan {
+  if (conn.welcomed) return closedPlan(code, reason, c.staticToken);
+  const failure: OpenFailure = { status: conn.httpStatus, tokenExpired: tokenExpired(conn.token), staticToken: c.staticToken, failedOpens: c.failedOpens, afterRevocation: c.afterRevocation };
+  return openFailedPlan(failure, { code, reason, url: c.url, errorText: conn.errorText });
 }

@@ -9,6 +9,12 @@ export type ClientErrorCode =
   | "token_expired"
   /** The gateway refused the token at the upgrade (HTTP 401, seen in Node only). Terminal for a static token. */
   | "unauthorized"
+  /**
+   * The token was revoked or its user blocked (close 4011). With a token
+   * provider the client asks for a new token once; when that one is refused
+   * too (or there is no provider) it stops. Terminal.
+   */
+  | "revoked"
   /** The gateway refused the connection for policy reasons (HTTP 403, close 4003). Terminal. */
   | "policy_violation"
   /** The connection attempt failed (network, HTTP 429/503, or an HTTP error a browser cannot see). */

@@ -18,6 +18,10 @@ export const CloseCodes = {
   Forbidden: 4003,
   RateLimited: 4008,
   SlowConsumer: 4009,
+  /** Disconnected by the server API: reconnect after the usual backoff. */
+  ServerDisconnect: 4010,
+  /** The token was revoked or the user blocked: not with this token again. */
+  Revoked: 4011,
 } as const;
 
 export type RequestId = number | string;
