@@ -90,7 +90,7 @@ export function buildPublisher(opts: PublisherOptions): Publisher {
   const subjects = new Subjects(config.subjectPrefix);
   const auth = new Authenticator({ apiKey: config.apiKey, auth: config.auth, verifier: opts.verifier, logger });
   const messages = new MessagePublisher(broker, opts.tracing);
-  const roster = new GatewayRoster(broker, subjects);
+  const roster = new GatewayRoster(broker, subjects, (known) => metrics.gatewaysKnown.set(known));
   const serverApi = new ServerApi({
     broker,
     subjects,

@@ -16,7 +16,8 @@ export class GatewayRoster {
   private readonly lastSeen = new Map<string, number>();
   private readonly sub: BrokerSubscription;
 
-  constructor(broker: Broker, subjects: Subjects) {
+  /** `onCount`: told how many gateways are known after every hello (the publisher's gauge). */
+  constructor(broker: Broker, subjects: Subjects, private readonly onCount: (known: number) => void = () => {}) {
     this.sub = broker.subscribe(subjects.gatewayHello(), (msg) => {
       let hello: GatewayHello;
       try {
@@ -27,6 +28,7 @@ export class GatewayRoster {
       if (typeof hello?.gateway !== "string") return;
       if (hello.bye) this.lastSeen.delete(hello.gateway);
       else this.seen(hello.gateway);
+      this.onCount(this.known().size);
     });
   }
 
