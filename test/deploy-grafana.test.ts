@@ -142,6 +142,9 @@ test("grafana: the boards cover what the issue asks for", () => {
     ["CPU per pod", /sum by \(instance\) \(rate\(process_cpu_seconds_total/],
     ["RSS per pod", /process_resident_memory_bytes/],
     ["broker connection state", /herald_broker_connected/],
+    ["server API requests", /sum by \(kind, result\) \(rate\(herald_control_requests_total/],
+    ["server API closes", /herald_disconnects_total\{[^}]*code=~"4010\|4011"/],
+    ["revocations in force", /herald_revocations\{/],
   ];
   for (const [what, re] of required) assert.match(gw, re, `gateway board: ${what}`);
   const heatmaps = panelsOf(byUid.get("herald-gateway")!).filter((p) => p.type === "heatmap");
@@ -151,6 +154,7 @@ test("grafana: the boards cover what the issue asks for", () => {
   assert.match(pub, /sum by \(route\) \(rate\(herald_publisher_requests_total/, "publisher requests");
   assert.match(pub, /sum by \(status\) \(rate\(herald_publisher_requests_total/, "publisher status codes");
   assert.match(pub, /histogram_quantile\(0\.99, sum by \(le, route\) \(rate\(herald_publisher_request_duration_seconds_bucket/, "publisher latency");
+  assert.match(pub, /herald_publisher_control_requests_total/, "publisher server API requests");
 
   const nats = text("herald-nats");
   for (const m of ["gnatsd_varz_connections", "gnatsd_varz_in_msgs", "gnatsd_varz_out_msgs", "gnatsd_varz_slow_consumers", "gnatsd_varz_routes", "jetstream_server_total_message_bytes"]) {

@@ -269,6 +269,21 @@ test("prometheus: every gateway and publisher dashboard query returns data after
     message: "a recovered resume",
     timeoutMs: 5_000,
   });
+  // The server API, so its series exist: a server-side subscribe, info, and a
+  // block that closes the narrow user's connection with 4011.
+  const serverApi = async (method: string, route: string, body?: unknown) => {
+    const r = await fetch(`http://127.0.0.1:${pubPort}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    await r.arrayBuffer();
+    return r.status;
+  };
+  assert.equal(await serverApi("POST", "/v1/users/deploy-user/subscribe", { channel: "server.side" }), 200);
+  assert.equal(await serverApi("GET", "/v1/info"), 200);
+  assert.equal(await serverApi("POST", "/v1/users/narrow-user/block", { until: Math.floor(Date.now() / 1000) + 600 }), 200);
+  await waitFor(() => errs.ws.readyState === WebSocket.CLOSED, { message: "the blocked user's connection closed", timeoutMs: 5_000 });
   // One normal close, so the disconnect series exist.
   const closing = subscribed.pop()!;
   closing.ws.close(1000, "bye");
