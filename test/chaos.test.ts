@@ -1,6 +1,6 @@
 /**
  * Chaos test (issue 5): several gateways on a 3-node NATS cluster with
- * JetStream history (R3), 1,000 SDK clients behind a TCP load balancer, and
+ * JetStream history (R3, one stream per namespace: issue 11), 1,000 SDK clients behind a TCP load balancer, and
  * numbered messages published throughout while we kill -9 a gateway, SIGTERM
  * another, restart a NATS node and cut client sockets at random. At the end
  * every client must hold every message of its channels exactly once and in
@@ -23,6 +23,16 @@ const CHANNELS = Number(process.env["CHAOS_CHANNELS"] ?? 10);
 const MESSAGES = Number(process.env["CHAOS_MESSAGES"] ?? 400); // in total, spread over the channels
 const CHANNELS_PER_CLIENT = 2;
 const PUBLISH_INTERVAL_MS = 25; // ~40 msg/s: the run spans every fault below
+/**
+ * Two namespaces with their own windows, so two R3 streams (CHAOS_chaos,
+ * CHAOS_alt) carry the channels through the faults; everything else is live
+ * only.
+ */
+const NAMESPACES = JSON.stringify({
+  chaos: { history_max_age_seconds: 600, history_max_per_channel: 5000 },
+  alt: { history_max_age_seconds: 900, history_max_per_channel: 2000 },
+  "": { history: false },
+});
 
 interface Tally {
   /** channel -> message numbers in arrival order */
@@ -42,6 +52,7 @@ describe("chaos: gateways and NATS fail while 1,000 clients listen", { skip: mis
     JWT_SECRET: TEST_SECRET,
     HISTORY_REPLICAS: "3",
     HISTORY_STREAM: "CHAOS",
+    NAMESPACES,
     DRAIN_SECONDS: "1",
     MAX_CONNECTIONS_PER_IP: "0", // every client comes through the proxy's address
     MAX_CONNECTIONS_PER_USER: "0", // every client is the same user
@@ -68,11 +79,12 @@ describe("chaos: gateways and NATS fail while 1,000 clients listen", { skip: mis
   });
 
   test("every client receives every message of its channels exactly once, in order", { timeout: 240_000 }, async () => {
-    const channels = Array.from({ length: CHANNELS }, (_, i) => `chaos.c${i}`);
+    // Half the channels in each namespace.
+    const channels = Array.from({ length: CHANNELS }, (_, i) => `${i % 2 === 0 ? "chaos" : "alt"}.c${i}`);
     const tallies: Tally[] = [];
     let recoveries = 0;
     let windowLosses = 0;
-    const token = await hsToken({ sub: "chaos", channels: ["chaos.*"] });
+    const token = await hsToken({ sub: "chaos", channels: ["chaos.*", "alt.*"] });
 
     // 1. Connect and subscribe everybody, in batches so the connect storm is bounded.
     for (let i = 0; i < CLIENTS; i += 100) {
