@@ -7,7 +7,7 @@
  * a gateway resumes delivery without restarting.
  */
 import { connect, createInbox, headers as natsHeaders, type JetStreamClient, type NatsConnection } from "nats";
-import { BrokerUnavailableError, Header, HistoryWindows, redactServers } from "@herald/core";
+import { BrokerUnavailableError, Header, HistoryWindows, natsCredentials, redactServers } from "@herald/core";
 import {
   handOver,
   type Broker,
@@ -113,6 +113,8 @@ export class NatsBroker implements Broker {
       try {
         this.nc = await connect({
           servers: this.opts.servers,
+          // nats.js keeps only host and port of a URL: its user:password@ or token@ goes here.
+          ...natsCredentials(this.opts.servers),
           name: this.opts.name,
           maxReconnectAttempts: -1,
           // nats.js otherwise gives up for good after the same auth error

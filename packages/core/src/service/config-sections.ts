@@ -11,7 +11,7 @@ import { readHistoryConfig, type HistoryConfig } from "../history-config.js";
 import { HistoryWindows } from "../history-windows.js";
 import { readNamespaces, type Namespaces } from "../namespaces.js";
 import { isValidSubjectPrefix } from "../subjects.js";
-import { natsUrlProblem } from "./nats-url.js";
+import { natsCredentials, natsUrlProblem } from "./nats-url.js";
 
 /** Limits and defaults shared by every service. */
 export const SHELL_DEFAULTS = {
@@ -48,6 +48,11 @@ export function readNatsSection(env: Env, defaults: { natsName: string }): NatsS
   for (const server of natsServers) {
     const problem = natsUrlProblem(server);
     if (problem !== null) throw new ConfigError("NATS_URL", problem);
+  }
+  try {
+    natsCredentials(natsServers);
+  } catch (err) {
+    throw new ConfigError("NATS_URL", (err as Error).message);
   }
   const history = readHistoryConfig(env);
   const namespaces = readNamespaces(env, history);

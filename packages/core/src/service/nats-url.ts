@@ -38,3 +38,27 @@ export function natsUrlProblem(server: string): string | null {
   }
   return null;
 }
+
+/** Credentials a NATS URL carries, for the connect options: nats.js keeps only host and port of a server URL. */
+export type NatsCredentials = { user: string; pass: string } | { token: string } | Record<string, never>;
+
+/**
+ * The credentials in `servers` (`user:password@` or `token@`,
+ * percent-decoded), which must be the same wherever given: nats.js takes one
+ * set for every server. Throws (with redacted URLs) when two servers carry
+ * different ones.
+ */
+export function natsCredentials(servers: readonly string[]): NatsCredentials {
+  let found: NatsCredentials | undefined;
+  let foundText: string | undefined;
+  for (const server of servers) {
+    const url = new URL(server.includes("://") ? server : `nats://${server}`);
+    if (url.username === "" && url.password === "") continue;
+    const text = `${url.username}:${url.password}`;
+    if (foundText !== undefined && foundText !== text) throw new Error("every server in NATS_URL must carry the same credentials (or none)");
+    foundText = text;
+    const user = decodeURIComponent(url.username);
+    found = url.password === "" && !server.includes(`${url.username}:@`) ? { token: user } : { user, pass: decodeURIComponent(url.password) };
+  }
+  return found ?? {};
+}
