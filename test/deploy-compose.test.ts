@@ -163,8 +163,10 @@ test("compose: services point at each other by the names and ports they listen o
   const { services } = interpolatedStack();
   const gwEnv = services["gateway"]!["environment"] as Record<string, string>;
   const pubEnv = services["publisher"]!["environment"] as Record<string, string>;
-  assert.equal(gwEnv["NATS_URL"], "nats://nats:4222");
-  assert.equal(pubEnv["NATS_URL"], "nats://nats:4222");
+  // NATS with a user per service (deploy-nats-permissions.test.ts runs them).
+  const env = envExample();
+  assert.equal(gwEnv["NATS_URL"], `nats://gateway:${env.get("NATS_GATEWAY_PASSWORD")}@nats:4222`);
+  assert.equal(pubEnv["NATS_URL"], `nats://publisher:${env.get("NATS_PUBLISHER_PASSWORD")}@nats:4222`);
   assert.equal(gwEnv["GATEWAY_PORT"], "8080");
   assert.equal(pubEnv["PUBLISHER_PORT"], "8081");
   // /metrics, /healthz and /readyz on a port of their own (issue 8): the
