@@ -42,7 +42,7 @@ test("compose: every interpolated variable is defined in .env.example; secrets a
   const refs = referencedVars(raw.split("\n").filter((l) => !l.trim().startsWith("#")).join("\n"));
   assert.ok(refs.length > 0);
   for (const { name } of refs) assert.ok(env.has(name), `${name} is used by compose but missing from .env.example`);
-  for (const secret of ["JWT_SECRET", "PUBLISHER_API_KEY", "GRAFANA_ADMIN_PASSWORD"]) {
+  for (const secret of ["JWT_SECRET", "PUBLISHER_API_KEY", "GRAFANA_ADMIN_PASSWORD", "NATS_GATEWAY_PASSWORD", "NATS_PUBLISHER_PASSWORD", "NATS_BACKEND_PASSWORD"]) {
     const ops = refs.filter((r) => r.name === secret).map((r) => r.op);
     assert.ok(ops.length > 0, `${secret} is passed to a service`);
     assert.ok(ops.every((op) => op === ":?"), `${secret} must be \${${secret}:?...}: required, with no default baked into the file`);
@@ -163,8 +163,10 @@ test("compose: services point at each other by the names and ports they listen o
   const { services } = interpolatedStack();
   const gwEnv = services["gateway"]!["environment"] as Record<string, string>;
   const pubEnv = services["publisher"]!["environment"] as Record<string, string>;
-  assert.equal(gwEnv["NATS_URL"], "nats://nats:4222");
-  assert.equal(pubEnv["NATS_URL"], "nats://nats:4222");
+  // NATS with a user per service (deploy-nats-permissions.test.ts runs them).
+  const env = envExample();
+  assert.equal(gwEnv["NATS_URL"], `nats://gateway:${env.get("NATS_GATEWAY_PASSWORD")}@nats:4222`);
+  assert.equal(pubEnv["NATS_URL"], `nats://publisher:${env.get("NATS_PUBLISHER_PASSWORD")}@nats:4222`);
   assert.equal(gwEnv["GATEWAY_PORT"], "8080");
   assert.equal(pubEnv["PUBLISHER_PORT"], "8081");
   // /metrics, /healthz and /readyz on a port of their own (issue 8): the
@@ -180,10 +182,24 @@ test("compose: services point at each other by the names and ports they listen o
   // The load balancer trusts-forwarding address is the LB's fixed address.
   const lbNet = (services["lb"]!["networks"] as Record<string, Record<string, string>>)["default"]!;
   assert.equal(gwEnv["TRUSTED_PROXIES"], lbNet["ipv4_address"]);
-  // NATS: JetStream and monitoring on.
-  const natsCmd = (services["nats"]!["command"] as string[]).join(" ");
-  assert.match(natsCmd, /(^| )-js( |$)/);
-  assert.match(natsCmd, /-m 8222/);
+  // NATS: JetStream on the volume and monitoring on 8222, from the mounted config.
+  const natsSvc = services["nats"]!;
+  const [flag, confPath] = natsSvc["command"] as string[];
+  assert.equal(flag, "--config");
+  const mounts = new Map((natsSvc["volumes"] as string[]).map((v) => [v.split(":")[1]!, v.split(":")[0]!]));
+  const confSource = mounts.get(confPath!);
+  assert.ok(confSource, `the nats service mounts its --config ${confPath}`);
+  const conf = readText(path.resolve(STACK_DIR, confSource));
+  const store = /jetstream\s*\{[^}]*store_dir:\s*(\S+)/.exec(conf)?.[1];
+  assert.ok(store && mounts.get(store) === "nats-data", `JetStream stores on the nats-data volume (${store})`);
+  assert.match(conf, /^http: 0\.0\.0\.0:8222$/m, "monitoring on 8222 (healthcheck, exporter)");
+  assert.match(conf, /^listen: 0\.0\.0\.0:4222$/m);
+  const natsServer = findBinary("nats-server");
+  if (natsServer) {
+    const natsEnv = natsSvc["environment"] as Record<string, string>;
+    const r = run(natsServer, ["-c", path.resolve(STACK_DIR, confSource), "-t"], { env: { ...process.env, ...natsEnv } });
+    assert.equal(r.status, 0, `nats-server -t: ${r.stdout}${r.stderr}`);
+  }
   const exporterCmd = (services["nats-exporter"]!["command"] as string[]).join(" ");
   assert.match(exporterCmd, /http:\/\/nats:8222$/);
 });

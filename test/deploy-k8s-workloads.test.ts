@@ -14,6 +14,10 @@ import { waitFor } from "./helpers/wait.js";
 import { run } from "./deploy/util.js";
 import { byKind, find, podTemplate, render, selects } from "./deploy/k8s.js";
 import { K8S, allTargets, gatewayOf } from "./deploy/k8s-targets.js";
+import { authorizationBlock, testPasswords } from "./deploy/nats-auth.js";
+
+/** Passwords for the users of nats.conf's authorization block (deploy-nats-permissions.test.ts tests them). */
+const natsPasswordEnv = (conf: string) => testPasswords(authorizationBlock(conf));
 
 test("k8s: HPA and PDBs cover the workloads; Services select pods; references resolve", () => {
   for (const t of allTargets()) {
@@ -156,7 +160,7 @@ test("k8s: NATS is a 3-node JetStream cluster (StatefulSet, headless Service, PD
   try {
     const file = path.join(dir, "nats.conf");
     writeFileSync(file, conf);
-    const r = run(nats, ["-c", file, "-t"], { env: { ...process.env, SERVER_NAME: "nats-0" } });
+    const r = run(nats, ["-c", file, "-t"], { env: { ...process.env, ...natsPasswordEnv(conf), SERVER_NAME: "nats-0" } });
     assert.equal(r.status, 0, `nats-server -t: ${r.stdout}${r.stderr}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -198,7 +202,7 @@ test("k8s: NATS probes follow the Helm chart: ready only with a JetStream meta l
   swap(/pid_file: \S+/, `pid_file: ${JSON.stringify(path.join(dir, "nats.pid"))}`);
   const file = path.join(dir, "nats.conf");
   writeFileSync(file, conf);
-  const proc = spawnChild("nats-server", natsServer, ["-c", file], { env: { ...process.env, SERVER_NAME: "nats-0" } });
+  const proc = spawnChild("nats-server", natsServer, ["-c", file], { env: { ...process.env, ...natsPasswordEnv(conf), SERVER_NAME: "nats-0" } });
   t.after(async () => {
     await proc.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -156,7 +156,9 @@ test("k8s: gateway and publisher get only settings their code reads", () => {
     for (const [deployment, svc] of [["herald-gateway", "gateway"], ["herald-publisher", "publisher"]] as const) {
       const known = knownSettings(svc);
       const c = podTemplate(find(t.objects, "Deployment", deployment)!)!.spec.containers[0]!;
-      const names = (c.env ?? []).map((e) => e.name).filter((n) => n !== "POD_NAME");
+      // POD_NAME and the NATS password only feed other values ($(NAME): OTEL_RESOURCE_ATTRIBUTES, NATS_URL).
+      const composes = (n: string) => (c.env ?? []).some((e) => e.value?.includes(`$(${n})`));
+      const names = (c.env ?? []).map((e) => e.name).filter((n) => !composes(n));
       for (const ef of c.envFrom ?? []) {
         const data = ef.configMapRef && (find(t.objects, "ConfigMap", ef.configMapRef.name)?.["data"] as Record<string, string> | undefined);
         names.push(...Object.keys(data ?? {}));
