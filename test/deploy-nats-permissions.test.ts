@@ -427,7 +427,6 @@ test("nats permissions (k8s): the dev Secret's passwords, as the StatefulSet pas
 
 test(
   "nats permissions: the gateway and the publisher become ready with the credentials in NATS_URL",
-  { todo: "nats.js drops user:password@ from server URLs; the services must pass NATS_URL's credentials as connect options" },
   async (t) => {
     const ctx = need(t);
     if (!ctx) return;
