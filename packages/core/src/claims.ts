@@ -5,7 +5,7 @@
  * skipped or widened.
  */
 import type { JWTPayload } from "jose";
-import { ChannelPatterns, patternProblem } from "./channels.js";
+import { ChannelPatterns, channelProblem, patternProblem } from "./channels.js";
 import { AuthError } from "./errors.js";
 import { quoteClaimValue } from "./static-key-jws.js";
 
@@ -18,6 +18,12 @@ export interface Identity {
   publish: ChannelPatterns;
   /** The `publish` claim as given (the publisher reads its `user:` grants). */
   publishClaim: readonly string[];
+  /**
+   * The `subs` claim: concrete channels the gateway subscribes the
+   * connection to before its welcome, each once, in the claim's order
+   * (empty when the claim is absent or empty).
+   */
+  subs: readonly string[];
   /** Expiry, epoch milliseconds. */
   expiresAt: number;
 }
@@ -36,15 +42,20 @@ export function identityFrom(payload: JWTPayload): Identity {
   if (typeof exp !== "number") throw new AuthError("missing_claim", "token has no 'exp' claim, which is required");
   const channels = patternList(payload["channels"], "channels", false);
   const publishClaim = patternList(payload["publish"], "publish", true);
+  const subscribable = ChannelPatterns.of(channels);
   return {
     sub,
-    channels: ChannelPatterns.of(channels),
+    channels: subscribable,
     // `user:` grants are not channels (':' is no channel character) and are left to the publisher.
     publish: ChannelPatterns.of(publishClaim.filter((p) => !p.startsWith(USER_GRANT_PREFIX))),
     publishClaim,
+    subs: subsList(payload["subs"], subscribable),
     expiresAt: exp * 1000,
   };
 }
+
+/** Shared by every token without the claim. */
+const NO_PATTERNS: readonly string[] = Object.freeze([]);
 
 /**
  * A claim that lists channel patterns: absent, or an array of valid patterns
@@ -52,9 +63,6 @@ export function identityFrom(payload: JWTPayload): Identity {
  * characters, matched literally by the publisher) are allowed too. Anything
  * else refuses the whole token: a grant is never skipped or widened.
  */
-/** Shared by every token without the claim. */
-const NO_PATTERNS: readonly string[] = Object.freeze([]);
-
 function patternList(value: unknown, claim: string, userGrants: boolean): readonly string[] {
   if (value === undefined) return NO_PATTERNS;
   if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
@@ -77,4 +85,27 @@ function patternList(value: unknown, claim: string, userGrants: boolean): readon
     }
   }
   return value as string[];
+}
+
+/**
+ * The `subs` claim: absent, or an array of concrete channels, each valid as
+ * a client `subscribe` would name it (channelProblem: no `*` or `>`) and
+ * covered by the token's own `channels` patterns, so it grants nothing a
+ * client subscribe could not take. A channel listed twice is subscribed
+ * once. Limits of the gateway's configuration (MAX_CHANNELS_PER_CONNECTION,
+ * namespaces) are checked at its upgrade.
+ */
+function subsList(value: unknown, channels: ChannelPatterns): readonly string[] {
+  if (value === undefined) return NO_PATTERNS;
+  if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
+    throw new AuthError("invalid_claim", "token claim 'subs' must be an array of strings");
+  }
+  for (const channel of value as string[]) {
+    const problem = channelProblem(channel);
+    if (problem !== null) throw new AuthError("invalid_claim", `token claim 'subs' has an invalid channel ${quoteClaimValue(channel)}: ${problem}`);
+    if (!channels.matches(channel)) {
+      throw new AuthError("invalid_claim", `token claim 'subs' lists ${quoteClaimValue(channel)}, which its 'channels' claim does not allow subscribing to`);
+    }
+  }
+  return value.length === 0 ? NO_PATTERNS : [...new Set(value as string[])];
 }
