@@ -44,6 +44,22 @@ export interface ProtocolHandlerOptions {
   maxChannelsPerConnection: number;
 }
 
+/** Where a subscription continues from, on a channel with history. */
+export interface JoinedAt {
+  seq: number;
+  /** The history's life `seq` belongs to. */
+  epoch: string;
+  /** False when messages after the requested `since` are lost (window passed, another epoch). */
+  recovered: boolean;
+}
+
+/** How a join (ProtocolHandler.join) ended: its reply, for a client subscribe; the welcome's entry, for the token's subs. */
+export interface JoinAnswer {
+  /** `at` is undefined on a channel without positions. */
+  joined(at: JoinedAt | undefined): void;
+  refused(code: ProtocolErrorCode, message: string): void;
+}
+
 export class ProtocolHandler {
   private readonly histories: HistoryRequests;
 
@@ -122,30 +138,46 @@ export class ProtocolHandler {
   }
 
   private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined, epoch: string | undefined): void {
-    const { broker, fanout } = this.ctx;
     const problem = channelProblem(channel) ?? this.ctx.namespaces.problem(channel);
     if (problem) return this.error(conn, "invalid_channel", problem, id);
     if (!conn.identity.channels.matches(channel)) {
       return this.error(conn, "forbidden", `token does not allow subscribing to ${channel}`, id);
     }
+    void this.join(conn, channel, since, epoch, {
+      joined: (at) => conn.send(at ? subscribedWithPosition(channel, id, at.seq, at.epoch, at.recovered) : replyFrame("subscribed", channel, id)),
+      refused: (code, message) => this.error(conn, code, message, id),
+    });
+  }
+
+  /**
+   * Puts `conn` on `channel`, which it may subscribe to: the one path of a
+   * client `subscribe` and of the token's `subs` (server-subs.ts). `answer`
+   * hears once: `joined` before any frame of the channel reaches the
+   * connection, or `refused`; neither when the connection left the channel
+   * or closed first. Resolves when the join is over; never rejects.
+   */
+  join(conn: Connection, channel: string, since: number | undefined, epoch: string | undefined, answer: JoinAnswer): Promise<void> {
+    const { broker, fanout } = this.ctx;
     if (!broker.connected) {
       // Until the broker is connected this process cannot promise delivery,
       // and on first start it does not yet know whether history is on: a
       // subscription taken now would run without positions for its lifetime.
-      return this.error(conn, "unavailable", "broker not connected, subscribe again shortly", id);
+      answer.refused("unavailable", "broker not connected, subscribe again shortly");
+      return Promise.resolve();
     }
     const topic = channelTopic(channel);
     if (conn.topics.has(topic)) {
       // Already subscribed: a plain repeat is a no-op; a repeat with `since`
       // (the client saw a gap) restarts the subscription from that position.
       if (since === undefined || !broker.history) {
-        conn.send(replyFrame("subscribed", channel, id));
-        return;
+        answer.joined(undefined);
+        return Promise.resolve();
       }
       fanout.leave(conn, topic);
     }
     if (channelCount(conn) >= this.ctx.maxChannelsPerConnection) {
-      return this.error(conn, "forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection`, id);
+      answer.refused("forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection`);
+      return Promise.resolve();
     }
     // A position from another life of the history (the stream was recreated,
     // the embedded broker restarted) says nothing about this one, even where
@@ -153,20 +185,16 @@ export class ProtocolHandler {
     const history = broker.history;
     const otherEpoch = since !== undefined && epoch !== undefined && history !== undefined && epoch !== history.epoch;
     if (otherEpoch) this.ctx.metrics.recoveries.inc({ result: "epoch_changed" });
-    fanout
+    return fanout
       .join(conn, this.destination(channel, topic), {
         since: otherEpoch ? undefined : since,
         onJoined: (position) =>
-          conn.send(
-            position && history
-              ? subscribedWithPosition(channel, id, position.seq, history.epoch, position.recovered && !otherEpoch)
-              : replyFrame("subscribed", channel, id),
-          ),
+          answer.joined(position && history ? { seq: position.seq, epoch: history.epoch, recovered: position.recovered && !otherEpoch } : undefined),
       })
       .catch(() => {
         // Nothing may reject from here: the process shell exits on an unhandled rejection.
         try {
-          if (!conn.closed) conn.batch(() => this.error(conn, "unavailable", "history unavailable, subscribe again", id));
+          if (!conn.closed) conn.batch(() => answer.refused("unavailable", "history unavailable, subscribe again"));
         } catch (err) {
           this.ctx.logger.error({ err, connection: conn.id }, "could not report a failed recovery");
         }
