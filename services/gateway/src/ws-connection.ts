@@ -2,7 +2,8 @@
  * The uWS WebSocket adapter of Connection: created by the upgrade, bound to
  * its socket in `open`. Frame
  * deadline bookkeeping (lastFrameAt, pinged) is WebSocket-only and lives
- * here, not in Connection.
+ * here, not in Connection, and so does the hold of a connection whose
+ * welcome waits for its token's subs (pre-welcome.ts).
  */
 import type { Identity } from "@herald/core";
 import type { Connection } from "./connection.js";
