@@ -14,13 +14,13 @@ import { inFlightLossError, planAfterClose } from "./close-policy.js";
 import { Conn, type Links, type Outgoing } from "./connection.js";
 import { Emitter } from "./emitter.js";
 import { HeraldError, invalidChannel } from "./errors.js";
-import { parseServerFrame, type MalformedFrameError } from "./frames.js";
+import { parseServerFrame, welcomeOf, type MalformedFrameError } from "./frames.js";
 import { resolveOptions, type ClientOptions } from "./options.js";
 import { measurePing, requestHistory, type HistoryOptions } from "./direct-requests.js";
 import { CloseCodes, type ServerFrame } from "./protocol.js";
 import { Publishes } from "./publishes.js";
 import { Requests, type Loss } from "./requests.js";
-import type { Deferred, Subscription } from "./subscription.js";
+import { settleAll, type Deferred, type Subscription } from "./subscription.js";
 import { Subscriptions } from "./subscriptions.js";
 import { TokenRefresh, type RefreshHost } from "./token-refresh.js";
 import { TokenSource, tokenExpired } from "./tokens.js";
@@ -55,6 +55,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private failedOpens = 0;
   /** The last welcomed connection closed with 4011: a refused replacement token is terminal. */
   private revoked = false;
+  /** connect() promises: resolved by a welcome, rejected when the client closes first. */
   private connectWaiters: Deferred[] = [];
 
   constructor(options: HeraldClientOptions) {
@@ -170,6 +171,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     return measurePing(this.requests, this.usable());
   }
 
+  /** The subscription of `channel`: one made by subscribe(), or by the server from the token's `subs` (see the welcome). */
+  subscription<T = unknown>(channel: string): Subscription<T> | undefined {
+    return this.subs.handle(channel) as Subscription<T> | undefined;
+  }
+
   /** True while the server has confirmed `channel` on the current connection. */
   isActive(channel: string): boolean {
     return this.usable()?.confirmed.has(channel) ?? false;
@@ -250,7 +256,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     }
     switch (frame?.type) {
       case "welcome":
-        return this.onWelcome(conn, { sub: frame.sub, connection: frame.connection });
+        return this.onWelcome(conn, welcomeOf(frame));
       case "message":
         return this.subs.onMessage(conn, frame);
       case "subscribed":
@@ -287,7 +293,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     conn.outbox.flush([...this.subs.resubscribeAll(conn, false), ...publishes]);
     this.startPing(conn);
     this.refresh.schedule(conn);
-    this.settleConnectWaiters();
+    settleAll(this.connectWaiters.splice(0));
   }
 
   /** Settles what was in flight on `conn` (every connection when undefined) by the one rule (Requests.settleLost). */
@@ -367,14 +373,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.settleLost(undefined, { error: err, successor: undefined });
     this.publishes.rejectAll(err, unsent);
     this.subs.shutdown(err);
-    this.settleConnectWaiters(err);
-  }
-
-  /** connect() promises: resolved by a welcome, rejected with `err` when the client closes first. */
-  private settleConnectWaiters(err?: HeraldError): void {
-    const waiters = this.connectWaiters;
-    this.connectWaiters = [];
-    for (const w of waiters) err ? w.reject(err) : w.resolve();
+    settleAll(this.connectWaiters.splice(0), err);
   }
 
   /** A ping every pingIntervalMs; no pong within pongTimeoutMs means a dead connection. */

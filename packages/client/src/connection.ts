@@ -32,6 +32,8 @@ export class Conn {
   errorText: string | undefined;
   /** Channels the server confirmed on this connection. */
   readonly confirmed = new Set<string>();
+  /** Server-side subscriptions (the welcome's `subs`) whose messages here wait for the answer to the client's resume (welcome-subs.ts). */
+  readonly resuming = new Set<string>();
   /** Re-subscribe requests (token refresh) not yet answered. */
   resubsPending = 0;
   welcome: Welcome | undefined;

@@ -6,7 +6,8 @@
  * alone (the protocol may add optional ones).
  */
 import { HeraldError } from "./errors.js";
-import type { RequestId, ServerFrame } from "./protocol.js";
+import type { RequestId, ServerFrame, WelcomeFrame } from "./protocol.js";
+import type { Welcome } from "./types.js";
 
 /** A frame that is not herald.v1: code `protocol_error`; `requestId` when the frame named a readable id. */
 export class MalformedFrameError extends HeraldError {
@@ -45,14 +46,13 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
     case "welcome":
       if (typeof f["sub"] !== "string") throw malformed(f, type, "sub must be a string");
       if (typeof f["connection"] !== "string") throw malformed(f, type, "connection must be a string");
+      if (f["subs"] !== undefined) checkWelcomeSubs(f, f["subs"]);
       break;
     case "subscribed":
       if (typeof f["channel"] !== "string") throw malformed(f, type, "channel must be a string");
       if (!optionalPosition(f["seq"])) throw malformed(f, type, "seq must be a non-negative integer");
       if (f["recovered"] !== undefined && typeof f["recovered"] !== "boolean") throw malformed(f, type, "recovered must be a boolean");
-      if (f["epoch"] !== undefined && (typeof f["epoch"] !== "string" || f["epoch"].length === 0 || f["epoch"].length > 64)) {
-        throw malformed(f, type, "epoch must be a string of 1 to 64 characters");
-      }
+      if (f["epoch"] !== undefined && !isEpoch(f["epoch"])) throw malformed(f, type, "epoch must be a string of 1 to 64 characters");
       break;
     case "unsubscribed":
       if (typeof f["channel"] !== "string") throw malformed(f, type, "channel must be a string");
@@ -76,6 +76,33 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
       return undefined;
   }
   return f as unknown as ServerFrame;
+}
+
+/** What a (checked) welcome frame tells the application; unknown fields are left behind. */
+export function welcomeOf(frame: WelcomeFrame): Welcome {
+  const { sub, connection, subs } = frame;
+  if (subs === undefined) return { sub, connection };
+  return { sub, connection, subs: subs.map(({ channel, seq, epoch }) => (seq === undefined ? { channel } : { channel, seq, epoch: epoch as string })) };
+}
+
+/** The welcome's server-side subscriptions: distinct channels, each with both `seq` and `epoch` (history) or neither. */
+function checkWelcomeSubs(f: Fields, subs: unknown): void {
+  if (!Array.isArray(subs)) throw malformed(f, "welcome", "subs must be an array");
+  const seen = new Set<string>();
+  for (const entry of subs as unknown[]) {
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) throw malformed(f, "welcome", "every entry of subs must be an object");
+    const { channel, seq, epoch } = entry as Fields;
+    if (typeof channel !== "string" || channel === "") throw malformed(f, "welcome", "every entry of subs needs a non-empty string channel");
+    if (seen.has(channel)) throw malformed(f, "welcome", "subs lists a channel twice");
+    seen.add(channel);
+    if (!optionalPosition(seq)) throw malformed(f, "welcome", "a seq in subs must be a non-negative integer");
+    if (epoch !== undefined && !isEpoch(epoch)) throw malformed(f, "welcome", "an epoch in subs must be a string of 1 to 64 characters");
+    if ((seq === undefined) !== (epoch === undefined)) throw malformed(f, "welcome", "an entry of subs has seq and epoch together, or neither");
+  }
+}
+
+function isEpoch(v: unknown): boolean {
+  return typeof v === "string" && v.length > 0 && v.length <= 64;
 }
 
 function checkMessage(f: Fields): void {

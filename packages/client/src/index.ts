@@ -27,6 +27,7 @@ export {
   type SubscribedInfo,
   type TokenProvider,
   type Welcome,
+  type WelcomeSub,
   type WebSocketConstructor,
   type WebSocketLike,
 } from "./client.js";

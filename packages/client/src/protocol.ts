@@ -30,6 +30,15 @@ export interface WelcomeFrame {
   type: "welcome";
   sub: string;
   connection: string;
+  /** The server-side subscriptions the token's `subs` claim made, with their positions on channels with history. */
+  subs?: WelcomeSubFrame[];
+}
+
+/** One entry of a welcome's `subs`: `seq` and `epoch` together (a channel with history), or neither. */
+export interface WelcomeSubFrame {
+  channel: string;
+  seq?: number;
+  epoch?: string;
 }
 
 export interface SubscribedFrame {

@@ -53,6 +53,11 @@ export interface Deferred {
   reject: (err: HeraldError) => void;
 }
 
+/** Resolves every one of `waiters` (taken out of their list by the caller), or rejects them with `err`. */
+export function settleAll(waiters: Deferred[], err?: HeraldError): void {
+  for (const w of waiters) err ? w.reject(err) : w.resolve();
+}
+
 /** Where a channel message stands against the positions seen so far. */
 export interface Placement {
   /** Hand it to the application. */
@@ -144,15 +149,11 @@ export class SubState {
   }
 
   resolveWaiters(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w.resolve();
+    settleAll(this.waiters.splice(0));
   }
 
   rejectWaiters(err: HeraldError): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w.reject(err);
+    settleAll(this.waiters.splice(0), err);
   }
 
   stopRetry(): void {

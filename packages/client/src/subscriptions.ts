@@ -11,6 +11,7 @@ import type { MessageFrame, SubscribedFrame } from "./protocol.js";
 import type { Pending, Requests } from "./requests.js";
 import { SubState, type Subscription, type SubscriptionOwner } from "./subscription.js";
 import type { HeraldMessage, SubscribeOptions } from "./types.js";
+import { takeWelcomeSub } from "./welcome-subs.js";
 
 /** Minimum wait before re-sending a request the server refused as transient (plus backoff). */
 export const RETRY_FLOOR_MS = 250;
@@ -36,6 +37,11 @@ export class Subscriptions {
     return [...this.subs.keys()];
   }
 
+  /** The handle of `channel`'s subscription, whether subscribe() or the welcome's `subs` made it. */
+  handle(channel: string): Subscription | undefined {
+    return this.subs.get(channel)?.handle;
+  }
+
   subscribe<T>(channel: string, options: SubscribeOptions<T>): Promise<Subscription<T>> {
     const existing = this.subs.get(channel);
     const sub = existing ?? new SubState(channel, this.owner, options.since, options.epoch);
@@ -58,6 +64,7 @@ export class Subscriptions {
     this.links.emit("unsubscribed", { channel });
     const sent = this.live().map((c) => {
       c.confirmed.delete(channel);
+      c.resuming.delete(channel);
       return this.requests.send(c, { type: "unsubscribe", channel }).then(
         () => undefined,
         (err: HeraldError) => {
@@ -69,10 +76,17 @@ export class Subscriptions {
     return Promise.all(sent).then(() => undefined);
   }
 
-  /** A subscribe per channel for the flush after `conn`'s welcome; `resub` (the refresh connection): counted until answered. */
+  /**
+   * After `conn`'s welcome: takes the server-side subscriptions it lists
+   * (welcome-subs.ts), then a subscribe per channel `conn` still needs, for
+   * the flush; `resub` (the refresh connection): counted until answered.
+   */
   resubscribeAll(conn: Conn, resub: boolean): Outgoing[] {
+    const host = { subs: this.subs, owner: this.owner, emit: this.links.emit };
+    for (const entry of conn.welcome?.subs ?? []) takeWelcomeSub(host, conn, entry, !resub);
     const items: Outgoing[] = [];
     for (const sub of this.subs.values()) {
+      if (conn.confirmed.has(sub.channel)) continue; // the welcome's, where the client is
       if (resub) conn.resubsPending++;
       items.push({ kind: "subscribe", sub, resub });
     }
@@ -99,6 +113,7 @@ export class Subscriptions {
 
   onSubscribed(conn: Conn, frame: SubscribedFrame, p: Pending | undefined): void {
     const channel = frame.channel;
+    conn.resuming.delete(channel);
     if (p?.resub && p.conn === conn) this.links.resubAnswered(conn);
     const sub = this.subs.get(channel);
     if (!sub) return;
@@ -123,6 +138,7 @@ export class Subscriptions {
     }
     const sub = this.subs.get(channel);
     if (!sub) return; // unsubscribed; in flight
+    if (conn.resuming.has(channel)) return; // a server-side subscription before its resume's answer, which replays this
     msg.channel = channel;
     const { seq, prev } = frame;
     if (seq === undefined) {

@@ -92,6 +92,15 @@ export interface Welcome {
   sub: string;
   /** Server-side connection id (differs on every reconnect). */
   connection: string;
+  /** The channels the server subscribed this connection to from the token's `subs` claim (absent: none); the client treats them as subscriptions. */
+  subs?: WelcomeSub[];
+}
+
+/** A server-side subscription of a welcome: where it starts (`seq`, `epoch`) on a channel with history. */
+export interface WelcomeSub {
+  channel: string;
+  seq?: number;
+  epoch?: string;
 }
 
 export interface HeraldMessage<T = unknown> {

@@ -9,13 +9,14 @@ import { createHash, createPublicKey, webcrypto, type KeyObject } from "node:cry
 
 type CryptoKey = webcrypto.CryptoKey;
 import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
-import { ChannelPatterns, patternProblem } from "./channels.js";
+import { identityFrom, type Identity } from "./claims.js";
 import * as read from "./config.js";
 import type { Env } from "./env.js";
 import { AuthError, ConfigError } from "./errors.js";
 import { isHmac, keyFits, quoteClaimValue, verifyWithStaticKey, type StaticKeys } from "./static-key-jws.js";
 
 export { quoteClaimValue } from "./static-key-jws.js";
+export { USER_GRANT_PREFIX, type Identity } from "./claims.js";
 
 const HMAC_ALGS = ["HS256", "HS384", "HS512"] as const;
 const ASYMMETRIC_ALGS = [
@@ -88,21 +89,6 @@ export function readAuthConfig(env: Env): AuthConfig {
   return config;
 }
 
-
-/** What a verified token grants. */
-export interface Identity {
-  sub: string;
-  /** Patterns of channels the user may subscribe to. */
-  channels: ChannelPatterns;
-  /** Patterns of channels the user may publish to. */
-  publish: ChannelPatterns;
-  /** The `publish` claim as given (the publisher reads its `user:` grants). */
-  publishClaim: readonly string[];
-  /** Expiry, epoch milliseconds. */
-  expiresAt: number;
-  /** The `jti` claim (a token id the server API can revoke), when the token has one. */
-  jti?: string;
-}
 
 /** Verified tokens kept so reconnects and connect storms skip the crypto. */
 const CACHE_MAX_ENTRIES = 10_000;
@@ -338,64 +324,4 @@ const BEARER = /^Bearer\s+(\S+)\s*$/i;
  */
 export function bearerCredential(authorization: string): string | undefined {
   return BEARER.exec(authorization)?.[1];
-}
-
-/** A `publish` entry granting direct messages to users (read by the publisher), not a channel pattern. */
-export const USER_GRANT_PREFIX = "user:";
-/** Longest `sub`, and so the longest user in a `user:<sub>` grant. */
-const MAX_SUB_LENGTH = 256;
-
-function identityFrom(payload: JWTPayload): Identity {
-  const { sub, exp } = payload;
-  if (typeof sub !== "string" || sub.length === 0 || sub.length > MAX_SUB_LENGTH) {
-    throw new AuthError("invalid_claim", `token claim 'sub' must be a non-empty string of at most ${MAX_SUB_LENGTH} characters`);
-  }
-  if (typeof exp !== "number") throw new AuthError("missing_claim", "token has no 'exp' claim, which is required");
-  const channels = patternList(payload["channels"], "channels", false);
-  const publishClaim = patternList(payload["publish"], "publish", true);
-  return {
-    sub,
-    channels: ChannelPatterns.of(channels),
-    // `user:` grants are not channels (':' is no channel character) and are left to the publisher.
-    publish: ChannelPatterns.of(publishClaim.filter((p) => !p.startsWith(USER_GRANT_PREFIX))),
-    publishClaim,
-    expiresAt: exp * 1000,
-    ...(typeof payload.jti === "string" && payload.jti.length > 0 && payload.jti.length <= MAX_JTI_LENGTH ? { jti: payload.jti } : {}),
-  };
-}
-
-/** Longest `jti` kept: longer ones cannot be revoked (the server API refuses them too). */
-export const MAX_JTI_LENGTH = 256;
-
-/**
- * A claim that lists channel patterns: absent, or an array of valid patterns
- * (patternProblem). In `publish`, `user:*` and `user:<sub>` (1 to 256
- * characters, matched literally by the publisher) are allowed too. Anything
- * else refuses the whole token: a grant is never skipped or widened.
- */
-/** Shared by every token without the claim. */
-const NO_PATTERNS: readonly string[] = Object.freeze([]);
-
-function patternList(value: unknown, claim: string, userGrants: boolean): readonly string[] {
-  if (value === undefined) return NO_PATTERNS;
-  if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
-    throw new AuthError("invalid_claim", `token claim '${claim}' must be an array of strings`);
-  }
-  for (const entry of value as string[]) {
-    if (userGrants && entry.startsWith(USER_GRANT_PREFIX)) {
-      const user = entry.length - USER_GRANT_PREFIX.length;
-      if (user === 0 || user > MAX_SUB_LENGTH) {
-        throw new AuthError("invalid_claim", `token claim '${claim}' has an invalid user grant: 'user:' must be followed by '*' or a sub of 1 to ${MAX_SUB_LENGTH} characters`);
-      }
-      continue;
-    }
-    const problem = patternProblem(entry);
-    if (problem !== null) {
-      throw new AuthError(
-        "invalid_claim",
-        entry === "" ? `token claim '${claim}' has an empty pattern` : `token claim '${claim}' has an invalid pattern ${quoteClaimValue(entry)}: ${problem}`,
-      );
-    }
-  }
-  return value as string[];
 }

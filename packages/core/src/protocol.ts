@@ -148,8 +148,16 @@ export class FrameError extends ProtocolError {
 
 // ---- server frames -------------------------------------------------------
 
-export function welcomeFrame(sub: string, connection: string): string {
-  return JSON.stringify({ type: "welcome", sub, connection });
+/** A server-side subscription (the token's `subs`) as the welcome lists it: with history its position (`seq`, `epoch`), else the channel alone. */
+export interface WelcomeSub {
+  channel: string;
+  seq?: number;
+  epoch?: string;
+}
+
+/** `subs`, when it lists any, are the server-side subscriptions the connection holds; without any the frame is exactly as before subs existed. */
+export function welcomeFrame(sub: string, connection: string, subs?: readonly WelcomeSub[]): string {
+  return JSON.stringify(subs === undefined || subs.length === 0 ? { type: "welcome", sub, connection } : { type: "welcome", sub, connection, subs });
 }
 
 /** `server`: the server API did it (a server-side subscribe or unsubscribe), not a client request. */

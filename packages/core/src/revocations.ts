@@ -5,7 +5,7 @@
  * time it lapses (`until`, epoch seconds). Keys carry the id base64url-encoded,
  * since KV keys allow fewer characters than a `sub`.
  */
-import { MAX_JTI_LENGTH } from "./auth.js";
+import { MAX_JTI_LENGTH } from "./claims.js";
 
 /** The longest a block or a revocation may last (the bucket keeps entries a day longer). */
 export const REVOCATION_MAX_SECONDS = 366 * 24 * 3600;

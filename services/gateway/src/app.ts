@@ -26,7 +26,9 @@ import { holdsChannel, type TopicSink } from "./connection.js";
 import { Fanout } from "./fanout.js";
 import { attachOperationalRoutes, sendJson, type HealthSource } from "./http-routes.js";
 import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
+import { HeldTopics } from "./pre-welcome.js";
 import { ProtocolHandler } from "./protocol-handler.js";
+import { openWithSubs } from "./server-subs.js";
 import { SocketGuard, backpressureCap } from "./socket-guard.js";
 import { createUpgradeHandler } from "./upgrade.js";
 import { ConnectionsByUser } from "./connections-by-user.js";
@@ -94,10 +96,15 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const app: TemplatedApp = uws.App();
   // Set below, with the socket guard: counts bytes written to topics for the send-buffer checks.
   let onTopicBytes: (bytes: number) => void = () => {};
-  // uWS pub/sub copies each frame to every socket on the topic in C++.
+  // uWS pub/sub copies each frame to every socket on the topic in C++;
+  // connections still waiting for their welcome get theirs kept (pre-welcome.ts).
+  const held = new HeldTopics();
   const sink: TopicSink = {
-    publish: (topic, frame) => void app.publish(topic, frame, false, false),
-    subscribers: (topic) => app.numSubscribers(topic),
+    publish: (topic, frame) => {
+      app.publish(topic, frame, false, false);
+      held.publish(topic, frame);
+    },
+    subscribers: (topic) => app.numSubscribers(topic) + held.count(topic),
   };
   const fanout = new Fanout({
     broker,
@@ -210,6 +217,8 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       metrics.upgrades.inc({ result: "accepted", reason: "ok" });
       try {
         fanout.joinNow(conn, { topic: conn.userTopic, subject: subjects.user(conn.identity.sub), head: userMessageHead, name: conn.identity.sub });
+        // The token's subs: the welcome waits for them and lists their positions.
+        if (conn.identity.subs.length > 0) return openWithSubs(conn, { protocol, held, metrics, logger });
       } catch (err) {
         // Backstop: uWS hands an exception thrown here to uncaughtException,
         // where main.ts exits, and every socket of the process would see 1006.

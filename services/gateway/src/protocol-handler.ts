@@ -44,6 +44,22 @@ export interface ProtocolHandlerOptions {
   maxChannelsPerConnection: number;
 }
 
+/** Where a subscription continues from, on a channel with history. */
+export interface JoinedAt {
+  seq: number;
+  /** The history's life `seq` belongs to. */
+  epoch: string;
+  /** False when messages after the requested `since` are lost (window passed, another epoch). */
+  recovered: boolean;
+}
+
+/** How a join (ProtocolHandler.join) ended: its reply, for a client subscribe; the welcome's entry, for the token's subs. */
+export interface JoinAnswer {
+  /** `at` is undefined on a channel without positions. */
+  joined(at: JoinedAt | undefined): void;
+  refused(code: ProtocolErrorCode, message: string): void;
+}
+
 export class ProtocolHandler {
   private readonly histories: HistoryRequests;
 
@@ -103,8 +119,7 @@ export class ProtocolHandler {
     this.ctx.metrics.clientMessages.inc({ type: frame.type });
     switch (frame.type) {
       case "subscribe":
-        this.subscribe(conn, frame.channel, frame.id, frame.since, frame.epoch);
-        return;
+        return this.subscribe(conn, frame.channel, frame.id, frame.since, frame.epoch);
       case "unsubscribe":
         return this.unsubscribe(conn, frame.channel, frame.id);
       case "publish":
@@ -126,11 +141,20 @@ export class ProtocolHandler {
    * The server API subscribes `conn` to `channel` (a valid channel in a
    * namespace), whatever its token says: the client is told with
    * `"server": true`. False when the connection cannot take it (its channel
-   * limit, the broker down; the connection is told why).
+   * limit, the broker down; the connection is told why in an error frame).
    */
   serverSubscribe(conn: Connection, channel: string): boolean {
     if (conn.topics.has(channelTopic(channel))) return true;
-    return this.subscribe(conn, channel, undefined, undefined, undefined, true);
+    let refused = false;
+    void this.join(conn, channel, undefined, undefined, {
+      joined: (at) => conn.send(at ? subscribedWithPosition(channel, undefined, at.seq, at.epoch, at.recovered, true) : replyFrame("subscribed", channel, undefined, true)),
+      refused: (code, message) => {
+        refused = true;
+        this.error(conn, code, `${message}: the server's subscribe to ${channel} was not taken`, undefined);
+      },
+    });
+    // The refusals that matter here (broker down, channel limit) are told before join returns.
+    return !refused;
   }
 
   /** The server API unsubscribes `conn` from `channel`; false when it was not subscribed. */
@@ -142,66 +166,69 @@ export class ProtocolHandler {
     return true;
   }
 
-  /** Answers true when the connection is subscribing (or already is). */
-  private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined, epoch: string | undefined, server = false): boolean {
-    const { broker, fanout } = this.ctx;
+  private subscribe(conn: Connection, channel: string, id: RequestId | undefined, since: number | undefined, epoch: string | undefined): void {
     const problem = channelProblem(channel) ?? this.ctx.namespaces.problem(channel);
-    if (problem) return this.refuse(conn, "invalid_channel", problem, id);
-    if (!server && !conn.identity.channels.matches(channel)) {
-      return this.refuse(conn, "forbidden", `token does not allow subscribing to ${channel}`, id);
+    if (problem) return this.error(conn, "invalid_channel", problem, id);
+    if (!conn.identity.channels.matches(channel)) {
+      return this.error(conn, "forbidden", `token does not allow subscribing to ${channel}`, id);
     }
+    void this.join(conn, channel, since, epoch, {
+      joined: (at) => conn.send(at ? subscribedWithPosition(channel, id, at.seq, at.epoch, at.recovered) : replyFrame("subscribed", channel, id)),
+      refused: (code, message) => this.error(conn, code, message, id),
+    });
+  }
+
+  /**
+   * Puts `conn` on `channel`, which it may subscribe to: the one path of a
+   * client `subscribe` and of the token's `subs` (server-subs.ts). `answer`
+   * hears once: `joined` before any frame of the channel reaches the
+   * connection, or `refused`; neither when the connection left the channel
+   * or closed first. Resolves when the join is over; never rejects.
+   */
+  join(conn: Connection, channel: string, since: number | undefined, epoch: string | undefined, answer: JoinAnswer): Promise<void> {
+    const { broker, fanout } = this.ctx;
     if (!broker.connected) {
       // Until the broker is connected this process cannot promise delivery,
       // and on first start it does not yet know whether history is on: a
       // subscription taken now would run without positions for its lifetime.
-      return this.refuse(conn, "unavailable", server ? `broker not connected: the server's subscribe to ${channel} was not taken` : "broker not connected, subscribe again shortly", id);
+      answer.refused("unavailable", "broker not connected, subscribe again shortly");
+      return Promise.resolve();
     }
     const topic = channelTopic(channel);
     if (conn.topics.has(topic)) {
       // Already subscribed: a plain repeat is a no-op; a repeat with `since`
       // (the client saw a gap) restarts the subscription from that position.
       if (since === undefined || !broker.history?.windowOf(this.ctx.subjects.channel(channel))) {
-        conn.send(replyFrame("subscribed", channel, id));
-        return true;
+        answer.joined(undefined);
+        return Promise.resolve();
       }
       fanout.leave(conn, topic);
     }
     if (channelCount(conn) >= this.ctx.maxChannelsPerConnection) {
-      return this.refuse(conn, "forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection${server ? `: the server's subscribe to ${channel} was not taken` : ""}`, id);
+      answer.refused("forbidden", `at most ${this.ctx.maxChannelsPerConnection} channels per connection`);
+      return Promise.resolve();
     }
     // A position from another life of the history (the stream was recreated,
     // the embedded broker restarted) says nothing about this one, even where
     // the numbers overlap: continue from the current position, recovered: false.
     const destination = this.destination(channel, topic);
-    const history = destination.historySubject === undefined ? undefined : broker.history;
-    const currentEpoch = history?.epochOf(destination.historySubject!);
+    const currentEpoch = destination.historySubject === undefined ? undefined : broker.history?.epochOf(destination.historySubject);
     const otherEpoch = since !== undefined && epoch !== undefined && currentEpoch !== undefined && epoch !== currentEpoch;
     if (otherEpoch) this.ctx.metrics.recoveries.inc({ result: "epoch_changed" });
-    fanout
+    return fanout
       .join(conn, destination, {
         since: otherEpoch ? undefined : since,
         onJoined: (position) =>
-          conn.send(
-            position && currentEpoch !== undefined
-              ? subscribedWithPosition(channel, id, position.seq, currentEpoch, position.recovered && !otherEpoch, server)
-              : replyFrame("subscribed", channel, id, server),
-          ),
+          answer.joined(position && currentEpoch !== undefined ? { seq: position.seq, epoch: currentEpoch, recovered: position.recovered && !otherEpoch } : undefined),
       })
       .catch(() => {
         // Nothing may reject from here: the process shell exits on an unhandled rejection.
         try {
-          if (!conn.closed) conn.batch(() => this.error(conn, "unavailable", "history unavailable, subscribe again", id));
+          if (!conn.closed) conn.batch(() => answer.refused("unavailable", "history unavailable, subscribe again"));
         } catch (err) {
           this.ctx.logger.error({ err, connection: conn.id }, "could not report a failed recovery");
         }
       });
-    return true;
-  }
-
-  /** An error frame for a refused subscribe; answers false (not subscribed). */
-  private refuse(conn: Connection, code: ProtocolErrorCode, message: string, id: RequestId | undefined): false {
-    this.error(conn, code, message, id);
-    return false;
   }
 
   /** Where a channel's messages come from: its live subject, and when its namespace keeps history its stored one. */

@@ -1,6 +1,6 @@
 /**
  * The WebSocket upgrade: every check that happens before a socket exists
- * (drain, capacity, origin, token, per-IP and per-user limits), refused with
+ * (drain, capacity, origin, token and its subs, per-IP and per-user limits), refused with
  * a plain HTTP answer (DESIGN.md "Connecting"), or completed into a WsConnection.
  */
 import {
@@ -25,6 +25,7 @@ import type { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { userTopicOf } from "./connection.js";
 import { newConnectionId } from "./connection-id.js";
+import { subsRefusal } from "./server-subs.js";
 import { findToken } from "./token.js";
 import type { WebSocketBehavior, HttpResponse } from "./uws.js";
 import { WsConnection, type WsUserData } from "./ws-connection.js";
@@ -144,8 +145,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
       } catch (err) {
         return refuse(err);
       }
-      const revoked = revocations.refusal(identity);
-      if (revoked) return refuse(revoked);
+      const refusal = subsRefusal(identity, config) ?? revocations.refusal(identity);
+      if (refusal) return refuse(refusal);
       return accept(identity, (conn) => res.upgrade<WsUserData>({ conn }, secKey, protocol, extensions, context));
     }
     // JWKS keys may have to be fetched. Nothing from req is used after
@@ -157,8 +158,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
     verifier.verify(token).then(
       (identity) => {
         gate.pending--;
-        const revoked = revocations.refusal(identity);
-        if (revoked) return refuse(revoked);
+        const refusal = subsRefusal(identity, config) ?? revocations.refusal(identity);
+        if (refusal) return refuse(refusal);
         accept(identity, (conn) => res.cork(() => res.upgrade<WsUserData>({ conn }, secKey, protocol, extensions, context)));
       },
       (err: unknown) => {

@@ -2,10 +2,12 @@
  * The uWS WebSocket adapter of Connection: created by the upgrade, bound to
  * its socket in `open`. Frame
  * deadline bookkeeping (lastFrameAt, pinged) is WebSocket-only and lives
- * here, not in Connection.
+ * here, not in Connection, and so does the hold of a connection whose
+ * welcome waits for its token's subs (pre-welcome.ts).
  */
 import type { Identity } from "@herald/core";
 import type { Connection } from "./connection.js";
+import { HeldFrames, type HeldTopics } from "./pre-welcome.js";
 import type { RateLimiter } from "./rate-limiter.js";
 import { TopicSet } from "./topic-set.js";
 import type { WebSocket } from "./uws.js";
@@ -27,6 +29,8 @@ export class WsConnection implements Connection {
   /** A ping was sent since lastFrameAt and its pong is awaited. */
   pinged = false;
   private ws: WebSocket<WsUserData> | undefined;
+  /** From hold() until the welcome: what this connection is sent meanwhile (pre-welcome.ts). */
+  private held: HeldFrames | undefined;
 
   constructor(
     readonly id: string,
@@ -45,6 +49,28 @@ export class WsConnection implements Connection {
   unbind(): void {
     this.closed = true;
     this.ws = undefined;
+    this.held?.end();
+    this.held = undefined;
+  }
+
+  /** Keeps every frame for this connection, and its topic joins, until welcome(): its welcome waits for the token's subs. */
+  hold(topics: HeldTopics): void {
+    this.held = new HeldFrames(topics);
+  }
+
+  /** Sends the welcome, then what was held in order, and puts the socket on the held topics: in one write, nothing between. */
+  welcome(frame: string): void {
+    const held = this.held;
+    this.held = undefined;
+    if (!held) return this.send(frame);
+    held.end();
+    this.batch(() => {
+      const ws = this.ws;
+      if (!ws) return;
+      ws.send(frame, false);
+      for (const f of held.frames) ws.send(f, false);
+      for (const topic of held.topics) ws.subscribe(topic);
+    });
   }
 
   /** Any complete inbound frame: the peer is alive and not stuck mid-frame. */
@@ -54,7 +80,8 @@ export class WsConnection implements Connection {
   }
 
   send(frame: Buffer | string): void {
-    this.ws?.send(frame, false);
+    if (this.held) this.held.push(frame);
+    else this.ws?.send(frame, false);
   }
 
   batch(fn: () => void): void {
@@ -63,15 +90,17 @@ export class WsConnection implements Connection {
   }
 
   bufferedAmount(): number {
-    return this.ws?.getBufferedAmount() ?? 0;
+    return (this.ws?.getBufferedAmount() ?? 0) + (this.held?.bytes ?? 0);
   }
 
   subscribe(topic: string): void {
-    this.ws?.subscribe(topic);
+    if (this.held) this.held.join(topic);
+    else this.ws?.subscribe(topic);
   }
 
   unsubscribe(topic: string): void {
-    this.ws?.unsubscribe(topic);
+    if (this.held) this.held.leave(topic);
+    else this.ws?.unsubscribe(topic);
   }
 
   ping(): void {
