@@ -68,7 +68,7 @@ describe("the SDK treats the welcome's subs as subscriptions", () => {
   };
 
   test("subscription(channel) returns them, their positions start at the welcome's seq and advance, they emit the same events", async () => {
-    const broker = new MemoryBroker({ history: readHistoryConfig({}), historyPrefix: "herald.ch." });
+    const broker = new MemoryBroker({ history: readHistoryConfig({}) });
     const gw = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0" }, { broker });
     const pub = await startPublisherInProcess({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY }, { broker });
     try {
@@ -79,11 +79,11 @@ describe("the SDK treats the welcome's subs as subscriptions", () => {
       const box = inbox(client, "news.sdk");
       await client.connect();
       const welcomeSub = client.session!.subs![0]!;
-      assert.deepEqual(welcomeSub, { channel: "news.sdk", seq: welcomeSub.seq, epoch: broker.history!.epoch });
+      assert.deepEqual(welcomeSub, { channel: "news.sdk", seq: welcomeSub.seq, epoch: broker.history!.epochOf("herald.ch.x") });
       assert.ok((welcomeSub.seq as number) > 0);
       const sub = client.subscription("news.sdk");
       assert.ok(sub, "the welcome's sub is a subscription");
-      assert.deepEqual([sub.active, sub.lastSeq, sub.epoch, client.channels, client.isActive("news.sdk")], [true, welcomeSub.seq, broker.history!.epoch, ["news.sdk"], true]);
+      assert.deepEqual([sub.active, sub.lastSeq, sub.epoch, client.channels, client.isActive("news.sdk")], [true, welcomeSub.seq, broker.history!.epochOf("herald.ch.x"), ["news.sdk"], true]);
       assert.deepEqual(subscribed, [{ channel: "news.sdk", seq: welcomeSub.seq, resubscribed: false }]);
       const handled: HeraldMessage[] = [];
       sub.onMessage((m) => handled.push(m));
@@ -105,7 +105,7 @@ describe("the SDK treats the welcome's subs as subscriptions", () => {
     const port = await freePort();
     const token = await hsToken({ sub: "sdk-epoch", channels: ["news.>"], subs: ["news.epoch"] });
     const life = async () => {
-      const broker = new MemoryBroker({ history: readHistoryConfig({}), historyPrefix: "herald.ch." });
+      const broker = new MemoryBroker({ history: readHistoryConfig({}) });
       const gw = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0", GATEWAY_PORT: String(port) }, { broker });
       const pub = await startPublisherInProcess({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY }, { broker });
       const close = async () => {
@@ -128,7 +128,7 @@ describe("the SDK treats the welcome's subs as subscriptions", () => {
     one = two;
     try {
       const r = await lost;
-      assert.deepEqual([r.since, r.recovered, r.epoch], [box.messages[0]!.seq, false, two.broker.history!.epoch]);
+      assert.deepEqual([r.since, r.recovered, r.epoch], [box.messages[0]!.seq, false, two.broker.history!.epochOf("herald.ch.x")]);
       assert.notEqual(r.epoch, oldEpoch);
       const sub = client.subscription("news.epoch")!;
       assert.deepEqual([sub.lastSeq, sub.epoch], [r.seq, r.epoch], "the position is the welcome's");
@@ -144,7 +144,7 @@ describe("the SDK treats the welcome's subs as subscriptions", () => {
 
 describe("the SDK keeps subs across a token refresh (make before break)", () => {
   test("the refresh connection's subs take over without loss or duplicates; a channel the new token adds becomes a subscription", async () => {
-    const broker = new MemoryBroker({ history: readHistoryConfig({}), historyPrefix: "herald.ch." });
+    const broker = new MemoryBroker({ history: readHistoryConfig({}) });
     const gw = await startGatewayInProcess({ JWT_SECRET: TEST_SECRET, DRAIN_SECONDS: "0", JWT_CLOCK_TOLERANCE_SECONDS: "0" }, { broker });
     const pub = await startPublisherInProcess({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY }, { broker });
     let calls = 0;

@@ -49,7 +49,7 @@ function chainOf(c: Client, channel: string, start: number, from = 0): Frame[] {
 }
 
 describe("subs claim on the embedded broker", () => {
-  const broker = new MemoryBroker({ history: readHistoryConfig({}), historyPrefix: "herald.ch." });
+  const broker = new MemoryBroker({ history: readHistoryConfig({}) });
   let gw: InProcessGateway;
   let pub: InProcessPublisher;
   const clients: Client[] = [];
@@ -76,7 +76,7 @@ describe("subs claim on the embedded broker", () => {
     assert.deepEqual(Object.keys(plain.welcome!), ["type", "sub", "connection"], "no subs claim: the welcome of before");
     assert.deepEqual(Object.keys((await client({ subs: [] })).welcome!), ["type", "sub", "connection"], "subs: [] lists nothing");
     const reference = await plain.request({ type: "subscribe", channel: "news", id: 1 });
-    const epoch = broker.history!.epoch;
+    const epoch = broker.history!.epochOf("herald.ch.x");
     assert.equal(reference["epoch"], epoch);
 
     const c = await client({ subs: ["news", "chat.1", "news"] });
@@ -155,7 +155,7 @@ describe("subs claim on the embedded broker", () => {
     for (let n = 2; n <= 4; n++) await publish(pub.url, "news.resume", { n });
 
     const again = await client(claims);
-    const epoch = broker.history!.epoch;
+    const epoch = broker.history!.epochOf("herald.ch.x");
     const welcomed = (again.welcome!["subs"] as Array<{ channel: string; seq: number; epoch: string }>)[0]!;
     assert.equal(welcomed.epoch, epoch);
     assert.ok(welcomed.seq > (seen["seq"] as number), "the welcome reports the current position");
