@@ -31,6 +31,7 @@ describe("publisher config: defaults", () => {
       subjectPrefix: "herald",
       history: { ...HISTORY_DEFAULTS },
       maxBodyBytes: 65536,
+      controlTimeoutMs: 1000,
       apiKey: API_KEY,
     });
     assert.equal(PUBLISHER_DEFAULTS.drainSeconds, 5);

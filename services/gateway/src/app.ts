@@ -269,7 +269,10 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     get draining() {
       return gate.draining;
     },
-    detail: () => ({ connections: sockets.size, revocations: revocations.ready ? "loaded" : "loading" }),
+    get loaded() {
+      return revocations.loaded;
+    },
+    detail: () => ({ connections: sockets.size }),
   };
   if (config.metricsPort === undefined) attachOperationalRoutes(app, health, registry);
   const metricsApp = config.metricsPort === undefined ? undefined : uws.App();

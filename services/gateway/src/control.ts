@@ -60,6 +60,7 @@ export class ControlResponder {
   start(): void {
     // One subject per kind rather than the `ctl.>` wildcard: the embedded broker matches subjects exactly.
     this.subs = CONTROL_KINDS.map((kind) => this.ctx.broker.subscribe(this.ctx.subjects.control(kind), (msg) => this.receive(msg)));
+    this.ctx.metrics.brokerSubscriptions.inc(this.subs.length);
     const sayHello = () => void this.ctx.broker.publish(this.ctx.subjects.gatewayHello(), encodeControl({ gateway: this.id })).catch(() => {});
     // As soon as the broker is up (the publisher may be waiting for us), then periodically.
     this.offStatus = this.ctx.broker.onStatus((status) => status === "connected" && sayHello());
@@ -72,6 +73,7 @@ export class ControlResponder {
   async stop(): Promise<void> {
     clearInterval(this.hello);
     this.offStatus?.();
+    this.ctx.metrics.brokerSubscriptions.dec(this.subs.length);
     for (const sub of this.subs.splice(0)) sub.unsubscribe();
     await this.ctx.broker.publish(this.ctx.subjects.gatewayHello(), encodeControl({ gateway: this.id, bye: true })).catch(() => {});
   }

@@ -127,7 +127,8 @@ export class Fanout {
     } else {
       stream = new ChannelStream(dest, this.ctx);
       this.streams.set(dest.topic, stream);
-      this.ctx.metrics.brokerSubscriptions.set(this.streams.size);
+      // inc/dec, not set: the server API's control subscriptions count too (control.ts).
+      this.ctx.metrics.brokerSubscriptions.inc();
       this.ctx.logger.debug({ subject: dest.subject }, "broker subscription added");
     }
     // Only once the reference is taken: if taking it throws, the connection
@@ -142,7 +143,7 @@ export class Fanout {
     stream.leave(conn);
     if (!stream.release()) return;
     this.streams.delete(topic);
-    this.ctx.metrics.brokerSubscriptions.set(this.streams.size);
+    this.ctx.metrics.brokerSubscriptions.dec();
     this.ctx.logger.debug({ topic }, "broker subscription removed");
   }
 }

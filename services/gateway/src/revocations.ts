@@ -42,7 +42,7 @@ export class Revocations {
   /** Blocked users and revoked token ids, with when they lapse (epoch seconds). */
   private users = new Map<string, number>();
   private tokens = new Map<string, number>();
-  private loaded = false;
+  private loadedOnce = false;
   private stopWatch: (() => void) | undefined;
   private retry: NodeJS.Timeout | undefined;
   private readonly prune: NodeJS.Timeout;
@@ -57,8 +57,18 @@ export class Revocations {
   }
 
   /** True once the bucket has been read (or there is none to read). */
+  get loaded(): boolean {
+    return this.loadedOnce;
+  }
+
+  /**
+   * Whether upgrades may be taken: once the bucket is read, and while the
+   * broker is down (nothing can be read, and nothing reaches the connection
+   * but `unavailable`; the connections are checked when the bucket is read).
+   * Refused only in the moment between the broker coming up and the read.
+   */
   get ready(): boolean {
-    return this.loaded;
+    return this.loadedOnce || !this.ctx.broker.connected;
   }
 
   start(): void {
@@ -123,14 +133,14 @@ export class Revocations {
       live = true;
       this.users = users;
       this.tokens = tokens;
-      this.loaded = true;
+      this.loadedOnce = true;
       this.gauge();
       // Connections that opened while the bucket could not be read are checked now.
       for (const conn of this.ctx.connections()) this.closeIfRevoked(conn);
     } catch (err) {
       if (err instanceof BrokerUnavailableError && /not in use/.test(err.message)) {
-        if (!this.loaded) logger.warn({ err: err.message }, "blocking users and revoking tokens needs JetStream: nothing is revoked on this gateway");
-        this.loaded = true;
+        if (!this.loadedOnce) logger.warn({ err: err.message }, "blocking users and revoking tokens needs JetStream: nothing is revoked on this gateway");
+        this.loadedOnce = true;
         return;
       }
       logger.warn({ err: (err as Error).message, retryInMs: RETRY_MS }, "revocation list not readable yet; retrying");

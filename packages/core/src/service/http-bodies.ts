@@ -16,10 +16,12 @@ export function errorBody(code: string, message: string, reason?: string): Error
 export interface ReadinessState {
   readonly brokerConnected: boolean;
   readonly draining: boolean;
+  /** False while the service still loads what it needs before serving (the gateway's revocation list); absent = nothing to load. */
+  readonly loaded?: boolean;
 }
 
-/** Why a service is not ready; draining wins over a lost broker. */
-export type NotReadyReason = "draining" | "broker_disconnected";
+/** Why a service is not ready; draining wins over a lost broker, which wins over loading. */
+export type NotReadyReason = "draining" | "broker_disconnected" | "starting";
 
 export interface ReadinessBody {
   status: "ready" | "not ready";
@@ -33,8 +35,9 @@ export interface ReadinessBody {
 
 /** The /readyz answer: 200 when the broker is connected and the service is not draining, else 503. */
 export function readinessReply(state: ReadinessState, detail: Readonly<Record<string, unknown>> = {}): { ready: boolean; status: 200 | 503; body: ReadinessBody } {
-  const ready = state.brokerConnected && !state.draining;
-  const reason: NotReadyReason | undefined = state.draining ? "draining" : state.brokerConnected ? undefined : "broker_disconnected";
+  const loaded = state.loaded ?? true;
+  const ready = state.brokerConnected && !state.draining && loaded;
+  const reason: NotReadyReason | undefined = state.draining ? "draining" : !state.brokerConnected ? "broker_disconnected" : loaded ? undefined : "starting";
   const body: ReadinessBody = {
     status: ready ? "ready" : "not ready",
     ...(reason === undefined ? {} : { reason }),
