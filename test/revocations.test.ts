@@ -134,17 +134,19 @@ describe("block and revoke on the embedded broker", () => {
   });
 });
 
-describe("block and revoke across three gateways on NATS", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+describe("block and revoke across three gateways on a 3-node NATS cluster", { skip: missingBuild(GATEWAY_MAIN) }, () => {
   const stack = new TestStack();
   let gateways: ServiceProcess[];
   let pub: ServiceProcess;
-  let nats: Awaited<ReturnType<TestStack["nats"]>>;
-  const env = { HISTORY_STREAM: "REVOKE_TEST" };
+  let cluster: Awaited<ReturnType<TestStack["natsCluster"]>>;
+  // The bucket is replicated like the history (R3), each gateway on its own node.
+  const env = { HISTORY_STREAM: "REVOKE_TEST", HISTORY_REPLICAS: "3" };
   after(() => stack.close());
   before(async () => {
-    nats = await stack.nats({ jetstream: true });
-    gateways = await Promise.all([stack.gateway(nats, env), stack.gateway(nats, env), stack.gateway(nats, env)]);
-    pub = await stack.publisher(nats, { ...env, PUBLISHER_API_KEY: API_KEY });
+    cluster = await stack.natsCluster(3, { jetstream: true });
+    gateways = [await stack.gateway(cluster.nodes[0], env, { timeoutMs: 45_000 })];
+    gateways.push(...(await Promise.all([stack.gateway(cluster.nodes[1], env), stack.gateway(cluster.nodes[2], env)])));
+    pub = await stack.publisher(cluster.nodes[2], { ...env, PUBLISHER_API_KEY: API_KEY });
   });
 
   test("live connections on every gateway close with 4011 within 1 s; upgrades are refused at once, also after a gateway restart; the block lapses at until", async () => {
@@ -162,7 +164,7 @@ describe("block and revoke across three gateways on NATS", { skip: missingBuild(
 
     // The state is in KV: a restarted gateway refuses from its first upgrade.
     await gateways[0]!.stop();
-    gateways[0] = await stack.gateway(nats, env);
+    gateways[0] = await stack.gateway(cluster.nodes[0], env);
     await refusedAsRevoked(gateways[0].wsUrl, token);
 
     await waitFor(

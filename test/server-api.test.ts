@@ -137,17 +137,19 @@ describe("server API on the embedded broker", () => {
   });
 });
 
-describe("server API across three gateways on NATS", { skip: missingBuild(GATEWAY_MAIN) }, () => {
+describe("server API across three gateways on a 3-node NATS cluster", { skip: missingBuild(GATEWAY_MAIN) }, () => {
   const stack = new TestStack();
   let gateways: ServiceProcess[];
   let pub: ServiceProcess;
   after(() => stack.close());
 
   before(async () => {
-    const nats = await stack.nats({ jetstream: true });
-    const env = { NAMESPACES, HISTORY_STREAM: "API_TEST" };
-    gateways = await Promise.all([stack.gateway(nats, env), stack.gateway(nats, env), stack.gateway(nats, env)]);
-    pub = await stack.publisher(nats, { ...env, PUBLISHER_API_KEY: API_KEY, CONTROL_TIMEOUT_MS: "1500" });
+    // Each gateway on its own node: control requests and answers cross the cluster's routes.
+    const cluster = await stack.natsCluster(3, { jetstream: true });
+    const env = { NAMESPACES, HISTORY_STREAM: "API_TEST", HISTORY_REPLICAS: "3" };
+    gateways = [await stack.gateway(cluster.nodes[0], env, { timeoutMs: 45_000 })];
+    gateways.push(...(await Promise.all([stack.gateway(cluster.nodes[1], env), stack.gateway(cluster.nodes[2], env)])));
+    pub = await stack.publisher(cluster.nodes[0], { ...env, PUBLISHER_API_KEY: API_KEY, CONTROL_TIMEOUT_MS: "1500" });
   });
 
   /** Two connections of `sub` on each gateway. */

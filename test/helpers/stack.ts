@@ -6,7 +6,7 @@
  * each group at once. Use one per describe: `after(() => stack.close())`.
  */
 import type { TestContext } from "node:test";
-import { natsControlSkipReason, startNats, type NatsOptions, type NatsServer } from "./nats.js";
+import { natsControlSkipReason, startNats, startNatsCluster, type NatsCluster, type NatsOptions, type NatsServer } from "./nats.js";
 import { startGateway, startPublisher, uniqueName, type Env, type ServiceProcess, type StartOptions } from "./procs.js";
 import { TEST_SECRET } from "./tokens.js";
 import { closeAll, connect, type Client, type ConnectOptions } from "./ws.js";
@@ -15,12 +15,20 @@ export class TestStack {
   readonly clients: Client[] = [];
   readonly services: ServiceProcess[] = [];
   readonly natsServers: NatsServer[] = [];
+  readonly clusters: NatsCluster[] = [];
   private readonly deferred: Array<() => unknown> = [];
 
   async nats(opts: NatsOptions = {}): Promise<NatsServer> {
     const nats = await startNats(opts);
     this.natsServers.push(nats);
     return nats;
+  }
+
+  /** A NATS cluster of `size` nodes (stopped last, with the single servers); give each service one of `nodes`. */
+  async natsCluster(size = 3, opts: NatsOptions = {}): Promise<NatsCluster> {
+    const cluster = await startNatsCluster(size, opts);
+    this.clusters.push(cluster);
+    return cluster;
   }
 
   /**
@@ -71,6 +79,6 @@ export class TestStack {
     for (const fn of this.deferred.splice(0).reverse()) await Promise.resolve(fn()).catch(() => undefined);
     await closeAll(this.clients.splice(0));
     await Promise.all(this.services.splice(0).map((s) => s.stop()));
-    await Promise.all(this.natsServers.splice(0).map((n) => n.stop()));
+    await Promise.all([...this.natsServers.splice(0).map((n) => n.stop()), ...this.clusters.splice(0).map((c) => c.stop())]);
   }
 }
