@@ -17,18 +17,12 @@ import { TestStack } from "./helpers/stack.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 import { waitFor } from "./helpers/wait.js";
 import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
+import { withApiKey } from "./helpers/api-key.js";
 
 const API_KEY = "epochs-test-api-key-0123456789abcd";
 const isMessage = (f: Frame) => f.type === "message";
 
-async function publish(url: string, channel: string, body: unknown): Promise<void> {
-  const res = await fetch(`${url}/v1/channels/${channel}/messages`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(res.status, 202, await res.text());
-}
+const { publish } = withApiKey(API_KEY);
 
 /** A gateway and a publisher on one embedded broker with history. */
 async function embedded(): Promise<{ broker: MemoryBroker; gw: InProcessGateway; pub: InProcessPublisher; close(): Promise<void> }> {

@@ -19,6 +19,7 @@ import { TestStack } from "./helpers/stack.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 import { waitFor } from "./helpers/wait.js";
 import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
+import { withApiKey } from "./helpers/api-key.js";
 
 const API_KEY = "history-windows-api-key-0123456789ab";
 /** `brief` forgets after 1 s, `long` keeps for an hour and at most 3 per channel, `live` keeps nothing; no default namespace. */
@@ -29,14 +30,7 @@ const NAMESPACES = JSON.stringify({
 });
 const isMessage = (f: Frame) => f.type === "message";
 
-async function publish(url: string, channel: string, body: unknown): Promise<void> {
-  const res = await fetch(`${url}/v1/channels/${channel}/messages`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(res.status, 202, await res.text());
-}
+const { publish } = withApiKey(API_KEY);
 
 async function historyOf(c: Client, channel: string): Promise<unknown[]> {
   const page = await c.request({ type: "history", channel, id: 9 });

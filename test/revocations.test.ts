@@ -13,20 +13,14 @@ import { startGatewayInProcess, startPublisherInProcess, type InProcessGateway, 
 import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
 import { TestStack } from "./helpers/stack.js";
 import { TEST_SECRET, hsToken, nowSeconds } from "./helpers/tokens.js";
+import { withApiKey } from "./helpers/api-key.js";
 import { waitFor } from "./helpers/wait.js";
 import { WS } from "./helpers/client-gateway.js";
 import { closeAll, connect, expectRejected, type Client } from "./helpers/ws.js";
 
 const API_KEY = "revocations-test-key-0123456789abcdef";
 
-async function api(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${API_KEY}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
+const { call: api } = withApiKey(API_KEY);
 
 async function refusedAsRevoked(wsUrl: string, token: string): Promise<void> {
   const r = await expectRejected(wsUrl, { token });

@@ -14,31 +14,14 @@ import { startGatewayInProcess, startPublisherInProcess, type InProcessGateway, 
 import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
 import { TestStack } from "./helpers/stack.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
+import { withApiKey } from "./helpers/api-key.js";
 import { waitFor } from "./helpers/wait.js";
 import { closeAll, connect, type Client, type Frame } from "./helpers/ws.js";
 
 const API_KEY = "server-api-test-key-0123456789abcdef";
 const NAMESPACES = JSON.stringify({ chat: {}, news: { client_publish: false } });
 
-interface ApiAnswer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-/** `key` null: no Authorization header. */
-async function api(base: string, method: string, path: string, body?: unknown, key: string | null = API_KEY): Promise<ApiAnswer> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body === undefined ? {} : { "content-type": "application/json" }) },
-    ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
-
-async function publish(base: string, channel: string, data: unknown): Promise<void> {
-  const { status } = await api(base, "POST", `/v1/channels/${channel}/messages`, data);
-  assert.equal(status, 202);
-}
+const { call: api, publish } = withApiKey(API_KEY);
 
 const userToken = (sub: string) => hsToken({ sub, channels: ["chat.lobby"] });
 

@@ -19,17 +19,11 @@ import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild } from "./helpers/procs.js";
 import { TestStack } from "./helpers/stack.js";
 import { TEST_SECRET, hsToken, nowSeconds } from "./helpers/tokens.js";
 import { waitFor } from "./helpers/wait.js";
+import { withApiKey } from "./helpers/api-key.js";
 
 const API_KEY = "subs-claim-sdk-api-key-0123456789a";
 
-async function publish(url: string, channel: string, body: unknown): Promise<void> {
-  const res = await fetch(`${url}/v1/channels/${channel}/messages`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(res.status, 202, await res.text());
-}
+const { publish } = withApiKey(API_KEY);
 
 describe("the SDK reads the welcome's subs strictly", () => {
   test("well-formed subs are accepted; anything else is a malformed welcome", async () => {

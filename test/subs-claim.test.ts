@@ -24,18 +24,12 @@ import { TestStack } from "./helpers/stack.js";
 import { TEST_SECRET, hsToken, rsKeys, rsToken, type Claims } from "./helpers/tokens.js";
 import { waitFor } from "./helpers/wait.js";
 import { closeAll, connect, expectRejected, type Client, type Frame } from "./helpers/ws.js";
+import { withApiKey } from "./helpers/api-key.js";
 
 const API_KEY = "subs-claim-test-api-key-0123456789";
 const isMessageOn = (channel: string) => (f: Frame) => f.type === "message" && f["channel"] === channel;
 
-async function publish(url: string, channel: string, body: unknown): Promise<void> {
-  const res = await fetch(`${url}/v1/channels/${channel}/messages`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(res.status, 202, await res.text());
-}
+const { publish } = withApiKey(API_KEY);
 
 /** The frames of `channel` after the frame at index `from`, checked to chain from `start`: each `prev` is the previous `seq`, nothing twice. */
 function chainOf(c: Client, channel: string, start: number, from = 0): Frame[] {
