@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 
 const USAGE =
   "usage: npm run -s token -- --sub <user> [--channels 'news.>,chat.*'] [--publish 'chat.*,user:*'] [--ttl 1h]\n" +
+  "                           [--subs 'news.eu,alerts'] [--jti <token id>]\n" +
   "                           [--secret-file <path>] [--iss <issuer>] [--aud <audience>]\n" +
   "       the secret is JWT_SECRET from the environment unless --secret-file is given";
 
@@ -40,6 +41,8 @@ try {
       sub: { type: "string" },
       channels: { type: "string", multiple: true },
       publish: { type: "string", multiple: true },
+      subs: { type: "string", multiple: true },
+      jti: { type: "string" },
       ttl: { type: "string", default: "1h" },
       "secret-file": { type: "string" },
       iss: { type: "string" },
@@ -62,6 +65,14 @@ if (sub.length > 256) fail("--sub must be at most 256 characters");
 
 const channels = patterns("--channels", args.channels, false);
 const publish = patterns("--publish", args.publish, true);
+// Channels the gateway subscribes at open: concrete ones, each covered by --channels (the gateway refuses the token otherwise).
+const subs = (args.subs ?? []).flatMap((v) => v.split(",")).map((c) => c.trim()).filter((c) => c !== "");
+for (const channel of subs) {
+  const problem = channelProblem(channel);
+  if (problem) fail(`--subs: "${channel}": ${problem}`);
+}
+const jti = args.jti?.trim();
+if (jti !== undefined && (jti === "" || jti.length > 256)) fail("--jti must be 1 to 256 characters");
 if (channels.length === 0 && publish.length === 0) fail("give --channels and/or --publish: a token without either grants nothing");
 
 const ttlSeconds = parseTtl(args.ttl);
@@ -69,7 +80,12 @@ const auth = authSettings();
 const alg = auth.algorithms.find((a) => a.startsWith("HS"));
 
 const now = Math.floor(Date.now() / 1000);
-const jwt = new SignJWT({ ...(channels.length ? { channels } : {}), ...(publish.length ? { publish } : {}) })
+const jwt = new SignJWT({
+  ...(channels.length ? { channels } : {}),
+  ...(publish.length ? { publish } : {}),
+  ...(subs.length ? { subs } : {}),
+  ...(jti ? { jti } : {}),
+})
   .setProtectedHeader({ alg, typ: "JWT" })
   .setSubject(sub)
   .setIssuedAt(now)

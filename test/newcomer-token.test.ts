@@ -59,6 +59,16 @@ describe("npm run token", { skip: missingBuild(GATEWAY_MAIN) }, () => {
     assert.equal(noPublish["code"], "forbidden");
   });
 
+  test("--subs and --jti: the gateway subscribes the listed channels at open and the token carries its id", async () => {
+    const out = await mint(["--sub", "bob", "--channels", "news.>", "--subs", "news.eu,news.us", "--jti", "t-42"]);
+    assert.equal(out.code, 0, out.stderr);
+    const token = out.stdout.trim();
+    assert.deepEqual([decodeJwt(token)["subs"], decodeJwt(token)["jti"]], [["news.eu", "news.us"], "t-42"]);
+    const client = await connect(gateway.wsUrl, { token });
+    clients.push(client);
+    assert.deepEqual((client.welcome?.["subs"] as Array<{ channel: string }>).map((s) => s.channel), ["news.eu", "news.us"]);
+  });
+
   test("--secret-file (trailing newline ignored); JWT_ISSUER / JWT_AUDIENCE from the environment become iss / aud", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "herald-token-"));
     try {
@@ -90,6 +100,7 @@ describe("npm run token", { skip: missingBuild(GATEWAY_MAIN) }, () => {
     ["empty token", ["--sub", "a", "--channels", "news..eu"], { JWT_SECRET: TEST_SECRET }, /^token: --channels: "news\.\.eu": pattern has an empty token/],
     ["no --sub", ["--channels", "news"], { JWT_SECRET: TEST_SECRET }, /^token: --sub is required/],
     ["bad --ttl", ["--sub", "a", "--channels", "news", "--ttl", "soon"], { JWT_SECRET: TEST_SECRET }, /^token: --ttl: "soon": expected a positive duration/],
+    ["wildcard in --subs", ["--sub", "a", "--channels", "news.>", "--subs", "news.*"], { JWT_SECRET: TEST_SECRET }, /^token: --subs: "news\.\*": wildcards are not allowed/],
     ["unknown option", ["--sub", "a", "--chanels", "news"], { JWT_SECRET: TEST_SECRET }, /^token: Unknown option '--chanels'/],
   ];
   for (const [what, args, env, message] of bad) {
