@@ -3,7 +3,7 @@
  * step): a channel in no namespace is `invalid_channel` (HTTP 400 at the
  * publisher), `client_publish: false` makes client publishes `forbidden`
  * whatever the token grants, and namespace options that are not built yet
- * (presence) refuse to start rather than being ignored. In-process gateway and publisher on one memory broker.
+ * (presence across gateways) refuse to start rather than being ignored. In-process gateway and publisher on one memory broker.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -81,8 +81,8 @@ describe("namespaces in force", () => {
     assert.match(JSON.stringify(body), /no namespace/);
   });
 
-  test("presence (not built yet) refuses to start, in both services, naming the namespace and the option", () => {
-    const env = (ns: unknown) => ({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY, NAMESPACES: JSON.stringify(ns) });
+  test("presence across gateways (not built yet) refuses to start on NATS, in both services, naming the namespace and the option; it is allowed embedded", () => {
+    const env = (ns: unknown) => ({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY, NAMESPACES: JSON.stringify(ns), NATS_URL: "nats://127.0.0.1:4222" });
     for (const readConfig of [readGatewayConfig, readPublisherConfig]) {
       for (const [ns, option] of [
         [{ chat: { presence: true } }, /namespace "chat": presence/],
@@ -94,6 +94,8 @@ describe("namespaces in force", () => {
         );
       }
       assert.equal(readConfig(env({ chat: { history: true, history_max_age_seconds: 300, client_publish: false } })).namespaces.of("chat.1")?.clientPublish, false);
+      const embedded = { JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY, NAMESPACES: JSON.stringify({ chat: { presence: true, join_leave: true } }) };
+      assert.equal(readConfig(embedded).namespaces.of("chat.1")?.presence, true);
     }
   });
 });

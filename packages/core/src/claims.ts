@@ -28,7 +28,12 @@ export interface Identity {
   expiresAt: number;
   /** The `jti` claim (a token id the server API can revoke), when the token has one. */
   jti?: string;
+  /** The `info` claim as compact JSON (a JSON object of at most MAX_INFO_BYTES), shown in presence; absent without the claim. */
+  info?: string;
 }
+
+/** Largest `info` claim, as compact JSON: presence repeats it for every member. */
+export const MAX_INFO_BYTES = 1024;
 
 /** Longest `jti` kept: longer ones cannot be revoked (the server API refuses them too). */
 export const MAX_JTI_LENGTH = 256;
@@ -57,7 +62,19 @@ export function identityFrom(payload: JWTPayload): Identity {
     subs: subsList(payload["subs"], subscribable),
     expiresAt: exp * 1000,
     ...(typeof payload.jti === "string" && payload.jti.length > 0 && payload.jti.length <= MAX_JTI_LENGTH ? { jti: payload.jti } : {}),
+    ...infoClaim(payload["info"]),
   };
+}
+
+/** The `info` claim: absent, or a JSON object whose compact JSON is at most MAX_INFO_BYTES. */
+function infoClaim(value: unknown): { info?: string } {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new AuthError("invalid_claim", "token claim 'info' must be a JSON object");
+  const info = JSON.stringify(value);
+  if (Buffer.byteLength(info) > MAX_INFO_BYTES) {
+    throw new AuthError("invalid_claim", `token claim 'info' is ${Buffer.byteLength(info)} bytes as JSON; at most ${MAX_INFO_BYTES}`);
+  }
+  return { info };
 }
 
 /** Shared by every token without the claim. */

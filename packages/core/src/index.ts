@@ -10,6 +10,7 @@ export * from "./history-config.js";
 export * from "./history-windows.js";
 export * from "./control.js";
 export * from "./revocations.js";
+export * from "./presence-frames.js";
 export * from "./logger.js";
 export * from "./metrics.js";
 export * from "./metrics-cache.js";

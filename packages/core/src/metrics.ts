@@ -88,6 +88,17 @@ export function createGatewayMetrics(registry: Registry) {
       labelNames: ["kind", "result"] as const,
       registers,
     }),
+    presenceMembers: new Gauge({
+      name: "herald_presence_members",
+      help: "Presence members (connections on channels of presence namespaces) on this gateway",
+      registers,
+    }),
+    joinLeaveFrames: new Counter({
+      name: "herald_join_leave_frames_total",
+      help: "Join and leave frames sent to presence channels (once per member, copied to every subscriber), by type",
+      labelNames: ["type"] as const,
+      registers,
+    }),
     revocations: new Gauge({
       name: "herald_revocations",
       help: "Blocked users (kind=user) and revoked tokens (kind=token) in force on this gateway",

@@ -13,7 +13,9 @@ export type ClientFrame =
   | { type: "unsubscribe"; channel: string; id?: RequestId }
   | { type: "publish"; channel: string; id?: RequestId; /** The frame's `data`, as JSON text. */ payload: string }
   | { type: "ping"; id?: RequestId }
-  | { type: "history"; channel: string; id?: RequestId; /** Messages after this position (0 = the oldest kept). */ since: number; limit: number };
+  | { type: "history"; channel: string; id?: RequestId; /** Messages after this position (0 = the oldest kept). */ since: number; limit: number }
+  | { type: "presence"; channel: string; id?: RequestId; /** From a previous page; null (or absent) for the first. */ cursor: string | null }
+  | { type: "presence_stats"; channel: string; id?: RequestId };
 
 export type ClientFrameType = ClientFrame["type"];
 
@@ -95,6 +97,18 @@ export function parseClientFrame(text: string): ClientFrame {
       const out: ClientFrame = { type, channel, since: since as number, limit: limit as number };
       if (id !== undefined) out.id = id;
       return out;
+    }
+    case "presence": {
+      const channel = frame["channel"];
+      if (typeof channel !== "string") throw new FrameError("bad_request", "channel must be a string", id);
+      const cursor = frame["cursor"] ?? null;
+      if (cursor !== null && typeof cursor !== "string") throw new FrameError("bad_request", "cursor must be a string from a previous page, or null", id);
+      return id === undefined ? { type, channel, cursor } : { type, channel, cursor, id };
+    }
+    case "presence_stats": {
+      const channel = frame["channel"];
+      if (typeof channel !== "string") throw new FrameError("bad_request", "channel must be a string", id);
+      return id === undefined ? { type, channel } : { type, channel, id };
     }
     default:
       throw new FrameError("bad_request", `unknown frame type ${typeof type === "string" ? JSON.stringify(type.slice(0, 40)) : typeof type}`, id);

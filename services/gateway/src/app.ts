@@ -33,6 +33,7 @@ import { SocketGuard, backpressureCap } from "./socket-guard.js";
 import { createUpgradeHandler } from "./upgrade.js";
 import { ConnectionsByUser } from "./connections-by-user.js";
 import { ControlResponder } from "./control.js";
+import { Presence } from "./presence.js";
 import { Revocations } from "./revocations.js";
 import { applyListenBacklog } from "./listen-backlog.js";
 import { LISTEN_EXCLUSIVE_PORT, closeApp, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
@@ -106,9 +107,11 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     },
     subscribers: (topic) => app.numSubscribers(topic) + held.count(topic),
   };
+  const presence = new Presence({ namespaces: config.namespaces, sink, metrics, error: (conn, code, message, id) => protocol.error(conn, code, message, id) });
   const fanout = new Fanout({
     broker,
     sink,
+    membership: presence,
     metrics,
     tracing,
     logger,
@@ -119,6 +122,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const protocol = new ProtocolHandler({
     broker,
     fanout,
+    presence,
     subjects,
     metrics,
     logger,

@@ -34,6 +34,8 @@ export interface FanoutOptions {
   /** Told the size of every frame written to a topic (the send-buffer checks count them). */
   onWritten: (bytes: number) => void;
   slowConsumerBytes: number;
+  /** Told when a connection is put on a topic and taken off it (presence). */
+  membership?: { joined(conn: Connection, topic: string): void; left(conn: Connection, topic: string): void };
 }
 
 export class Fanout {
@@ -41,9 +43,11 @@ export class Fanout {
   private readonly writer: TopicWriter;
   private readonly ctx: StreamContext;
   private readonly offStatus: () => void;
+  private readonly membership: FanoutOptions["membership"];
 
   constructor(opts: FanoutOptions) {
     this.writer = new TopicWriter(opts.sink, opts.metrics, opts.writeDelayMs, opts.onWritten);
+    this.membership = opts.membership;
     this.ctx = {
       broker: opts.broker,
       sink: opts.sink,
@@ -134,12 +138,14 @@ export class Fanout {
     // Only once the reference is taken: if taking it throws, the connection
     // does not hold one that leaveAll would drop for another connection.
     conn.topics.add(dest.topic);
+    this.membership?.joined(conn, dest.topic);
     return stream;
   }
 
   private drop(conn: Connection, topic: string): void {
     const stream = this.streams.get(topic);
     if (!stream) return;
+    this.membership?.left(conn, topic);
     stream.leave(conn);
     if (!stream.release()) return;
     this.streams.delete(topic);

@@ -33,10 +33,13 @@ import type { Broker } from "@herald/broker";
 import { channelTopic, type Connection } from "./connection.js";
 import type { Destination, Fanout } from "./fanout.js";
 import { HistoryRequests } from "./history-request.js";
+import type { Presence } from "./presence.js";
 
 export interface ProtocolHandlerOptions {
   broker: Broker;
   fanout: Fanout;
+  /** Answers `presence` and `presence_stats` frames. */
+  presence: Pick<Presence, "request">;
   subjects: Subjects;
   metrics: GatewayMetrics;
   logger: Logger;
@@ -129,6 +132,10 @@ export class ProtocolHandler {
         return;
       case "history":
         return this.histories.handle(conn, frame);
+      case "presence":
+        return this.ctx.presence.request(conn, frame.channel, frame.id, frame.cursor);
+      case "presence_stats":
+        return this.ctx.presence.request(conn, frame.channel, frame.id, undefined);
     }
   }
 
