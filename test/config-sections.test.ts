@@ -78,7 +78,7 @@ describe("readNatsSection", () => {
     { variable: "HISTORY_MAX_AGE_SECONDS", valid: "60", expect: 60, pick: (c) => c.history.maxAgeSeconds, invalid: ["0", "1.5"] },
     { variable: "HISTORY_MAX_PER_CHANNEL", valid: "10", expect: 10, pick: (c) => c.history.maxPerChannel, invalid: ["0"] },
     { variable: "HISTORY_REPLICAS", valid: "3", expect: 3, pick: (c) => c.history.replicas, invalid: ["6"] },
-    { variable: "NAMESPACES", valid: '{"chat": {"client_publish": false}}', expect: false, pick: (c) => c.namespaces.of("chat.1")?.clientPublish, invalid: ["{", '{"chat": {"presence": true}}'] },
+    { variable: "NAMESPACES", valid: '{"chat": {"client_publish": false}}', expect: false, pick: (c) => c.namespaces.of("chat.1")?.clientPublish, invalid: ["{", '{"chat": {"presence": "yes"}}'] },
   ]);
 });
 

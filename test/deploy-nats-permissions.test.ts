@@ -270,6 +270,15 @@ test("nats permissions (compose): heartbeats go from gateways to the publisher; 
   gw.nc.publish(`${PREFIX}.gw.hello`, sc.encode("gw-hb"));
   await waitFor(() => hello.got.length === 1, { timeoutMs: 3000, message: "the publisher hears the heartbeat" });
   assert.deepEqual(hello.got[0], { subject: `${PREFIX}.gw.hello`, data: "gw-hb" });
+  // Presence is shared between gateways on <prefix>.pres.>: gateways only.
+  const peer = await login(ctx.server, ctx.creds.gateway, "gw-peer");
+  const presence = collect(peer, `${PREFIX}.pres.>`);
+  await peer.nc.flush();
+  gw.nc.publish(`${PREFIX}.pres.delta`, sc.encode("changes"));
+  await waitFor(() => presence.got.length === 1, { timeoutMs: 3000, message: "a gateway hears another's presence changes" });
+  backend.nc.publish(`${PREFIX}.pres.delta`, sc.encode("forged"));
+  await denied(backend, "publish", `${PREFIX}.pres.delta`);
+  await peer.nc.close();
 
   backend.nc.publish(`${PREFIX}.ch.a`, sc.encode("from-backend"));
   pub.nc.publish(`${PREFIX}.ch.a`, sc.encode("from-publisher"));

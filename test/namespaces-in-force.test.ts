@@ -2,13 +2,12 @@
  * What namespaces change for clients and the publisher today (issue 11, first
  * step): a channel in no namespace is `invalid_channel` (HTTP 400 at the
  * publisher), `client_publish: false` makes client publishes `forbidden`
- * whatever the token grants, and namespace options that are not built yet
- * (presence across gateways) refuse to start rather than being ignored. In-process gateway and publisher on one memory broker.
+ * whatever the token grants, and presence options are taken on NATS and
+ * embedded alike. In-process gateway and publisher on one memory broker.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MemoryBroker } from "@herald/broker";
-import { ConfigError } from "@herald/core";
 import { readGatewayConfig } from "@herald/gateway";
 import { readPublisherConfig } from "@herald/publisher";
 import { startGatewayInProcess, startPublisherInProcess, type InProcessGateway, type InProcessPublisher } from "./helpers/in-process.js";
@@ -81,21 +80,13 @@ describe("namespaces in force", () => {
     assert.match(JSON.stringify(body), /no namespace/);
   });
 
-  test("presence across gateways (not built yet) refuses to start on NATS, in both services, naming the namespace and the option; it is allowed embedded", () => {
-    const env = (ns: unknown) => ({ JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY, NAMESPACES: JSON.stringify(ns), NATS_URL: "nats://127.0.0.1:4222" });
+  test("presence options are taken by both services, on NATS and embedded", () => {
     for (const readConfig of [readGatewayConfig, readPublisherConfig]) {
-      for (const [ns, option] of [
-        [{ chat: { presence: true } }, /namespace "chat": presence/],
-        [{ "": { join_leave: true } }, /the default namespace "": join_leave/],
-      ] as const) {
-        assert.throws(
-          () => readConfig(env(ns)),
-          (err: unknown) => err instanceof ConfigError && err.variable === "NAMESPACES" && option.test(err.message) && /not supported by this version yet/.test(err.message),
-        );
+      for (const nats of [{}, { NATS_URL: "nats://127.0.0.1:4222" }]) {
+        const env = { JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY, NAMESPACES: JSON.stringify({ chat: { presence: true, join_leave: true } }), ...nats };
+        const chat = readConfig(env).namespaces.of("chat.1");
+        assert.deepEqual([chat?.presence, chat?.joinLeave], [true, true]);
       }
-      assert.equal(readConfig(env({ chat: { history: true, history_max_age_seconds: 300, client_publish: false } })).namespaces.of("chat.1")?.clientPublish, false);
-      const embedded = { JWT_SECRET: TEST_SECRET, PUBLISHER_API_KEY: API_KEY, NAMESPACES: JSON.stringify({ chat: { presence: true, join_leave: true } }) };
-      assert.equal(readConfig(embedded).namespaces.of("chat.1")?.presence, true);
     }
   });
 });

@@ -72,6 +72,21 @@ export class Subjects {
     return `${this.prefix}.gw.hello`;
   }
 
+  /** Gateways' presence changes (batched joins and leaves of their own members). */
+  presenceDeltas(): string {
+    return `${this.prefix}.pres.delta`;
+  }
+
+  /** Requests for a gateway's presence members (a snapshot, answered in parts). */
+  presenceSnapshots(): string {
+    return `${this.prefix}.pres.snap`;
+  }
+
+  /** Gateways' presence heartbeats: alive, and at which change number. */
+  presenceHeartbeats(): string {
+    return `${this.prefix}.pres.hello`;
+  }
+
   /** Wildcard covering every channel: the history stream's subjects. */
   allChannels(): string {
     return `${this.prefix}.ch.>`;

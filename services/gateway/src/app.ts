@@ -32,7 +32,7 @@ import { openWithSubs } from "./server-subs.js";
 import { SocketGuard, backpressureCap } from "./socket-guard.js";
 import { createUpgradeHandler } from "./upgrade.js";
 import { ConnectionsByUser } from "./connections-by-user.js";
-import { ControlResponder } from "./control.js";
+import { ControlResponder, newGatewayId } from "./control.js";
 import { Presence } from "./presence.js";
 import { Revocations } from "./revocations.js";
 import { applyListenBacklog } from "./listen-backlog.js";
@@ -107,14 +107,18 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     },
     subscribers: (topic) => app.numSubscribers(topic) + held.count(topic),
   };
-  const presence = new Presence({ namespaces: config.namespaces, sink, metrics, error: (conn, code, message, id) => protocol.error(conn, code, message, id) });
-  const fanout = new Fanout({
-    broker,
+  const gatewayId = newGatewayId();
+  const presence: Presence = Presence.start({
+    self: gatewayId,
+    namespaces: config.namespaces,
     sink,
-    membership: presence,
     metrics,
-    tracing,
-    logger,
+    error: (conn, code, message, id) => protocol.error(conn, code, message, id),
+    share: { broker, subjects, logger, ttlMs: config.presenceTtlSeconds * 1000 },
+  });
+  const fanout = new Fanout({
+    broker, sink, metrics, tracing, logger,
+    membership: presence,
     writeDelayMs: config.writeDelayMs,
     onWritten: (bytes) => onTopicBytes(bytes),
     slowConsumerBytes: config.slowConsumerBytes,
@@ -163,6 +167,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   });
 
   const control = new ControlResponder({
+    id: gatewayId,
     broker,
     subjects,
     namespaces: config.namespaces,
@@ -358,6 +363,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       }
       // It answered the server API for as long as it held connections.
       await control.stop();
+      presence.stop();
       revocations.stop();
       guard.stop();
       offStatus();
@@ -371,6 +377,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     close() {
       gate.draining = true;
       void control.stop();
+      presence.stop();
       revocations.stop();
       guard.stop();
       offStatus();

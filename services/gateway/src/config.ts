@@ -36,6 +36,7 @@ export const GATEWAY_DEFAULTS = {
   writeDelayMs: 0,
   /** Accept queue asked of Linux (capped by net.core.somaxconn); uSockets alone gives 512 (listen-backlog.ts). */
   listenBacklog: 4096,
+  presenceTtlSeconds: 30,
 } as const;
 
 /** Shortest IPV6_LIMIT_PREFIX: a /32 is a whole provider allocation; shorter would lump unrelated clients together. */
@@ -79,6 +80,8 @@ export interface GatewayConfig extends ServeSection<string | undefined>, NatsSec
   writeDelayMs: number;
   /** When set, the fd soft limit must be at least this (checked at start). */
   minOpenFiles: number | undefined;
+  /** A gateway not heard from for this long is taken for dead: its presence members leave. */
+  presenceTtlSeconds: number;
 }
 
 export function readGatewayConfig(env: Env): GatewayConfig {
@@ -110,5 +113,6 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     frameTimeoutSeconds: read.int(env, "FRAME_TIMEOUT_SECONDS", d.frameTimeoutSeconds, 0, 3600),
     writeDelayMs: read.int(env, "WRITE_DELAY_MS", d.writeDelayMs, 0, 1000),
     minOpenFiles,
+    presenceTtlSeconds: read.int(env, "PRESENCE_TTL_SECONDS", d.presenceTtlSeconds, 1, 3600),
   };
 }

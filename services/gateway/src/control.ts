@@ -32,6 +32,8 @@ export const HELLO_EVERY_MS = 5000;
 const VERSION: string = (createRequire(import.meta.url)("../package.json") as { version: string }).version;
 
 export interface ControlContext {
+  /** This gateway's id (newGatewayId). */
+  id: string;
   broker: Broker;
   subjects: Subjects;
   namespaces: Namespaces;
@@ -47,15 +49,21 @@ export interface ControlContext {
   serverUnsubscribe: (conn: Connection, channel: string) => boolean;
 }
 
+/** A gateway process's name in answers and heartbeats: the host (the pod's name in Kubernetes) and a random suffix. */
+export function newGatewayId(): string {
+  return `${hostname()}-${randomBytes(3).toString("hex")}`;
+}
+
 export class ControlResponder {
-  /** This process's name in answers and hellos: the host (the pod's name in Kubernetes) and a random suffix. */
-  readonly id = `${hostname()}-${randomBytes(3).toString("hex")}`;
+  readonly id: string;
   private readonly started = Date.now();
   private subs: BrokerSubscription[] = [];
   private hello: NodeJS.Timeout | undefined;
   private offStatus: (() => void) | undefined;
 
-  constructor(private readonly ctx: ControlContext) {}
+  constructor(private readonly ctx: ControlContext) {
+    this.id = ctx.id;
+  }
 
   start(): void {
     // One subject per kind rather than the `ctl.>` wildcard: the embedded broker matches subjects exactly.

@@ -15,6 +15,8 @@ export interface Member {
   readonly connection: string;
   /** The token's `info` claim as compact JSON, or undefined. */
   readonly info: string | undefined;
+  /** The gateway holding the connection (this one's id for local members). */
+  readonly origin: string;
 }
 
 /** Most members one page holds. */
@@ -42,6 +44,11 @@ class ChannelPresence {
     this.slots.push(member);
     this.users.set(member.sub, (this.users.get(member.sub) ?? 0) + 1);
     return true;
+  }
+
+  get(connection: string): Member | undefined {
+    const at = this.byConnection.get(connection);
+    return at === undefined ? undefined : (this.slots[at] ?? undefined);
   }
 
   remove(connection: string): Member | undefined {
@@ -96,22 +103,71 @@ class ChannelPresence {
 
 export class PresenceRegistry {
   private readonly channels = new Map<string, ChannelPresence>();
+  /**
+   * Each gateway's members: connection -> its channel, or its channels when
+   * on several (a bare string for the common single channel: no Set per member).
+   */
+  private readonly byOrigin = new Map<string, Map<string, string | string[]>>();
   private nextSeq = 1;
+  private total = 0;
 
-  /** Adds `conn` to `channel`; the member when it is new, undefined when it was there already. */
-  join(channel: string, sub: string, connection: string, info: string | undefined): Member | undefined {
+  /** Members on every channel, of every gateway. */
+  get size(): number {
+    return this.total;
+  }
+
+  /** Adds the connection to `channel`; the member when it is new, undefined when it was there already. */
+  join(channel: string, sub: string, connection: string, info: string | undefined, origin: string): Member | undefined {
     let presence = this.channels.get(channel);
     if (!presence) this.channels.set(channel, (presence = new ChannelPresence()));
-    const member: Member = { seq: this.nextSeq++, sub, connection, info };
-    return presence.add(member) ? member : undefined;
+    const member: Member = { seq: this.nextSeq++, sub, connection, info, origin };
+    if (!presence.add(member)) return undefined;
+    let conns = this.byOrigin.get(origin);
+    if (!conns) this.byOrigin.set(origin, (conns = new Map()));
+    const had = conns.get(connection);
+    conns.set(connection, had === undefined ? channel : typeof had === "string" ? [had, channel] : [...had, channel]);
+    this.total++;
+    return member;
   }
 
   /** Removes the connection from `channel`; the member it was, or undefined. */
   leave(channel: string, connection: string): Member | undefined {
     const presence = this.channels.get(channel);
     const member = presence?.remove(connection);
-    if (presence && presence.clients === 0) this.channels.delete(channel);
+    if (!member) return undefined;
+    if (presence!.clients === 0) this.channels.delete(channel);
+    const conns = this.byOrigin.get(member.origin)!;
+    const had = conns.get(connection)!;
+    const rest = typeof had === "string" ? [] : had.filter((c) => c !== channel);
+    if (rest.length === 0) conns.delete(connection);
+    else conns.set(connection, rest.length === 1 ? rest[0]! : rest);
+    if (conns.size === 0) this.byOrigin.delete(member.origin);
+    this.total--;
     return member;
+  }
+
+  /** Every member of gateway `origin`, as [channel, member]. */
+  membersOf(origin: string): Array<[string, Member]> {
+    const out: Array<[string, Member]> = [];
+    for (const [connection, channels] of this.byOrigin.get(origin) ?? []) {
+      for (const channel of typeof channels === "string" ? [channels] : channels) {
+        const m = this.channels.get(channel)?.get(connection);
+        if (m) out.push([channel, m]);
+      }
+    }
+    return out;
+  }
+
+  /** Gateways with members here. */
+  origins(): string[] {
+    return [...this.byOrigin.keys()];
+  }
+
+  /** Removes every member of gateway `origin` (it died or is being synced again); the removed ones, as [channel, member]. */
+  dropOrigin(origin: string): Array<[string, Member]> {
+    const gone = this.membersOf(origin);
+    for (const [channel, m] of gone) this.leave(channel, m.connection);
+    return gone;
   }
 
   stats(channel: string): { clients: number; users: number } {

@@ -8,9 +8,9 @@
  * channel sends no join/leave frames (README "Presence"): counts come from
  * `presence_stats` then.
  *
- * This version keeps presence for the connections of one gateway; the
- * configuration refuses presence with NATS until members are shared
- * between gateways.
+ * Members of the other gateways come from PresenceShare (presence-share.ts),
+ * which keeps a copy of every gateway's members here; this class applies
+ * both kinds of change the same way.
  */
 import {
   channelProblem,
@@ -25,50 +25,98 @@ import {
 } from "@herald/core";
 import type { Connection, TopicSink } from "./connection.js";
 import { decodeCursor, encodeCursor } from "./presence-cursor.js";
-import { PRESENCE_PAGE_MAX, PresenceRegistry } from "./presence-registry.js";
+import { PRESENCE_PAGE_MAX, PresenceRegistry, type Member } from "./presence-registry.js";
+import { PresenceShare, type PresenceShareOptions, type ShareTarget, type WireMember } from "./presence-share.js";
 
 /** Channels with more members than this send no join/leave frames. */
 export const JOIN_LEAVE_MAX_MEMBERS = 1000;
 
 export interface PresenceContext {
+  /** This gateway's id: the origin of its own members. */
+  self: string;
   namespaces: Namespaces;
   sink: TopicSink;
   metrics: GatewayMetrics;
   error(conn: Connection, code: ProtocolErrorCode, message: string, id: RequestId | undefined): void;
 }
 
-export class Presence {
+export class Presence implements ShareTarget {
   private readonly registry = new PresenceRegistry();
-  private members = 0;
+  /** Where this gateway's own changes go, when presence is shared between gateways. */
+  private share: PresenceShare | undefined;
 
   constructor(private readonly ctx: PresenceContext) {}
+
+  /**
+   * Presence for a gateway, shared with the other gateways through `share`
+   * when some namespace has presence (no traffic otherwise).
+   */
+  static start(ctx: PresenceContext & { share: Omit<PresenceShareOptions, "self" | "target"> }): Presence {
+    const presence = new Presence(ctx);
+    if (ctx.namespaces.list.some((ns) => ns.presence)) {
+      const share = new PresenceShare({ ...ctx.share, self: ctx.self, target: presence });
+      presence.share = share;
+      share.start();
+    }
+    return presence;
+  }
+
+  stop(): void {
+    this.share?.stop();
+  }
 
   /** The fan-out put `conn` on `topic`. */
   joined(conn: Connection, topic: string): void {
     const channel = channelOfTopic(topic);
-    const ns = channel === undefined ? undefined : this.ctx.namespaces.of(channel);
-    if (!ns?.presence) return;
-    const member = this.registry.join(channel!, conn.identity.sub, conn.id, conn.identity.info);
-    if (!member) return;
-    this.ctx.metrics.presenceMembers.set(++this.members);
-    if (ns.joinLeave && this.registry.stats(channel!).clients <= JOIN_LEAVE_MAX_MEMBERS) {
-      this.ctx.sink.publish(topic, Buffer.from(joinFrame(channel!, member)));
-      this.ctx.metrics.joinLeaveFrames.inc({ type: "join" });
-    }
+    if (channel === undefined || !this.ctx.namespaces.of(channel)?.presence) return;
+    const { sub, info } = conn.identity;
+    if (this.add(channel, sub, conn.id, info, this.ctx.self)) this.share?.localJoin(info === undefined ? [channel, conn.id, sub] : [channel, conn.id, sub, info]);
   }
 
   /** The fan-out took `conn` off `topic`. */
   left(conn: Connection, topic: string): void {
     const channel = channelOfTopic(topic);
-    const ns = channel === undefined ? undefined : this.ctx.namespaces.of(channel);
-    if (!ns?.presence) return;
-    const member = this.registry.leave(channel!, conn.id);
-    if (!member) return;
-    this.ctx.metrics.presenceMembers.set(--this.members);
-    if (ns.joinLeave && this.registry.stats(channel!).clients < JOIN_LEAVE_MAX_MEMBERS) {
-      this.ctx.sink.publish(topic, Buffer.from(leaveFrame(channel!, member)));
-      this.ctx.metrics.joinLeaveFrames.inc({ type: "leave" });
-    }
+    if (channel === undefined || !this.ctx.namespaces.of(channel)?.presence) return;
+    if (this.remove(channel, conn.id)) this.share?.localLeave(channel, conn.id);
+  }
+
+  remoteJoin(origin: string, [channel, connection, sub, info]: WireMember): void {
+    if (this.ctx.namespaces.of(channel)?.presence) this.add(channel, sub, connection, info, origin);
+  }
+
+  remoteLeave(channel: string, connection: string): void {
+    this.remove(channel, connection);
+  }
+
+  dropOrigin(origin: string): void {
+    for (const [channel, m] of this.registry.membersOf(origin)) this.remove(channel, m.connection);
+  }
+
+  ownMembers(): WireMember[] {
+    return this.registry.membersOf(this.ctx.self).map(([channel, m]) => (m.info === undefined ? [channel, m.connection, m.sub] : [channel, m.connection, m.sub, m.info]));
+  }
+
+  private add(channel: string, sub: string, connection: string, info: string | undefined, origin: string): Member | undefined {
+    const member = this.registry.join(channel, sub, connection, info, origin);
+    if (!member) return undefined;
+    this.ctx.metrics.presenceMembers.set(this.registry.size);
+    this.frame(channel, "join", member, this.registry.stats(channel).clients <= JOIN_LEAVE_MAX_MEMBERS);
+    return member;
+  }
+
+  private remove(channel: string, connection: string): Member | undefined {
+    const member = this.registry.leave(channel, connection);
+    if (!member) return undefined;
+    this.ctx.metrics.presenceMembers.set(this.registry.size);
+    this.frame(channel, "leave", member, this.registry.stats(channel).clients < JOIN_LEAVE_MAX_MEMBERS);
+    return member;
+  }
+
+  /** A join or leave frame to the channel's subscribers here, in join_leave namespaces and below the member bound. */
+  private frame(channel: string, type: "join" | "leave", member: Member, small: boolean): void {
+    if (!small || !this.ctx.namespaces.of(channel)?.joinLeave) return;
+    this.ctx.sink.publish(`c:${channel}`, Buffer.from(type === "join" ? joinFrame(channel, member) : leaveFrame(channel, member)));
+    this.ctx.metrics.joinLeaveFrames.inc({ type });
   }
 
   /** A `presence` (cursor given, null for the first page) or `presence_stats` (cursor undefined) frame. */

@@ -57,7 +57,6 @@ export function readNatsSection(env: Env, defaults: { natsName: string }): NatsS
   const history = readHistoryConfig(env);
   const namespaces = readNamespaces(env, history);
   const variable = env["NAMESPACES_FILE"]?.trim() ? "NAMESPACES_FILE" : "NAMESPACES";
-  refuseNamespaceOptionsNotBuiltYet(namespaces, variable, natsServers.length > 0);
   const windows = HistoryWindows.of(namespaces, history, variable);
   return {
     natsServers,
@@ -67,23 +66,6 @@ export function readNatsSection(env: Env, defaults: { natsName: string }): NatsS
     namespaces,
     windows,
   };
-}
-
-/**
- * Presence is shared between gateways only in a later version: until then a
- * namespace that asks for it is refused when the service runs on NATS
- * (several gateways), so no member list is silently partial. With the
- * embedded broker (one gateway) it is in force.
- */
-function refuseNamespaceOptionsNotBuiltYet(namespaces: Namespaces, variable: string, onNats: boolean): void {
-  if (!onNats) return;
-  for (const ns of namespaces.list) {
-    const where = ns.name === "" ? 'the default namespace ""' : `namespace "${ns.name}"`;
-    const asked = [ns.presence && "presence", ns.joinLeave && "join_leave"].filter(Boolean);
-    if (asked.length > 0) {
-      throw new ConfigError(variable, `${where}: ${asked.join(", ")}: presence across gateways (NATS_URL set) is not supported by this version yet; it works with the embedded broker (NATS_URL unset)`);
-    }
-  }
 }
 
 /** How the process serves and stops: its host and port, METRICS_PORT, DRAIN_SECONDS, LOG_LEVEL. */
