@@ -52,8 +52,10 @@ export interface ShareTarget {
   /** A member of another gateway joined. */
   remoteJoin(origin: string, m: WireMember): void;
   remoteLeave(channel: string, connection: string): void;
-  /** Every member of `origin` leaves (dead gateway, or before its snapshot is applied). */
+  /** Every member of `origin` leaves (a dead gateway). */
   dropOrigin(origin: string): void;
+  /** `origin`'s members become exactly `members` (a snapshot): only the differences join or leave. */
+  replaceOrigin(origin: string, members: WireMember[]): void;
   /** This gateway's own members, for a snapshot. */
   ownMembers(): WireMember[];
 }
@@ -124,7 +126,11 @@ export class PresenceShare {
   }
 
   localLeave(channel: string, connection: string): void {
-    this.leaves.push([channel, connection]);
+    // A join still in this batch is taken back rather than followed by a
+    // leave: receivers apply a batch's leaves before its joins.
+    const pending = this.joins.findIndex((j) => j[0] === channel && j[1] === connection);
+    if (pending >= 0) this.joins.splice(pending, 1);
+    else this.leaves.push([channel, connection]);
     this.soon();
   }
 
@@ -174,7 +180,8 @@ export class PresenceShare {
     const hb = parse<{ g: string; n: number }>(msg.data);
     if (!hb || typeof hb.g !== "string" || hb.g === this.o.self || typeof hb.n !== "number") return;
     const peer = this.peer(hb.g);
-    if (peer.applied === undefined ? peer.pending === undefined : hb.n > peer.applied) void this.sync(hb.g);
+    // Not known yet, or ahead of what was applied (its last batch was lost): read it anew, unless that is under way.
+    if (peer.pending === undefined && (peer.applied === undefined || hb.n > peer.applied)) void this.sync(hb.g);
   }
 
   private onChanges(msg: BrokerMessage): void {
@@ -238,12 +245,13 @@ export class PresenceShare {
       if (!list) parts.set(p.g, (list = []));
       list.push(p);
     }
+    const synced = new Set<string>();
     for (const [g, list] of parts) {
       if (!list.some((p) => p.last)) continue; // incomplete: the next heartbeat asks again
+      synced.add(g);
       const peer = this.peer(g);
       const n = list[0]!.n;
-      this.o.target.dropOrigin(g);
-      for (const p of list) for (const m of p.m) this.o.target.remoteJoin(g, m);
+      this.o.target.replaceOrigin(g, list.flatMap((p) => p.m));
       peer.applied = n;
       const pending = (peer.pending ?? []).filter((b) => b.n > n).sort((a, b) => a.n - b.n);
       peer.pending = undefined;
@@ -253,8 +261,8 @@ export class PresenceShare {
         peer.applied = b.n;
       }
     }
-    // Peers that did not answer in full keep waiting for their next heartbeat.
-    for (const g of waiting) if (!parts.has(g)) this.peer(g).pending = undefined;
+    // Peers that did not answer in full are asked again on their next heartbeat.
+    for (const g of [...waiting, ...parts.keys()]) if (!synced.has(g)) this.peer(g).pending = undefined;
   }
 
   private peer(g: string): Peer {

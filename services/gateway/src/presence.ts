@@ -92,6 +92,13 @@ export class Presence implements ShareTarget {
     for (const [channel, m] of this.registry.membersOf(origin)) this.remove(channel, m.connection);
   }
 
+  replaceOrigin(origin: string, members: WireMember[]): void {
+    const wanted = new Set(members.map(([channel, connection]) => `${channel}\n${connection}`));
+    for (const [channel, m] of this.registry.membersOf(origin)) if (!wanted.has(`${channel}\n${m.connection}`)) this.remove(channel, m.connection);
+    // Members there already are left alone (add refuses a second copy): no leave and join for them.
+    for (const m of members) this.remoteJoin(origin, m);
+  }
+
   ownMembers(): WireMember[] {
     return this.registry.membersOf(this.ctx.self).map(([channel, m]) => (m.info === undefined ? [channel, m.connection, m.sub] : [channel, m.connection, m.sub, m.info]));
   }
