@@ -9,11 +9,14 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
 import { TestStack } from "./helpers/stack.js";
+import { withApiKey } from "./helpers/api-key.js";
 import { hsToken } from "./helpers/tokens.js";
 import { waitFor } from "./helpers/wait.js";
 import type { Client, Frame } from "./helpers/ws.js";
 
 const TTL_SECONDS = 3;
+const API_KEY = "presence-cluster-api-key-0123456789ab";
+const { call: api } = withApiKey(API_KEY);
 const env = {
   NAMESPACES: JSON.stringify({ room: { presence: true, join_leave: true } }),
   HISTORY_STREAM: "PRES_TEST",
@@ -25,12 +28,14 @@ const env = {
 describe("presence across three gateways on a 3-node NATS cluster", { skip: missingBuild(GATEWAY_MAIN) }, () => {
   const stack = new TestStack();
   let gateways: ServiceProcess[];
+  let pub: ServiceProcess;
   let cluster: Awaited<ReturnType<TestStack["natsCluster"]>>;
   after(() => stack.close());
   before(async () => {
     cluster = await stack.natsCluster(3, { jetstream: true });
     gateways = [await stack.gateway(cluster.nodes[0], env, { timeoutMs: 45_000 })];
     gateways.push(...(await Promise.all([stack.gateway(cluster.nodes[1], env), stack.gateway(cluster.nodes[2], env)])));
+    pub = await stack.publisher(cluster.nodes[0], { ...env, PUBLISHER_API_KEY: API_KEY, NAMESPACES: JSON.stringify({ room: { presence: true }, plain: {} }) });
   });
 
   let n = 0;
@@ -79,6 +84,26 @@ describe("presence across three gateways on a 3-node NATS cluster", { skip: miss
     await converge(watchers, "room.a", [8, 8]); // u1 and u5 still have a connection each; u6 left
     const left = await watchers[1]!.next((f) => f.type === "leave" && f["connection"] === members[0]!.welcome?.["connection"]);
     assert.equal(left["sub"], "u1");
+  });
+
+  test("server API: stats and pages of a channel's members over the gateways; bad input", async () => {
+    const conns = await Promise.all(Array.from({ length: 30 }, (_, i) => join(gateways[i % 3]!, `api${i % 20}`, "room.api")));
+    await converge([conns[0]!], "room.api", [30, 20]);
+    const stats = await api(pub.url, "GET", "/v1/channels/room.api/presence/stats");
+    assert.deepEqual(stats, { status: 200, body: { channel: "room.api", clients: 30, users: 20 } });
+    const first = await api(pub.url, "GET", "/v1/channels/room.api/presence");
+    assert.deepEqual([first.status, first.body["clients"], (first.body["members"] as unknown[]).length, first.body["cursor"]], [200, 30, 30, null]);
+    const listed = (first.body["members"] as Frame[]).map((m) => m["connection"]).sort();
+    assert.deepEqual(listed, conns.map((c) => c.welcome?.["connection"]).sort());
+    for (const [path, code] of [
+      ["/v1/channels/plain.1/presence", "bad_request"],
+      ["/v1/channels/room.api/presence?cursor=bm90LWEtY3Vyc29y", "bad_request"],
+      ["/v1/channels/nowhere.1/presence/stats", "invalid_channel"],
+    ] as const) {
+      const res = await api(pub.url, "GET", path);
+      assert.deepEqual([res.status, (res.body["error"] as { code: string }).code], [400, code], path);
+    }
+    await Promise.all(conns.map((c) => c.close()));
   });
 
   test("a NATS node restart loses no presence", async () => {

@@ -7,7 +7,7 @@
  */
 import { channelProblem } from "./channels.js";
 
-export const CONTROL_KINDS = ["disconnect", "subscribe", "unsubscribe", "channels", "info"] as const;
+export const CONTROL_KINDS = ["disconnect", "subscribe", "unsubscribe", "channels", "info", "presence", "presence_stats"] as const;
 export type ControlKind = (typeof CONTROL_KINDS)[number];
 
 /** Close codes the server API may disconnect with: 4010 or another application code (4000-4999). */
@@ -24,7 +24,10 @@ export type ControlRequest =
   | { kind: "subscribe"; sub: string; channel: string }
   | { kind: "unsubscribe"; sub: string; channel: string }
   | { kind: "channels"; prefix: string }
-  | { kind: "info" };
+  | { kind: "info" }
+  /** Answered by the gateway `to` only (every gateway holds every member): pages continue where their cursor was made. */
+  | { kind: "presence"; channel: string; cursor: string | null; to?: string }
+  | { kind: "presence_stats"; channel: string; to?: string };
 
 export interface ChannelClients {
   channel: string;
@@ -44,6 +47,7 @@ export type ControlAnswer =
   | { gateway: string; connections: number }
   | { gateway: string; channels: ChannelClients[]; truncated: boolean }
   | { gateway: string; info: GatewayInfo }
+  | { gateway: string; presence: { clients: number; users: number; members?: Array<{ sub: string; connection: string; info: unknown }>; cursor?: string | null } }
   | { gateway: string; error: string };
 
 /** The heartbeat a gateway publishes on `<prefix>.gw.hello`; `bye` when it stops. */
@@ -94,6 +98,17 @@ export function parseControlRequest(kind: string, data: Uint8Array): ControlRequ
     }
     case "info":
       return { kind: "info" };
+    case "presence":
+    case "presence_stats": {
+      const channel = body["channel"];
+      const to = body["to"];
+      if (typeof channel !== "string" || channelProblem(channel)) return "channel must be a valid channel";
+      if (to !== undefined && typeof to !== "string") return "to must be a gateway id";
+      if (kind === "presence_stats") return { kind, channel, ...(to === undefined ? {} : { to }) };
+      const cursor = body["cursor"] ?? null;
+      if (cursor !== null && typeof cursor !== "string") return "cursor must be a string or null";
+      return { kind: "presence", channel, cursor, ...(to === undefined ? {} : { to }) };
+    }
   }
 }
 

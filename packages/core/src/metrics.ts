@@ -133,7 +133,7 @@ export function closeCodeLabel(code: number): string {
 export type PublisherRoute = "channel" | "user" | ServerApiRoute | "other";
 
 /** The server API's routes (the `route` label of the publisher's request metrics). */
-export type ServerApiRoute = "disconnect" | "subscribe" | "unsubscribe" | "history" | "channels" | "info" | "block" | "revoke";
+export type ServerApiRoute = "disconnect" | "subscribe" | "unsubscribe" | "history" | "channels" | "info" | "block" | "revoke" | "presence" | "presence_stats";
 
 export function createPublisherMetrics(registry: Registry) {
   const registers = [registry];

@@ -179,6 +179,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     topics: () => fanout.topics(),
     serverSubscribe: (conn, channel) => protocol.serverSubscribe(conn, channel),
     serverUnsubscribe: (conn, channel) => protocol.serverUnsubscribe(conn, channel),
+    presence,
   });
   control.start();
 

@@ -25,6 +25,7 @@ import {
 import type { Broker, BrokerMessage, BrokerSubscription } from "@herald/broker";
 import type { Connection, TopicSink } from "./connection.js";
 import type { ConnectionsByUser } from "./connections-by-user.js";
+import { BAD_CURSOR, type Presence } from "./presence.js";
 
 /** How often a gateway says hello; the publisher forgets one it has not heard from for three of these. */
 export const HELLO_EVERY_MS = 5000;
@@ -46,6 +47,7 @@ export interface ControlContext {
   /** Topics with a stream on this gateway. */
   topics: () => Iterable<string>;
   serverSubscribe: (conn: Connection, channel: string) => boolean;
+  presence: Pick<Presence, "stats" | "page">;
   serverUnsubscribe: (conn: Connection, channel: string) => boolean;
 }
 
@@ -94,6 +96,8 @@ export class ControlResponder {
       if (typeof request === "string") {
         this.ctx.metrics.controlRequests.inc({ kind: "invalid", result: "bad_request" });
         answer = { gateway: this.id, error: request };
+      } else if ((request.kind === "presence" || request.kind === "presence_stats") && request.to !== undefined && request.to !== this.id) {
+        return; // asked of another gateway
       } else {
         answer = this.act(request);
         this.ctx.metrics.controlRequests.inc({ kind: request.kind, result: "ok" });
@@ -126,6 +130,14 @@ export class ControlResponder {
       case "channels": {
         const { channels, truncated } = this.channels(request.prefix);
         return { gateway: this.id, channels, truncated };
+      }
+      case "presence_stats":
+        return { gateway: this.id, presence: this.ctx.presence.stats(request.channel) };
+      case "presence": {
+        const page = this.ctx.presence.page(request.channel, request.cursor);
+        if (!page) return { gateway: this.id, error: BAD_CURSOR };
+        const members = page.members.map((m) => ({ sub: m.sub, connection: m.connection, info: m.info === undefined ? {} : (JSON.parse(m.info) as unknown) }));
+        return { gateway: this.id, presence: { ...this.ctx.presence.stats(request.channel), members, cursor: page.cursor } };
       }
       case "info":
         return {

@@ -28,6 +28,8 @@ import { decodeCursor, encodeCursor } from "./presence-cursor.js";
 import { PRESENCE_PAGE_MAX, PresenceRegistry, type Member } from "./presence-registry.js";
 import { PresenceShare, type PresenceShareOptions, type ShareTarget, type WireMember } from "./presence-share.js";
 
+export const BAD_CURSOR = "cursor is not one this gateway gave for this channel (forged, or from before a restart): start again with cursor null";
+
 /** Channels with more members than this send no join/leave frames. */
 export const JOIN_LEAVE_MAX_MEMBERS = 1000;
 
@@ -137,11 +139,23 @@ export class Presence implements ShareTarget {
     }
     const { clients, users } = this.registry.stats(channel);
     if (cursor === undefined) return conn.send(presenceStatsFrame(channel, id, clients, users));
+    const page = this.page(channel, cursor);
+    if (!page) return this.ctx.error(conn, "bad_request", BAD_CURSOR, id);
+    conn.send(presenceFrame(channel, id, clients, users, page.members, page.cursor));
+  }
+
+  /** The counts of `channel` (a channel of a presence namespace), for the server API. */
+  stats(channel: string): { clients: number; users: number } {
+    return this.registry.stats(channel);
+  }
+
+  /** A page of `channel`'s members after `cursor` (null: the first), with the next page's cursor; undefined for a cursor this process did not give. */
+  page(channel: string, cursor: string | null): { members: Member[]; cursor: string | null } | undefined {
     const after = cursor === null ? 0 : decodeCursor(channel, cursor);
-    if (after === undefined) return this.ctx.error(conn, "bad_request", "cursor is not one this gateway gave for this channel (forged, or from before a restart): start again with cursor null", id);
+    if (after === undefined) return undefined;
     const page = this.registry.page(channel, after, PRESENCE_PAGE_MAX);
     const last = page.members[page.members.length - 1];
-    conn.send(presenceFrame(channel, id, clients, users, page.members, page.more && last ? encodeCursor(channel, last.seq) : null));
+    return { members: page.members, cursor: page.more && last ? encodeCursor(channel, last.seq) : null };
   }
 }
 

@@ -15,6 +15,7 @@ const USER_PATH = /^\/v1\/users\/([^/]+)\/messages$/;
 /** The server API's routes on a user. */
 const USER_ACTION_PATH = /^\/v1\/users\/([^/]+)\/(disconnect|subscribe|unsubscribe|block)$/;
 const HISTORY_PATH = /^\/v1\/channels\/([^/]+)\/history$/;
+const PRESENCE_PATH = /^\/v1\/channels\/([^/]+)\/presence(\/stats)?$/;
 
 /** The path of a request target without its query string. */
 export function pathOf(target: string | undefined): string {
@@ -51,6 +52,8 @@ export function matchRoute(path: string): RouteMatch {
   }
   m = HISTORY_PATH.exec(path);
   if (m?.[1] !== undefined) return { kind: "api", route: "history", param: m[1], allow: "GET, HEAD" };
+  m = PRESENCE_PATH.exec(path);
+  if (m?.[1] !== undefined) return { kind: "api", route: m[2] ? "presence_stats" : "presence", param: m[1], allow: "GET, HEAD" };
   return { kind: "none" };
 }
 

@@ -92,6 +92,9 @@ export class ServerApi {
         return this.info(res);
       case "history":
         return this.history(match.param, req, res);
+      case "presence":
+      case "presence_stats":
+        return this.presence(match.route, match.param, req, res);
       case "block": {
         const sub = userParam(match.param);
         if (req.method === "DELETE") return this.lift(res, { kind: "user", sub });
@@ -167,6 +170,50 @@ export class ServerApi {
     const body = Buffer.concat([Buffer.from(head), ...page.entries.flatMap((e, i) => (i > 0 ? [Buffer.from(","), e] : [e])), Buffer.from(`],"next":${page.next}}`)]);
     res.writeHead(200, { "Content-Type": "application/json", "Content-Length": body.length });
     res.end(body);
+  }
+
+  /**
+   * A channel's presence, from one gateway (each holds every gateway's
+   * members): the first known one, or the one whose cursor is continued
+   * (the API's cursor names it).
+   */
+  private async presence(kind: "presence" | "presence_stats", param: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const channel = decodeParam(param);
+    if (channel === undefined) throw new HttpError(400, "invalid_channel", "channel is not correctly URL-encoded");
+    const problem = channelProblem(channel) ?? this.o.namespaces.problem(channel);
+    if (problem) throw new HttpError(400, "invalid_channel", problem);
+    const ns = this.o.namespaces.of(channel)!;
+    if (!ns.presence) throw new HttpError(400, "bad_request", `presence is off for ${ns.name === "" ? "the default namespace" : `namespace "${ns.name}"`}`);
+    const given = new URL(req.url ?? "/", "http://x").searchParams.get("cursor");
+    let to = [...this.o.roster.known()].sort()[0];
+    let cursor: string | null = null;
+    if (kind === "presence" && given) {
+      const parsed = parseApiCursor(given);
+      if (!parsed) throw new HttpError(400, "bad_request", "cursor is not one this API gave: start again without it");
+      [to, cursor] = parsed;
+    }
+    const request: ControlRequest = kind === "presence" ? { kind, channel, cursor, ...(to ? { to } : {}) } : { kind, channel, ...(to ? { to } : {}) };
+    let answer: ControlAnswer | undefined;
+    try {
+      await this.o.broker.gather(this.o.subjects.control(kind), encodeControl(request), {
+        timeoutMs: this.o.controlTimeoutMs,
+        done: (data) => (answer = parseAnswer(data)) !== undefined,
+      });
+    } catch (err) {
+      if (err instanceof BrokerUnavailableError) throw unavailable("broker unavailable, try again");
+      throw err;
+    }
+    this.o.metrics.controlRequests.inc({ kind, result: answer ? "complete" : "partial" });
+    if (!answer) {
+      if (cursor !== null) throw new HttpError(400, "bad_request", "the gateway that gave this cursor is gone: start again without it");
+      throw unavailable("no gateway answered");
+    }
+    if ("error" in answer) throw new HttpError(400, "bad_request", answer.error);
+    if (!("presence" in answer)) throw unavailable("no gateway answered");
+    const p = answer.presence;
+    if (kind === "presence_stats") return sendJson(res, 200, { channel, clients: p.clients, users: p.users });
+    const next = p.cursor ? Buffer.from(JSON.stringify([answer.gateway, p.cursor])).toString("base64url") : null;
+    sendJson(res, 200, { channel, clients: p.clients, users: p.users, members: p.members ?? [], cursor: next });
   }
 
   /** Stores a block or a revocation: every gateway watching the bucket closes the matching connections with 4011 and refuses them from now on. */
@@ -250,6 +297,16 @@ function parseAnswer(data: Uint8Array): ControlAnswer | undefined {
   try {
     const a = JSON.parse(Buffer.from(data).toString("utf8")) as ControlAnswer;
     return typeof a?.gateway === "string" ? a : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The API's presence cursor: [gateway id, that gateway's cursor]; undefined when it is not one. */
+function parseApiCursor(text: string): [string, string] | undefined {
+  try {
+    const v = JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as unknown;
+    return Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string" ? [v[0], v[1]] : undefined;
   } catch {
     return undefined;
   }
