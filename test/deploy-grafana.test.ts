@@ -145,6 +145,9 @@ test("grafana: the boards cover what the issue asks for", () => {
     ["server API requests", /sum by \(kind, result\) \(rate\(herald_control_requests_total/],
     ["server API closes", /herald_disconnects_total\{[^}]*code=~"4010\|4011"/],
     ["revocations in force", /herald_revocations\{/],
+    ["presence members per pod", /max by \(instance\) \(herald_presence_members\{/],
+    ["join/leave frames", /herald_join_leave_frames_total/],
+    ["presence traffic", /herald_presence_messages_total/],
   ];
   for (const [what, re] of required) assert.match(gw, re, `gateway board: ${what}`);
   const heatmaps = panelsOf(byUid.get("herald-gateway")!).filter((p) => p.type === "heatmap");

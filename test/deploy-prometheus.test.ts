@@ -117,7 +117,9 @@ test("prometheus: every gateway and publisher dashboard query returns data after
   procs.push(nats);
   const natsUrl = `nats://127.0.0.1:${natsPort}`;
 
-  const baseEnv = { ...process.env, NATS_URL: natsUrl, JWT_SECRET, LOG_LEVEL: "warn", OTEL_TRACES_EXPORTER: "none" };
+  // A presence namespace, so the presence panels have series; every other channel in the default namespace.
+  const NAMESPACES = JSON.stringify({ "": {}, room: { presence: true, join_leave: true } });
+  const baseEnv = { ...process.env, NATS_URL: natsUrl, JWT_SECRET, LOG_LEVEL: "warn", OTEL_TRACES_EXPORTER: "none", NAMESPACES };
   // Two gateway "replicas", so the per-pod panels and the scrape of every replica are real.
   // Each with METRICS_PORT, as Compose and Kubernetes run them: /metrics,
   // /healthz and /readyz there, the client port for clients only.
@@ -281,6 +283,8 @@ test("prometheus: every gateway and publisher dashboard query returns data after
     return r.status;
   };
   assert.equal(await serverApi("POST", "/v1/users/deploy-user/subscribe", { channel: "server.side" }), 200);
+  // A presence member on each replica: join frames, and changes shared between the gateways.
+  assert.equal(await serverApi("POST", "/v1/users/deploy-user/subscribe", { channel: "room.1" }), 200);
   assert.equal(await serverApi("GET", "/v1/info"), 200);
   assert.equal(await serverApi("POST", "/v1/users/narrow-user/block", { until: Math.floor(Date.now() / 1000) + 600 }), 200);
   await waitFor(() => errs.ws.readyState === WebSocket.CLOSED, { message: "the blocked user's connection closed", timeoutMs: 5_000 });

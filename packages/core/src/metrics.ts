@@ -93,6 +93,17 @@ export function createGatewayMetrics(registry: Registry) {
       help: "Presence members (connections on channels of presence namespaces) on this gateway",
       registers,
     }),
+    presenceMessages: new Counter({
+      name: "herald_presence_messages_total",
+      help: "Presence messages this gateway sent to the others: heartbeat (its only periodic traffic), changes (batched joins and leaves), snapshot (answers to a resync)",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    presenceResyncs: new Counter({
+      name: "herald_presence_resyncs_total",
+      help: "Copies of another gateway's members replaced by its snapshot (at start, after a reconnect, after a gap)",
+      registers,
+    }),
     joinLeaveFrames: new Counter({
       name: "herald_join_leave_frames_total",
       help: "Join and leave frames sent to presence channels (once per member, copied to every subscriber), by type",

@@ -19,7 +19,7 @@
  * A gateway is authoritative for its own members only; a copy that cannot
  * be proven current is replaced by a snapshot, never patched by guesswork.
  */
-import type { Logger, Subjects } from "@herald/core";
+import type { GatewayMetrics, Logger, Subjects } from "@herald/core";
 import type { Broker, BrokerMessage, BrokerSubscription } from "@herald/broker";
 
 /** Joins and leaves are sent together at most this often. */
@@ -76,6 +76,7 @@ export interface PresenceShareOptions {
   self: string;
   ttlMs: number;
   target: ShareTarget;
+  metrics: GatewayMetrics;
 }
 
 export class PresenceShare {
@@ -163,6 +164,7 @@ export class PresenceShare {
       while (this.unsent.length > 0 && !this.stopped) {
         await this.o.broker.publish(this.o.subjects.presenceDeltas(), Buffer.from(JSON.stringify(this.unsent[0])));
         this.unsent.shift();
+        this.o.metrics.presenceMessages.inc({ kind: "changes" });
       }
     } catch {
       // Sent again when the broker is back (onStatus); receivers see the numbers in order.
@@ -173,7 +175,9 @@ export class PresenceShare {
 
   private heartbeat(): void {
     // The change number lets a receiver notice a last batch it never got.
-    void this.o.broker.publish(this.o.subjects.presenceHeartbeats(), Buffer.from(JSON.stringify({ g: this.o.self, n: this.changeNo - this.unsent.length }))).catch(() => {});
+    void this.o.broker
+      .publish(this.o.subjects.presenceHeartbeats(), Buffer.from(JSON.stringify({ g: this.o.self, n: this.changeNo - this.unsent.length })))
+      .then(() => this.o.metrics.presenceMessages.inc({ kind: "heartbeat" }), () => {});
   }
 
   private onHeartbeat(msg: BrokerMessage): void {
@@ -213,7 +217,7 @@ export class PresenceShare {
     const members = this.o.target.ownMembers().filter((m) => !this.unsent.some((b) => b.j?.some((j) => j[1] === m[1] && j[0] === m[0])));
     for (let i = 0; i === 0 || i < members.length; i += SNAPSHOT_PART) {
       const part: SnapshotPart = { g: this.o.self, n, last: i + SNAPSHOT_PART >= members.length, m: members.slice(i, i + SNAPSHOT_PART) };
-      msg.respond?.(Buffer.from(JSON.stringify(part)));
+      if (msg.respond?.(Buffer.from(JSON.stringify(part)))) this.o.metrics.presenceMessages.inc({ kind: "snapshot" });
     }
   }
 
@@ -252,6 +256,7 @@ export class PresenceShare {
       const peer = this.peer(g);
       const n = list[0]!.n;
       this.o.target.replaceOrigin(g, list.flatMap((p) => p.m));
+      this.o.metrics.presenceResyncs.inc();
       peer.applied = n;
       const pending = (peer.pending ?? []).filter((b) => b.n > n).sort((a, b) => a.n - b.n);
       peer.pending = undefined;

@@ -53,10 +53,10 @@ export class Presence implements ShareTarget {
    * Presence for a gateway, shared with the other gateways through `share`
    * when some namespace has presence (no traffic otherwise).
    */
-  static start(ctx: PresenceContext & { share: Omit<PresenceShareOptions, "self" | "target"> }): Presence {
+  static start(ctx: PresenceContext & { share: Omit<PresenceShareOptions, "self" | "target" | "metrics"> }): Presence {
     const presence = new Presence(ctx);
     if (ctx.namespaces.list.some((ns) => ns.presence)) {
-      const share = new PresenceShare({ ...ctx.share, self: ctx.self, target: presence });
+      const share = new PresenceShare({ ...ctx.share, self: ctx.self, target: presence, metrics: ctx.metrics });
       presence.share = share;
       share.start();
     }
