@@ -87,7 +87,7 @@ describe("parseServerFrame", () => {
   });
 
   test("a well-formed frame of a type this client does not know (a newer server) is undefined, not an error", () => {
-    assert.equal(parseServerFrame('{"type":"presence","channel":"a","users":["u"]}'), undefined);
+    assert.equal(parseServerFrame('{"type":"notice","channel":"a","users":["u"]}'), undefined);
   });
 });
 
@@ -122,7 +122,7 @@ describe("the client and malformed frames (scripted socket)", () => {
     sock.onmessage?.({ data: "not json" });
     sock.push({ type: "message", channel: "news", data: "AA==", encoding: "zstd" });
     sock.push({ type: "message", data: "no destination" });
-    sock.push({ type: "presence", channel: "news" }); // unknown type: ignored without an error
+    sock.push({ type: "notice", channel: "news" }); // unknown type: ignored without an error
     sock.push({ type: "message", channel: "news", data: "fine" });
     assert.deepEqual(errors.map((e) => e.code), ["protocol_error", "protocol_error", "protocol_error"]);
     assert.deepEqual(got.map((m) => m.data), ["fine"]);

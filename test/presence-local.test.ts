@@ -9,6 +9,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MemoryBroker } from "@herald/broker";
+import { HeraldClient, type PresenceEvent } from "@herald/client";
+import { WS } from "./helpers/client-gateway.js";
+import { waitFor } from "./helpers/wait.js";
 import { startGatewayInProcess, type InProcessGateway } from "./helpers/in-process.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 import { closeAll, connect, expectRejected, type Client, type Frame } from "./helpers/ws.js";
@@ -71,6 +74,32 @@ describe("presence on one gateway", () => {
     assert.equal(seen.filter((s) => s.startsWith("late")).length, 30, "the newcomers follow at the end");
     assert.deepEqual([second["clients"], second["users"]], [1200 - 50 + 30, 1200 - 50 + 30]);
     await Promise.all(conns.map((c) => c.close()));
+  });
+
+  test("SDK: presenceStats, presence pages and join/leave events", async () => {
+    const make = async (sub: string) => {
+      const c = new HeraldClient({ url: gw.wsUrl, token: await hsToken({ sub, channels: ["room.*"], info: { who: sub } }), WebSocket: WS });
+      await c.connect();
+      await c.subscribe("room.sdk");
+      return c;
+    };
+    const a = await make("sdk-a");
+    try {
+      const joins: PresenceEvent[] = [];
+      const leaves: PresenceEvent[] = [];
+      a.on("join", (e) => joins.push(e));
+      a.on("leave", (e) => leaves.push(e));
+      const b = await make("sdk-b");
+      assert.deepEqual(await a.presenceStats("room.sdk"), { channel: "room.sdk", clients: 2, users: 2 });
+      const page = await a.presence("room.sdk");
+      assert.deepEqual([page.cursor, page.members.map((m) => m.info).sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)))], [null, [{ who: "sdk-a" }, { who: "sdk-b" }]]);
+      b.close();
+      await waitFor(() => leaves.length === 1, { timeoutMs: 5000, message: "the leave event" });
+      assert.deepEqual([joins.map((j) => [j.sub, j.info]), leaves.map((l) => l.sub)], [[["sdk-b", { who: "sdk-b" }]], ["sdk-b"]]);
+      await assert.rejects(a.presence("plain.x"), (err: { code?: string }) => err.code === "forbidden");
+    } finally {
+      a.close();
+    }
   });
 
   test("bad input: presence off (forbidden), a channel the token cannot subscribe to (forbidden), a forged cursor (bad_request), info over 1 KiB (401)", async () => {

@@ -14,10 +14,10 @@ import { inFlightLossError, planAfterClose } from "./close-policy.js";
 import { Conn, type Links, type Outgoing } from "./connection.js";
 import { Emitter } from "./emitter.js";
 import { HeraldError, invalidChannel } from "./errors.js";
-import { parseServerFrame, welcomeOf, type MalformedFrameError } from "./frames.js";
 import { resolveOptions, type ClientOptions } from "./options.js";
-import { measurePing, requestHistory, type HistoryOptions } from "./direct-requests.js";
-import { CloseCodes, type ServerFrame } from "./protocol.js";
+import { measurePing, requestHistory, requestPresence, requestPresenceStats, type HistoryOptions } from "./direct-requests.js";
+import { routeFrame, type FrameRouter } from "./frame-router.js";
+import { CloseCodes } from "./protocol.js";
 import { Publishes } from "./publishes.js";
 import { Requests, type Loss } from "./requests.js";
 import { settleAll, type Deferred, type Subscription } from "./subscription.js";
@@ -25,7 +25,18 @@ import { Subscriptions } from "./subscriptions.js";
 import { TokenRefresh, type RefreshHost } from "./token-refresh.js";
 import { TokenSource, tokenExpired } from "./tokens.js";
 import { openSocket } from "./transport.js";
-import type { ConnectionState, HeraldClientOptions, HeraldEvents, HistoryPage, StateChange, SubscribeOptions, WebSocketConstructor, Welcome } from "./types.js";
+import type {
+  ConnectionState,
+  HeraldClientOptions,
+  HeraldEvents,
+  HistoryPage,
+  PresencePage,
+  PresenceStats,
+  StateChange,
+  SubscribeOptions,
+  WebSocketConstructor,
+  Welcome,
+} from "./types.js";
 
 export * from "./types.js";
 export { Subscription } from "./subscription.js";
@@ -39,6 +50,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private readonly tokens: TokenSource;
   private readonly requests: Requests;
   private readonly subs: Subscriptions;
+  private readonly router: FrameRouter;
   private readonly publishes: Publishes;
   private readonly refresh: TokenRefresh;
 
@@ -83,6 +95,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.subs = new Subscriptions(host, this, this.requests, this.opts);
     this.publishes = new Publishes(host, this.requests, this.opts);
     this.refresh = new TokenRefresh(host, this.tokens, this.requests, this.opts);
+    this.router = { requests: this.requests, subs: this.subs, onWelcome: (conn, welcome) => this.onWelcome(conn, welcome), emit: host.emit };
   }
 
   // ---- public API ----------------------------------------------------------
@@ -166,6 +179,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     return requestHistory(this.requests, this.usable(), channel, options);
   }
 
+  /** A page of who is on `channel` (a presence namespace); pass `page.cursor` for the next one until it is null. */
+  presence(channel: string, cursor: string | null = null): Promise<PresencePage> {
+    return requestPresence(this.requests, this.usable(), channel, cursor);
+  }
+
+  /** How many clients and distinct users are on `channel`, over every gateway. */
+  presenceStats(channel: string): Promise<PresenceStats> {
+    return requestPresenceStats(this.requests, this.usable(), channel);
+  }
+
   /** Round trip to the server in ms. Rejects with `disconnected` when not connected. */
   ping(): Promise<number> {
     return measurePing(this.requests, this.usable());
@@ -239,40 +262,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     conn.close(4000, reason.slice(0, 100));
   }
 
-  /**
-   * Routes one server frame. A malformed one (parseServerFrame throws a
-   * MalformedFrameError, code `protocol_error`) rejects the request it
-   * answers when it names a waiting request's id, else it is an `error`
-   * event; the connection stays up (README: "Malformed frames").
-   */
   private onText(conn: Conn, text: string): void {
-    if (conn.ended) return;
-    let frame: ServerFrame | undefined;
-    try {
-      frame = parseServerFrame(text);
-    } catch (err) {
-      if (!this.requests.refuse(err as MalformedFrameError)) this.emit("error", err as MalformedFrameError);
-      return;
-    }
-    switch (frame?.type) {
-      case "welcome":
-        return this.onWelcome(conn, welcomeOf(frame));
-      case "message":
-        return this.subs.onMessage(conn, frame);
-      case "subscribed":
-        return this.subs.onSubscribed(conn, frame, this.requests.take(frame.id));
-      case "unsubscribed":
-      case "ack":
-      case "pong":
-      case "history":
-      case "error": {
-        const unanswered = this.requests.answer(frame);
-        if (unanswered) this.emit("error", unanswered);
-        return;
-      }
-      default:
-        return; // a frame type this client does not know (a newer server): ignored
-    }
+    if (!conn.ended) routeFrame(this.router, conn, text);
   }
 
   private onWelcome(conn: Conn, welcome: Welcome): void {

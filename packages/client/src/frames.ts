@@ -68,6 +68,17 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
     case "message":
       checkMessage(f);
       break;
+    case "presence":
+      if (!Array.isArray(f["members"]) || (f["cursor"] !== null && typeof f["cursor"] !== "string")) throw malformed(f, type, "members must be an array and cursor a string or null");
+      checkCounts(f, type);
+      break;
+    case "presence_stats":
+      checkCounts(f, type);
+      break;
+    case "join":
+    case "leave":
+      if (typeof f["channel"] !== "string" || typeof f["sub"] !== "string" || typeof f["connection"] !== "string") throw malformed(f, type, "channel, sub and connection must be strings");
+      break;
     case "error":
       if (typeof f["code"] !== "string" || f["code"] === "") throw malformed(f, type, "code must be a non-empty string");
       if (f["message"] !== undefined && typeof f["message"] !== "string") throw malformed(f, type, "message must be a string");
@@ -99,6 +110,11 @@ function checkWelcomeSubs(f: Fields, subs: unknown): void {
     if (epoch !== undefined && !isEpoch(epoch)) throw malformed(f, "welcome", "an epoch in subs must be a string of 1 to 64 characters");
     if ((seq === undefined) !== (epoch === undefined)) throw malformed(f, "welcome", "an entry of subs has seq and epoch together, or neither");
   }
+}
+
+/** The channel and counts of a presence answer. */
+function checkCounts(f: Fields, type: string): void {
+  if (typeof f["channel"] !== "string" || !Number.isInteger(f["clients"]) || !Number.isInteger(f["users"])) throw malformed(f, type, "channel, clients and users are required");
 }
 
 function isEpoch(v: unknown): boolean {

@@ -81,8 +81,40 @@ export interface HistoryFrame {
   next: number | null;
 }
 
+/** A page of a channel's members (answer to a `presence` request). */
+export interface PresenceFrame {
+  type: "presence";
+  channel: string;
+  id?: RequestId;
+  clients: number;
+  users: number;
+  members: Array<{ sub: string; connection: string; info: unknown }>;
+  cursor: string | null;
+}
+
+export interface PresenceStatsFrame {
+  type: "presence_stats";
+  channel: string;
+  id?: RequestId;
+  clients: number;
+  users: number;
+}
+
+/** A member joined or left a channel this connection is on (join_leave namespaces). */
+export interface JoinLeaveFrame {
+  type: "join" | "leave";
+  channel: string;
+  sub: string;
+  connection: string;
+  /** The member's `info` claim (join only). */
+  info?: unknown;
+}
+
 export type ServerFrame =
   | WelcomeFrame
+  | PresenceFrame
+  | PresenceStatsFrame
+  | JoinLeaveFrame
   | SubscribedFrame
   | { type: "unsubscribed"; channel: string; id?: RequestId }
   | { type: "ack"; id?: RequestId }
@@ -96,7 +128,9 @@ export type ClientFrame =
   | { type: "unsubscribe"; channel: string; id: number }
   | { type: "publish"; channel: string; data: unknown; id: number }
   | { type: "ping"; id: number }
-  | { type: "history"; channel: string; since?: number; limit?: number; id: number };
+  | { type: "history"; channel: string; since?: number; limit?: number; id: number }
+  | { type: "presence"; channel: string; cursor: string | null; id: number }
+  | { type: "presence_stats"; channel: string; id: number };
 
 /** A client frame before the request table gives it its id. */
 export type ClientRequest = WithoutId<ClientFrame>;

@@ -82,7 +82,7 @@ export class Requests {
   }
 
   /** Settles the request a reply or error frame answers; returns the error of an error frame that answers none (for an `error` event). */
-  answer(frame: Extract<ServerFrame, { type: "unsubscribed" | "ack" | "pong" | "history" }> | ErrorFrame): HeraldError | undefined {
+  answer(frame: Extract<ServerFrame, { type: "unsubscribed" | "ack" | "pong" | "history" | "presence" | "presence_stats" }> | ErrorFrame): HeraldError | undefined {
     const p = this.take(frame.id);
     if (frame.type !== "error") return void p?.resolve(frame);
     const err = new HeraldError(frame.code as HeraldErrorCode, frame.message ?? frame.code, p?.channel === undefined ? {} : { channel: p.channel });

@@ -175,6 +175,33 @@ export interface HeraldEvents {
   error: (err: HeraldError) => void;
   /** The token provider returned a new token (first connect, refresh before exp, after 4001); `expiresAt` in ms. */
   token: (info: { expiresAt: number | undefined }) => void;
+  /** A member joined a channel the client is on (presence namespaces with join_leave). */
+  join: (info: PresenceEvent) => void;
+  leave: (info: PresenceEvent) => void;
+}
+
+/** Who is on a channel (HeraldClient.presenceStats). */
+export interface PresenceStats {
+  channel: string;
+  /** Connections on the channel, over every gateway. */
+  clients: number;
+  /** Distinct users (`sub`) among them. */
+  users: number;
+}
+
+/** A page of a channel's members (HeraldClient.presence): pass `cursor` for the next page until it is null. */
+export interface PresencePage extends PresenceStats {
+  members: Array<{ sub: string; connection: string; info: unknown }>;
+  cursor: string | null;
+}
+
+/** A member joined or left a channel the client is on (namespaces with join_leave). */
+export interface PresenceEvent {
+  channel: string;
+  sub: string;
+  connection: string;
+  /** The member's `info` claim (join only). */
+  info?: unknown;
 }
 
 /** One page of a channel's stored messages (HeraldClient.history). */
