@@ -87,8 +87,11 @@ describe("presence on one gateway", () => {
     try {
       const joins: PresenceEvent[] = [];
       const leaves: PresenceEvent[] = [];
+      const onSubscription: string[] = [];
       a.on("join", (e) => joins.push(e));
       a.on("leave", (e) => leaves.push(e));
+      a.subscription("room.sdk")!.onJoin((e) => onSubscription.push(`join ${e.sub}`));
+      a.subscription("room.sdk")!.onLeave((e) => onSubscription.push(`leave ${e.sub}`));
       const b = await make("sdk-b");
       assert.deepEqual(await a.presenceStats("room.sdk"), { channel: "room.sdk", clients: 2, users: 2 });
       const page = await a.presence("room.sdk");
@@ -96,6 +99,7 @@ describe("presence on one gateway", () => {
       b.close();
       await waitFor(() => leaves.length === 1, { timeoutMs: 5000, message: "the leave event" });
       assert.deepEqual([joins.map((j) => [j.sub, j.info]), leaves.map((l) => l.sub)], [[["sdk-b", { who: "sdk-b" }]], ["sdk-b"]]);
+      assert.deepEqual(onSubscription, ["join sdk-b", "leave sdk-b"], "the subscription hears them too");
       await assert.rejects(a.presence("plain.x"), (err: { code?: string }) => err.code === "forbidden");
     } finally {
       a.close();

@@ -37,7 +37,7 @@ export function routeFrame(r: FrameRouter, conn: Conn, text: string): void {
     case "join":
     case "leave": {
       const { channel, sub, connection, info } = frame;
-      return r.emit(frame.type, info === undefined ? { channel, sub, connection } : { channel, sub, connection, info });
+      return r.subs.onPresence(conn, frame.type, info === undefined ? { channel, sub, connection } : { channel, sub, connection, info });
     }
     case "unsubscribed":
     case "ack":

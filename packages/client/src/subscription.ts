@@ -1,6 +1,6 @@
 /** A channel subscription: the public handle, and the state it owns, positions first. */
 import type { HeraldError } from "./errors.js";
-import type { GapInfo, HeraldMessage, RecoveryInfo } from "./types.js";
+import type { GapInfo, HeraldMessage, PresenceEvent, RecoveryInfo } from "./types.js";
 
 /** Gap recoveries in a row (without an in-order message) before the client accepts the loss. */
 export const MAX_GAP_RECOVERIES = 3;
@@ -42,6 +42,18 @@ export class Subscription<T = unknown> {
     return () => this.state.handlers.delete(h);
   }
 
+  /** Adds a handler for members joining the channel (presence namespaces with join_leave); returns a function removing it. */
+  onJoin(fn: (e: PresenceEvent) => void): () => void {
+    this.state.joins.add(fn);
+    return () => this.state.joins.delete(fn);
+  }
+
+  /** Adds a handler for members leaving the channel; returns a function removing it. */
+  onLeave(fn: (e: PresenceEvent) => void): () => void {
+    this.state.leaves.add(fn);
+    return () => this.state.leaves.delete(fn);
+  }
+
   unsubscribe(): Promise<void> {
     return this.client.unsubscribe(this.channel);
   }
@@ -73,6 +85,8 @@ const SKIP: Placement = Object.freeze({ deliver: false, recover: false });
 /** @internal The client's state of one channel: handlers, waiters, retries, and the stream positions it resumes from. */
 export class SubState {
   readonly handlers = new Set<(msg: HeraldMessage) => void>();
+  readonly joins = new Set<(e: PresenceEvent) => void>();
+  readonly leaves = new Set<(e: PresenceEvent) => void>();
   /** The last position delivered: the `since` of the next subscribe. */
   lastSeq: number | undefined;
   /** The server's history epoch of `lastSeq`, sent back with it. */

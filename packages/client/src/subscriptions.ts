@@ -10,7 +10,7 @@ import { HeraldError, type HeraldErrorCode } from "./errors.js";
 import type { MessageFrame, SubscribedFrame } from "./protocol.js";
 import type { Pending, Requests } from "./requests.js";
 import { SubState, type Subscription, type SubscriptionOwner } from "./subscription.js";
-import type { HeraldMessage, SubscribeOptions } from "./types.js";
+import type { HeraldMessage, PresenceEvent, SubscribeOptions } from "./types.js";
 import { takeWelcomeSub } from "./welcome-subs.js";
 
 /** Minimum wait before re-sending a request the server refused as transient (plus backoff). */
@@ -124,6 +124,20 @@ export class Subscriptions {
     sub.everConfirmed = true;
     sub.resolveWaiters();
     this.links.emit("subscribed", frame.seq === undefined ? { channel, resubscribed } : { channel, seq: frame.seq, resubscribed });
+  }
+
+  /** A join or leave frame: told once (the current connection's, as for direct messages), to the subscription and as a client event. */
+  onPresence(conn: Conn, type: "join" | "leave", e: PresenceEvent): void {
+    if (conn !== this.links.current()) return;
+    const sub = this.subs.get(e.channel);
+    for (const fn of (type === "join" ? sub?.joins : sub?.leaves) ?? []) {
+      try {
+        fn(e);
+      } catch (err) {
+        reportListenerError(err);
+      }
+    }
+    this.links.emit(type, e);
   }
 
   onMessage(conn: Conn, frame: MessageFrame): void {
