@@ -98,7 +98,8 @@ export class MemoryBroker implements Broker {
       answers.push(msg.data);
       if (opts.done?.(msg.data)) finish();
     });
-    const timer = setTimeout(finish, opts.timeoutMs);
+    // unref: a gather left waiting does not keep an embedded process alive.
+    const timer = setTimeout(finish, opts.timeoutMs).unref();
     try {
       await this.publish(subject, data, undefined, inbox);
       await finished;

@@ -120,7 +120,8 @@ export class ControlResponder {
       }
       case "subscribe":
       case "unsubscribe": {
-        if (this.ctx.namespaces.problem(request.channel)) return { gateway: this.id, error: this.ctx.namespaces.problem(request.channel)! };
+        const problem = this.ctx.namespaces.problem(request.channel);
+        if (problem) return { gateway: this.id, error: problem };
         const act = request.kind === "subscribe" ? this.ctx.serverSubscribe : this.ctx.serverUnsubscribe;
         let reached = 0;
         for (const conn of [...this.ctx.users.of(request.sub)]) if (!conn.closed && act(conn, request.channel)) reached++;

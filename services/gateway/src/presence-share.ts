@@ -214,7 +214,9 @@ export class PresenceShare {
     // The number of the last batch the broker took: the snapshot holds exactly the changes up to it.
     this.flush();
     const n = this.changeNo - this.unsent.length;
-    const members = this.o.target.ownMembers().filter((m) => !this.unsent.some((b) => b.j?.some((j) => j[1] === m[1] && j[0] === m[0])));
+    // Joins not yet taken by the broker follow in their batch, after the snapshot.
+    const later = new Set(this.unsent.flatMap((b) => (b.j ?? []).map((j) => `${j[0]}\n${j[1]}`)));
+    const members = later.size === 0 ? this.o.target.ownMembers() : this.o.target.ownMembers().filter((m) => !later.has(`${m[0]}\n${m[1]}`));
     for (let i = 0; i === 0 || i < members.length; i += SNAPSHOT_PART) {
       const part: SnapshotPart = { g: this.o.self, n, last: i + SNAPSHOT_PART >= members.length, m: members.slice(i, i + SNAPSHOT_PART) };
       if (msg.respond?.(Buffer.from(JSON.stringify(part)))) this.o.metrics.presenceMessages.inc({ kind: "snapshot" });
