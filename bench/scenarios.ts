@@ -4,80 +4,13 @@
  * settings, stops it, and returns rows for the report.
  */
 import { runAvalanche } from "./lib/avalanche.js";
-import { LoadGen, type PhaseResult } from "./lib/loadgen.js";
+import type { LoadGen, PhaseResult } from "./lib/loadgen.js";
 import type { Shape } from "./lib/protocol.js";
 import { sampleAll } from "./lib/procstat.js";
-import { startTarget, type RunningTarget, type TargetName, type TargetOptions } from "./lib/targets.js";
+import { n, quiet, settle, withTarget, type RunConfig, type TargetName, type Row, type Scenario, type ScenarioResult } from "./lib/scenario-kit.js";
+import { PRESENCE_SCENARIO } from "./lib/presence-scenario.js";
 
-export interface RunConfig {
-  /** Scale factor for connection counts (1 = the documented sizes; the smoke test uses ~0.02). */
-  scale: number;
-  /** Seconds per publish phase. */
-  phaseSeconds: number;
-  /** Gateway processes for the "-multi" targets. */
-  multi: number;
-  targets: TargetName[];
-  quiet: boolean;
-  /** Pause before reading RSS after connecting (lets allocators settle); 0 in the smoke run. */
-  settleMs: number;
-  log: (s: string) => void;
-  targetOptions?: (t: TargetName) => TargetOptions;
-}
-
-export type Row = Record<string, unknown> & { target: string };
-export interface ScenarioResult {
-  name: string;
-  title: string;
-  description: string;
-  rows: Row[];
-  notes: string[];
-}
-
-type Scenario = {
-  title: string;
-  description: string;
-  defaultTargets: TargetName[];
-  run(cfg: RunConfig, target: TargetName, notes: string[]): Promise<Row[]>;
-};
-
-const n = (cfg: RunConfig, base: number) => Math.max(20, Math.round(base * cfg.scale));
-const workersFor = (conns: number) => Math.max(2, Math.ceil(conns / 15_000));
-const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits (at most maxMs) until the processes use under `percent` CPU over one second: after a big connect they still register interest. */
-async function quiet(pids: number[], maxMs: number, percent = 20): Promise<number> {
-  const t0 = Date.now();
-  let last = sampleAll(pids).cpuSeconds;
-  while (Date.now() - t0 < maxMs) {
-    await settle(1000);
-    const cpu = sampleAll(pids).cpuSeconds;
-    const busy = (cpu - last) * 100;
-    last = cpu;
-    if (busy < percent) break;
-  }
-  return Date.now() - t0;
-}
-
-/** Per-scenario overrides of the run config: gateway processes for the -multi targets, extra server env. */
-interface TargetOverrides {
-  multi?: number;
-  env?: Record<string, string>;
-}
-
-async function withTarget<T>(cfg: RunConfig, name: TargetName, conns: number, fn: (t: RunningTarget, lg: LoadGen) => Promise<T>, over: TargetOverrides = {}): Promise<T> {
-  const base = cfg.targetOptions?.(name) ?? {};
-  const opts = over.env ? { ...base, env: { ...base.env, ...over.env } } : base;
-  const t = await startTarget(name, over.multi ?? cfg.multi, opts);
-  const lg = new LoadGen(t.spec, workersFor(conns));
-  lg.quiet = cfg.quiet;
-  try {
-    await lg.start();
-    return await fn(t, lg);
-  } finally {
-    await lg.stop();
-    await t.stop();
-  }
-}
+export type { RunConfig, Row, ScenarioResult } from "./lib/scenario-kit.js";
 
 /** The storm of connect-storm: 500 upgrades in flight per worker, all on one shared channel. */
 const STORM = (count: number) => ({ count, rate: 0, inflight: 500, shape: { kind: "shared", channel: "bench" } as Shape, probeEvery: 1e9 });
@@ -350,11 +283,12 @@ export const SCENARIOS: Record<string, Scenario> = {
       });
     },
   },
+  presence: PRESENCE_SCENARIO,
 };
 
 export const FULL = ["ceiling", "idle-10k", "idle-10k-shared", "idle-50k", "connect-storm", "broadcast", "channels", "slow-consumer"];
 /** Named scenarios not in FULL (each takes minutes on this machine): run them by name. */
-export const EXTRA = ["avalanche", "conns-100k", "connect-storm-warm"];
+export const EXTRA = ["avalanche", "conns-100k", "connect-storm-warm", "presence"];
 
 export async function runScenario(name: string, cfg: RunConfig): Promise<ScenarioResult> {
   const sc = SCENARIOS[name];

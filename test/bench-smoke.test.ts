@@ -93,3 +93,28 @@ describe("bench smoke: Herald vs nats-ws vs ws baseline", { skip, timeout: 90_00
     assert.equal(files.filter((x) => x.endsWith(".svg")).length, 2, "latency and memory charts");
   });
 });
+
+describe("bench smoke: the presence scenario", { skip, timeout: 120_000 }, () => {
+  after(() => killAll());
+
+  test("three runs side by side: exact counts, every page walk lists each member once, join/leave latency measured", async () => {
+    const log: string[] = [];
+    const result = await runBench(["presence"], { scale: 0.01, phaseSeconds: 1, multi: 2, targets: [], quiet: true, settleMs: 0, log: (s) => log.push(s) });
+    const [s] = result.scenarios;
+    assert.ok(s);
+    assert.deepEqual(s.notes.filter((n) => /failed:|NOT exact/.test(n)), [], `${s.notes.join("; ")}\n${log.join("\n")}`);
+    assert.deepEqual(s.rows.map((r) => r.target.replace(/^herald-x\d+ /, "")), ["(no presence)", "(presence, counts and lists)", "(presence + join/leave in rooms)"]);
+    const [off, counts, events] = s.rows as [Row, Row, Row];
+    assert.equal(off["membersPerGateway"], 0);
+    for (const r of [counts, events]) {
+      assert.deepEqual([r["connections"], r["membersPerGateway"], typeof r["statsP99Ms"], typeof r["pageP99Ms"], typeof r["extraRssBytesPerMember"], (r["allGatewaysExactAfterMs"] as number) >= 0], [1000, 2000, "number", "number", "number", true]);
+    }
+    assert.equal(counts["joinLeaveFramesReceived"], 0, "no join/leave frames without join_leave");
+    assert.ok((events["joinLeaveFramesReceived"] as number) > 0);
+    assert.deepEqual([typeof events["joinToEventP99Ms"], typeof events["leaveToEventP99Ms"], counts["joinToEventP99Ms"]], ["number", "number", undefined]);
+    const walks = s.notes.filter((n) => n.startsWith("member pages"));
+    assert.equal(walks.length, 2);
+    for (const w of walks) assert.equal(w.match(/1000 members, 0 duplicates/g)?.length, 3, w);
+    assert.equal(liveChildren(), 0, "every server and worker process has exited");
+  });
+});

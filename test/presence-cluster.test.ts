@@ -1,7 +1,8 @@
 /**
  * Presence across gateways (issue 12): three gateways on a 3-node NATS
  * cluster, members spread over them. Counts and member lists are exact on
- * every gateway after joins and leaves anywhere; a gateway killed with -9
+ * every gateway after joins and leaves anywhere; pages list every member
+ * exactly once while others join and leave elsewhere; a gateway killed with -9
  * has its members gone within PRESENCE_TTL_SECONDS (+5 s), with their leave
  * frames; a NATS node restart loses no presence.
  */
@@ -84,6 +85,39 @@ describe("presence across three gateways on a 3-node NATS cluster", { skip: miss
     await converge(watchers, "room.a", [8, 8]); // u1 and u5 still have a connection each; u6 left
     const left = await watchers[1]!.next((f) => f.type === "leave" && f["connection"] === members[0]!.welcome?.["connection"]);
     assert.equal(left["sub"], "u1");
+  });
+
+  test("pages cover every member exactly once while members join and leave on other gateways", async () => {
+    const conns: Client[] = [];
+    for (let i = 0; i < 1500; i += 150) conns.push(...(await Promise.all(Array.from({ length: 150 }, (_, k) => join(gateways[(i + k) % 3]!, `pg${i + k}`, "room.pages")))));
+    const reader = await join(gateways[0]!, "pg-reader", "room.pages");
+    await converge([reader], "room.pages", [1501, 1501]);
+    const first = await reader.request({ type: "presence", channel: "room.pages", cursor: null, id: "pg1" });
+    const firstPage = first["members"] as Frame[];
+    assert.deepEqual([firstPage.length, typeof first["cursor"]], [1000, "string"]);
+    // Between the pages: 60 members of the first page leave (20 per gateway), 30 newcomers join on gateways 1 and 2.
+    const onFirstPage = new Set(firstPage.map((m) => m["connection"]));
+    const leaving = conns.filter((c) => onFirstPage.has(c.welcome?.["connection"])).slice(0, 60);
+    await Promise.all(leaving.map((c) => c.close()));
+    const late = await Promise.all(Array.from({ length: 30 }, (_, i) => join(gateways[1 + (i % 2)]!, `pg-late${i}`, "room.pages")));
+    await converge([reader], "room.pages", [1501 - 60 + 30, 1501 - 60 + 30]);
+    const rest: Frame[] = [];
+    let cursor = first["cursor"] as string | null;
+    while (cursor !== null) {
+      const page = await reader.request({ type: "presence", channel: "room.pages", cursor, id: `pg${n++}` });
+      rest.push(...(page["members"] as Frame[]));
+      cursor = page["cursor"] as string | null;
+    }
+    const seen = [...firstPage, ...rest].map((m) => m["connection"] as string);
+    assert.equal(new Set(seen).size, seen.length, "no member listed twice");
+    const gone = new Set(leaving.map((c) => c.welcome?.["connection"]));
+    for (const c of [reader, ...conns]) {
+      const id = c.welcome?.["connection"] as string;
+      if (!gone.has(id)) assert.ok(seen.includes(id), `${id}, present throughout, is listed`);
+    }
+    const lateIds = late.map((c) => c.welcome?.["connection"] as string);
+    assert.deepEqual(rest.slice(-30).map((m) => m["connection"]).sort(), [...lateIds].sort(), "the newcomers follow at the end");
+    await Promise.all([reader, ...conns, ...late].map((c) => c.close()));
   });
 
   test("server API: stats and pages of a channel's members over the gateways; bad input", async () => {

@@ -6,7 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createGatewayMetrics, newRegistry, readHistoryConfig, readNamespaces } from "@herald/core";
+import { Subjects, createGatewayMetrics, createLogger, newRegistry, readHistoryConfig, readNamespaces } from "@herald/core";
+import { MemoryBroker } from "@herald/broker";
+import { PresenceShare, type ShareTarget, type WireMember } from "../services/gateway/src/presence-share.js";
+import { waitFor } from "./helpers/wait.js";
 import { PresenceRegistry } from "../services/gateway/src/presence-registry.js";
 import { Presence } from "../services/gateway/src/presence.js";
 
@@ -56,4 +59,49 @@ test("a snapshot over a copy joins and leaves only the differences", () => {
   assert.deepEqual(frames.sort(), ["join:c", "leave:a"]);
   presence.dropOrigin("peer");
   assert.deepEqual(frames.sort(), ["join:c", "leave:a", "leave:b", "leave:c"]);
+});
+
+test("share: a snapshot asked for before newer changes arrived does not take them back", async () => {
+  // B starts (and asks every gateway for its members: an answer gathered over
+  // the whole snapshot timeout) just before A's members join. A's first
+  // change batch makes B read A again, sooner; the older, empty answer of
+  // the first read lands after it and must not empty B's copy.
+  const broker = new MemoryBroker();
+  let gathers = 0;
+  const counted = new Proxy(broker, {
+    get(target, key, receiver) {
+      if (key !== "gather") return Reflect.get(target, key, receiver);
+      return (...args: Parameters<MemoryBroker["gather"]>) => target.gather(...args).finally(() => gathers++);
+    },
+  });
+  const copy = (own: WireMember[]) => {
+    const remote = new Map<string, WireMember>();
+    const target: ShareTarget = {
+      remoteJoin: (_o, m) => void remote.set(m[1], m),
+      remoteLeave: (_c, connection) => void remote.delete(connection),
+      dropOrigin: () => remote.clear(),
+      replaceOrigin: (_o, members) => {
+        remote.clear();
+        for (const m of members) remote.set(m[1], m);
+      },
+      ownMembers: () => own,
+    };
+    return { remote, target };
+  };
+  const opts = { subjects: new Subjects("herald"), logger: createLogger("test", "error"), ttlMs: 30_000, metrics: createGatewayMetrics(newRegistry()) };
+  const ownA: WireMember[] = [];
+  const a = new PresenceShare({ ...opts, broker, self: "a", target: copy(ownA).target });
+  const b = copy([]);
+  const shareB = new PresenceShare({ ...opts, broker: counted, self: "b", target: b.target });
+  a.start();
+  shareB.start();
+  for (let i = 0; i < 50; i++) {
+    const m: WireMember = ["room.1", `c${i}`, `u${i}`];
+    ownA.push(m);
+    a.localJoin(m);
+  }
+  await waitFor(() => gathers >= 2, { timeoutMs: 10_000, message: "both of B's reads of A are over" });
+  assert.equal(b.remote.size, 50);
+  a.stop();
+  shareB.stop();
 });

@@ -11,14 +11,16 @@ export interface Endpoint {
 /**
  * Channels per connection i: "groups" puts k consecutive connections on g.<i/k>;
  * "group-of" spreads them round-robin over `groups` channels g.<i % groups>;
- * "personal+group" subscribes to u.<i> AND g.<i % groups> (two subscriptions).
+ * "personal+group" subscribes to u.<i> AND g.<i % groups> (two subscriptions);
+ * "presence" subscribes to one big `channel` AND <prefix>.<i % rooms> (the presence benchmark).
  */
 export type Shape =
   | { kind: "shared"; channel: string }
   | { kind: "per-user" }
   | { kind: "groups"; k: number }
   | { kind: "group-of"; groups: number }
-  | { kind: "personal+group"; groups: number };
+  | { kind: "personal+group"; groups: number }
+  | { kind: "presence"; channel: string; rooms: number; prefix: string };
 
 export interface ConnectPlan {
   proto: Proto;
@@ -85,6 +87,8 @@ export interface WorkerSnapshot {
   lastReady: number;
   msgs: number;
   pausedMsgs: number;
+  /** join / leave frames received (counted, not parsed). */
+  presenceEvents: number;
   bytes: number;
   reads: number;
   closes: Record<string, number>;

@@ -17,5 +17,7 @@ export function channelsOf(shape: Shape, i: number): string[] {
       return [`g.${i % shape.groups}`];
     case "personal+group":
       return [`u.${i}`, `g.${i % shape.groups}`];
+    case "presence":
+      return [shape.channel, `${shape.prefix}.${i % shape.rooms}`];
   }
 }

@@ -12,7 +12,7 @@ import type { ConnectPlan, FromWorker, ToWorker, WorkerSnapshot } from "./protoc
 
 const send = (m: FromWorker) => process.send!(m);
 
-const counters: Counters = { msgs: 0, pausedMsgs: 0, bytes: 0, reads: 0, closes: {}, errors: {} };
+const counters: Counters = { msgs: 0, pausedMsgs: 0, presenceEvents: 0, bytes: 0, reads: 0, closes: {}, errors: {} };
 const hist = new Histogram();
 const connectHist = new Histogram();
 let gaps = 0;
@@ -142,6 +142,7 @@ function snapshot(): WorkerSnapshot {
     lastReady,
     msgs: counters.msgs,
     pausedMsgs: counters.pausedMsgs,
+    presenceEvents: counters.presenceEvents,
     bytes: counters.bytes,
     reads: counters.reads,
     closes: { ...counters.closes },
@@ -167,7 +168,7 @@ process.on("message", (m: ToWorker) => {
       connect();
       break;
     case "reset":
-      counters.msgs = counters.pausedMsgs = counters.bytes = counters.reads = 0;
+      counters.msgs = counters.pausedMsgs = counters.presenceEvents = counters.bytes = counters.reads = 0;
       counters.closes = {};
       counters.errors = {};
       gaps = dups = probeMsgs = 0;

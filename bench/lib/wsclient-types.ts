@@ -7,6 +7,7 @@ export type Proto = "herald" | "nats";
 export interface Counters {
   msgs: number; // message deliveries received by reading sockets
   pausedMsgs: number; // deliveries received by sockets told to stop reading
+  presenceEvents: number; // join / leave frames
   bytes: number;
   reads: number;
   closes: Record<string, number>;

@@ -259,6 +259,11 @@ export class Conn {
       if (typeof seq === "number" && typeof t === "number" && ch >= 0) this.sink.sample(this, seq, t, ch);
       return;
     }
+    // join / leave frames (presence benchmark): counted, not parsed, like the messages of non-probes
+    if (text.startsWith('{"type":"join"') || text.startsWith('{"type":"leave"')) {
+      this.c.presenceEvents++;
+      return;
+    }
     let m: { type?: string; code?: string; id?: unknown; seq?: unknown; recovered?: unknown };
     try {
       m = JSON.parse(text) as typeof m;

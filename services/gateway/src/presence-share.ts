@@ -22,7 +22,11 @@
 import type { GatewayMetrics, Logger, Subjects } from "@herald/core";
 import type { Broker, BrokerMessage, BrokerSubscription } from "@herald/broker";
 
-/** Joins and leaves are sent together at most this often. */
+/**
+ * Joins and leaves are sent together at most this often. A change after a
+ * quiet spell goes out at once (next timer tick), so a lone join reaches
+ * the other gateways in a millisecond; under churn they share a batch.
+ */
 const CHANGE_BATCH_MS = 50;
 /** Members per snapshot part (well under NATS' 1 MB max payload). */
 const SNAPSHOT_PART = 2000;
@@ -135,15 +139,18 @@ export class PresenceShare {
     this.soon();
   }
 
+  private lastFlushAt = -Infinity;
+
   private soon(): void {
     if (this.flushTimer === undefined) {
-      this.flushTimer = setTimeout(() => this.flush(), CHANGE_BATCH_MS);
+      this.flushTimer = setTimeout(() => this.flush(), Math.max(0, this.lastFlushAt + CHANGE_BATCH_MS - performance.now()));
       this.flushTimer.unref();
     }
   }
 
   private flush(): void {
     this.flushTimer = undefined;
+    this.lastFlushAt = performance.now();
     if (this.joins.length > 0 || this.leaves.length > 0) {
       const batch: Changes = { g: this.o.self, n: ++this.changeNo };
       if (this.joins.length > 0) batch.j = this.joins;
@@ -257,10 +264,14 @@ export class PresenceShare {
       synced.add(g);
       const peer = this.peer(g);
       const n = list[0]!.n;
-      this.o.target.replaceOrigin(g, list.flatMap((p) => p.m));
-      this.o.metrics.presenceResyncs.inc();
-      peer.applied = n;
-      const pending = (peer.pending ?? []).filter((b) => b.n > n).sort((a, b) => a.n - b.n);
+      // A snapshot older than what is applied (another read, asked later, landed first) would
+      // take back newer changes: keep the newer state.
+      if (peer.applied === undefined || n > peer.applied) {
+        this.o.target.replaceOrigin(g, list.flatMap((p) => p.m));
+        this.o.metrics.presenceResyncs.inc();
+        peer.applied = n;
+      }
+      const pending = (peer.pending ?? []).filter((b) => b.n > peer.applied!).sort((a, b) => a.n - b.n);
       peer.pending = undefined;
       for (const b of pending) {
         if (b.n !== peer.applied + 1) break; // a gap again: the next heartbeat asks again
