@@ -12,7 +12,7 @@
  * Options: --targets herald,nats-ws,...  --multi 4  --phase-seconds 5  --scale 1  --out DIR  --publish  --quiet  --help
  * Scenarios: ceiling idle-10k idle-10k-shared idle-50k connect-storm broadcast channels slow-consumer; full = all of them.
  * Also by name only (minutes each): avalanche (kill -9 and drain under 40k resuming clients), conns-100k (100k sockets, 6 gateways),
- *   connect-storm-warm (three storms in a row on one server process).
+ *   connect-storm-warm (three storms in a row on one server process), presence (100k members over 6 gateways, with and without presence).
  * Targets: herald herald-history herald-history-multi herald-batched herald-multi nats-ws ws-baseline ws-baseline-multi uws-ceiling
  */
 import { mkdirSync, writeFileSync } from "node:fs";
