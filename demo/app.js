@@ -1,6 +1,7 @@
 // Herald demo page: a small, readable example of @herald/client in a browser.
 // The SDK is served by scripts/demo-server.mjs from packages/client/dist at /sdk/.
 import { HeraldClient, decodeBase64 } from "/sdk/index.js";
+import { mountPresence } from "/presence.js";
 
 const MAX_MESSAGES = 200;
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,7 @@ const token = config.tokenUrl
 
 const client = new HeraldClient({ url: config.gatewayUrl, token });
 window.heraldClient = client; // handy in the devtools console
+const presence = mountPresence(client, $("presence"));
 
 // ---- connection state ------------------------------------------------------
 
@@ -125,6 +127,8 @@ function renderChannels() {
     }),
   );
   $("channels-empty").hidden = names.length > 0;
+  $("presence-h").hidden = names.length === 0;
+  presence.sync();
   $("channel-list").replaceChildren(...names.map((n) => Object.assign(document.createElement("option"), { value: n })));
 }
 
