@@ -48,9 +48,17 @@ demoEnv.ALLOWED_ORIGINS ??= [
   "http://localhost:3000", "http://localhost:5173",
 ].join(",");
 
+// Presence on out of the box: channels `room.*` list who is on them, live
+// (join/leave frames); every other channel behaves as with no namespaces.
+// Your own NAMESPACES / NAMESPACES_FILE replace this (the page then starts on `demo` only).
+const DEMO_NAMESPACES = { room: { presence: true, join_leave: true }, "": {} };
+const ownNamespaces = Boolean(demoEnv.NAMESPACES?.trim() || demoEnv.NAMESPACES_FILE?.trim());
+if (!ownNamespaces) demoEnv.NAMESPACES = JSON.stringify(DEMO_NAMESPACES);
+const demoChannels = ownNamespaces ? ["demo"] : ["demo", "room.lobby"];
+
 const canSign = Boolean(demoEnv.JWT_SECRET);
 const demoToken = (lifetime) =>
-  new SignJWT({ channels: [">"], publish: [">"] })
+  new SignJWT({ channels: [">"], publish: [">"], info: { name: "Demo user" } })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject("demo-user")
     .setIssuedAt()
@@ -105,6 +113,7 @@ await runService({
             gatewayUrl: `ws://${shownHost(gatewayConfig.host)}:${gwPort}/ws`,
             publisherUrl: `http://${shownHost(publisherConfig.host)}:${pubPort}`,
             token: () => demoToken("1h"),
+            channels: demoChannels,
           });
         },
         drain: async () => demo?.close(),
@@ -148,6 +157,7 @@ async function banner(gatewayConfig, publisherConfig, broker) {
       (broker.kind === "nats" ? `NATS at ${broker.shownServers.join(",")})` : "in-process memory broker)"),
     "",
     ...(demo ? [`  demo: http://${shownHost(demoHost)}:${demo.port}/   <- open this in a browser`, ""] : []),
+    ...(ownNamespaces ? [] : ["  Presence    channels room.* list who is on them (the demo page joins room.lobby; open it twice)", ""]),
     `  WebSocket   ws://${gwUrl}/ws`,
     `  Publish API http://${pubUrl}/v1/channels/{channel}/messages`,
     `  Health      http://${gwUrl}/readyz   Metrics http://${gwUrl}/metrics`,
