@@ -13,6 +13,8 @@ import { hsToken } from "./helpers/tokens.js";
 import { TestStack } from "./helpers/stack.js";
 import { SseReader, type SseEvent } from "./helpers/sse.js";
 import type { NatsServer } from "./helpers/nats.js";
+import { connect as tcpConnect } from "node:net";
+import { scrape } from "./helpers/metrics.js";
 
 const API_KEY = "sse-test-api-key-0123456789abcdef";
 const isMessage = (channel: string) => (e: SseEvent) => e.frame?.type === "message" && e.frame.channel === channel;
@@ -81,6 +83,7 @@ describe("SSE", { skip: missingBuild(GATEWAY_MAIN) }, () => {
     assert.deepEqual(msg.frame?.data, { n: 1 });
     assert.ok(msg.id && msg.id.startsWith("1."), `resume id: ${msg.id}`);
     await r.next((e) => e.comments.includes("keepalive"));
+    assert.ok(((await scrape(gw1.url)).get("herald_sse_connections") ?? 0) >= 1);
   });
 
   test("a channel the token may not read is refused as an error event, the others still flow", async () => {
@@ -159,5 +162,40 @@ describe("SSE", { skip: missingBuild(GATEWAY_MAIN) }, () => {
     const closed = await r.next((e) => e.frame?.type === "close", 10_000);
     assert.equal(closed.frame?.code, 4001);
     await r.end();
+  });
+
+  test("a reader that stops reading is shed like a slow WebSocket: a final close event 4009", async () => {
+    const gw3 = await stack.gateway(nats, { HISTORY_STREAM: "SSE_TEST", SLOW_CONSUMER_BYTES: "16384" });
+    const sock = tcpConnect(gw3.port, "127.0.0.1");
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    let text = "";
+    let paused = false;
+    let resolveOpen!: () => void;
+    const opened = new Promise<void>((r) => (resolveOpen = r));
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((r) => (resolveClosed = r));
+    sock.on("data", (b: Buffer) => {
+      text += b.toString("latin1");
+      if (!paused && text.includes('"type":"subscribed"')) {
+        paused = true;
+        resolveOpen();
+        // Stop reading: the kernel buffers fill, then the gateway's.
+        sock.pause();
+      }
+      if (text.includes('"type":"close"')) resolveClosed();
+    });
+    sock.write(`GET /sse?channel=news&access_token=${token} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+    await opened;
+    const big = "x".repeat(60_000);
+    let shed = false;
+    for (let i = 0; i < 400 && !shed; i++) {
+      await Promise.all([0, 1, 2, 3].map((j) => publish(publisher, "news", { big, i, j })));
+      if (i % 10 === 9) shed = ((await scrape(gw3.url)).get("herald_sse_connections") ?? 1) === 0;
+    }
+    assert.ok(shed, "the stream was shed");
+    sock.resume();
+    await closed;
+    assert.match(text, /data: \{"type":"close","code":4009,"reason":"slow consumer"\}/);
+    sock.destroy();
   });
 });

@@ -73,10 +73,10 @@ export interface AdmissionRequest {
 }
 
 /**
- * `complete` gets the admitted client and the subprotocol to answer with;
- * `corked` is false when it runs inside uWS's request callback (writes are
- * corked there already) and true when it runs later from a promise inside
- * res.cork(). Not called when the client went away meanwhile.
+ * `complete` gets the admitted client and the subprotocol to answer with,
+ * always with the response corked: inside uWS's request callback (static
+ * keys) or, after a JWKS fetch, inside res.cork(). Not called when the
+ * client went away meanwhile.
  */
 export type Admission = (res: HttpResponse, request: AdmissionRequest, complete: (admitted: Admitted, protocol: string) => void) => void;
 
