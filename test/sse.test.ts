@@ -67,6 +67,10 @@ describe("SSE", { skip: missingBuild(GATEWAY_MAIN) }, () => {
     const bad = await SseReader.open(`${gw1.url}/sse?channel=news&access_token=not.a.jwt`);
     assert.ok(!(bad instanceof SseReader));
     assert.equal(bad.status, 401);
+    const many = Array.from({ length: 33 }, (_, i) => `channel=news${i}`).join("&");
+    const tooMany = await SseReader.open(`${gw1.url}/sse?${many}&access_token=${token}`);
+    assert.ok(!(tooMany instanceof SseReader));
+    assert.equal(tooMany.status, 400);
   });
 
   test("welcome first, subscribed answers, messages with ids, keepalive comments", async () => {
@@ -197,5 +201,24 @@ describe("SSE", { skip: missingBuild(GATEWAY_MAIN) }, () => {
     await closed;
     assert.match(text, /data: \{"type":"close","code":4009,"reason":"slow consumer"\}/);
     sock.destroy();
+  });
+
+  test("Origin as for /ws; a token's subs in the welcome; drain ends the stream with a close event 1001", async () => {
+    const gw4 = await stack.gateway(nats, { HISTORY_STREAM: "SSE_TEST", ALLOWED_ORIGINS: "https://ok.example", DRAIN_SECONDS: "0" });
+    const subbed = await hsToken({ sub: "subbed", channels: ["news"], subs: ["news"] });
+    const refused = await SseReader.open(`${gw4.url}/sse?access_token=${subbed}`, { origin: "https://evil.example" });
+    assert.ok(!(refused instanceof SseReader));
+    assert.equal(refused.status, 403);
+    const r = await open(`${gw4.url}/sse?access_token=${subbed}`, { origin: "https://ok.example" });
+    readers.push(r);
+    const welcome = await r.next((e) => e.frame?.type === "welcome");
+    const subs = welcome.frame?.subs as Array<{ channel: string; seq?: number }>;
+    assert.equal(subs[0]?.channel, "news");
+    assert.equal(typeof subs[0]?.seq, "number");
+    await publish(publisher, "news", { k: "to-subs" });
+    await r.next((e) => isMessage("news")(e) && (e.frame?.data as { k?: string }).k === "to-subs");
+    gw4.kill("SIGTERM");
+    const closed = await r.next((e) => e.frame?.type === "close");
+    assert.equal(closed.frame?.code, 1001);
   });
 });

@@ -146,6 +146,8 @@ export class SseConnection implements Connection {
 
   close(code: number, reason: string): void {
     if (this.closed) return;
+    // Closed before its welcome (a token sub refused): nothing held is sent.
+    this.held?.end();
     this.held = undefined;
     this.write(dataLines(JSON.stringify({ type: "close", code, reason })));
     this.closed = true;
