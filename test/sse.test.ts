@@ -211,6 +211,7 @@ describe("SSE", { skip: missingBuild(GATEWAY_MAIN) }, () => {
     assert.equal(refused.status, 403);
     const r = await open(`${gw4.url}/sse?access_token=${subbed}`, { origin: "https://ok.example" });
     readers.push(r);
+    assert.equal(r.headers.get("access-control-allow-origin"), "https://ok.example");
     const welcome = await r.next((e) => e.frame?.type === "welcome");
     const subs = welcome.frame?.subs as Array<{ channel: string; seq?: number }>;
     assert.equal(subs[0]?.channel, "news");

@@ -63,8 +63,11 @@ export function attachSseRoute(app: TemplatedApp, deps: SseRouteDeps): void {
         conn?.aborted();
       }),
     );
-    admit(res, admissionRequest(res, req, deps.config, ""), (a) => {
+    const request = admissionRequest(res, req, deps.config, "");
+    admit(res, request, (a) => {
       res.writeStatus("200 OK");
+      // A page on another origin reads the stream only with CORS; the origin was checked (ALLOWED_ORIGINS) already.
+      if (request.origin !== "") res.writeHeader("Access-Control-Allow-Origin", request.origin).writeHeader("Vary", "Origin");
       res.writeHeader("Content-Type", "text/event-stream");
       res.writeHeader("Cache-Control", "no-cache");
       // nginx (and proxies that honour it) would otherwise buffer the stream.
