@@ -31,6 +31,7 @@ export function createGatewayMetrics(registry: Registry) {
   const registers = [registry];
   return {
     connectionsOpen: new Gauge({ name: "herald_connections_open", help: "WebSocket connections currently open", registers }),
+    sseConnections: new Gauge({ name: "herald_sse_connections", help: "SSE streams (GET /sse) currently open; not counted in herald_connections_open", registers }),
     upgrades: new Counter({
       name: "herald_upgrades_total",
       help: "WebSocket upgrade attempts by result and reason",

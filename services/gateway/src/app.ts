@@ -29,8 +29,10 @@ import { IpLimiter, KeyedLimiter } from "./ip-limiter.js";
 import { HeldTopics } from "./pre-welcome.js";
 import { ProtocolHandler } from "./protocol-handler.js";
 import { openWithSubs } from "./server-subs.js";
-import { SocketGuard, backpressureCap } from "./socket-guard.js";
+import { SocketGuard, backpressureCap, hardFrameCap } from "./socket-guard.js";
 import { createUpgradeHandler } from "./upgrade.js";
+import { SseHub } from "./sse-hub.js";
+import { attachSseRoute } from "./sse-route.js";
 import { ConnectionsByUser } from "./connections-by-user.js";
 import { ControlResponder, newGatewayId } from "./control.js";
 import { Presence } from "./presence.js";
@@ -38,6 +40,7 @@ import { Revocations } from "./revocations.js";
 import { applyListenBacklog } from "./listen-backlog.js";
 import { LISTEN_EXCLUSIVE_PORT, closeApp, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 import type { WsConnection, WsUserData } from "./ws-connection.js";
+import type { SseConnection } from "./sse-connection.js";
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -59,17 +62,6 @@ export interface Gateway {
   drain(): Promise<void>;
   /** Immediate stop (tests): closes sockets and listeners, not the broker. */
   close(): void;
-}
-
-/**
- * Largest frame uWS will buffer: frames between the limit and this get a
- * clean 1009; a frame declared larger is refused at its header (uWS closes
- * the TCP connection: the client sees 1006). uWS reserves a frame's whole
- * declared length as soon as part of it arrives, so this, not the limit, is
- * what one socket can make the gateway hold for an unfinished frame.
- */
-export function hardFrameCap(maxPayloadBytes: number): number {
-  return maxPayloadBytes + Math.max(4096, Math.floor(maxPayloadBytes / 4));
 }
 
 /** uWS.js takes (host, port, options, cb) too; its types only list (port, options, cb). */
@@ -100,12 +92,18 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   // uWS pub/sub copies each frame to every socket on the topic in C++;
   // connections still waiting for their welcome get theirs kept (pre-welcome.ts).
   const held = new HeldTopics();
+  // SSE streams (sse-hub.ts) get each frame encoded once as event lines.
+  const sse = new SseHub(config.sseKeepaliveMs);
+  /** Every open connection, WebSockets and SSE streams. */
+  const all: Iterable<WsConnection | SseConnection> = { *[Symbol.iterator]() { yield* sockets; yield* sse.streams; } };
+  const open = () => sockets.size + sse.streams.size;
   const sink: TopicSink = {
     publish: (topic, frame) => {
       app.publish(topic, frame, false, false);
       held.publish(topic, frame);
+      sse.publish(topic, frame);
     },
-    subscribers: (topic) => app.numSubscribers(topic) + held.count(topic),
+    subscribers: (topic) => app.numSubscribers(topic) + held.count(topic) + sse.count(topic),
   };
   const gatewayId = newGatewayId();
   const presence: Presence = Presence.start({
@@ -137,12 +135,12 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   metrics.brokerConnected.set(broker.connected ? 1 : 0);
   const offStatus = broker.onStatus((status) => {
     metrics.brokerConnected.set(status === "connected" ? 1 : 0);
-    if (status === "disconnected" && !gate.draining && sockets.size > 0) {
+    if (status === "disconnected" && !gate.draining && open() > 0) {
       // Core NATS does not keep what is published while we are away; with
       // history the fan-out reads the gap back after the reconnect.
       metrics.drops.inc({ reason: "broker_disconnect" });
       logger.warn(
-        { connections: sockets.size, history: broker.history !== undefined },
+        { connections: open(), history: broker.history !== undefined },
         broker.history
           ? "broker disconnected: channel messages published meanwhile are read back from history on reconnect; direct user messages are lost"
           : "broker disconnected: messages published until the reconnect are lost for this gateway's clients (core NATS keeps nothing)",
@@ -158,7 +156,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const offEpoch = broker.onEpochChange(({ stream, epoch }) => {
     const inWindow = (channel: string) => broker.history?.windowOf(subjects.channel(channel))?.stream === stream;
     let closed = 0;
-    for (const conn of [...sockets]) {
+    for (const conn of [...all]) {
       if (!holdsChannel(conn, inWindow)) continue;
       closed++;
       conn.close(CloseCode.GoingAway, "history restarted, resubscribe");
@@ -175,7 +173,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     logger,
     sink,
     users,
-    connections: () => sockets.size,
+    connections: open,
     topics: () => fanout.topics(),
     serverSubscribe: (conn, channel) => protocol.serverSubscribe(conn, channel),
     serverUnsubscribe: (conn, channel) => protocol.serverUnsubscribe(conn, channel),
@@ -183,10 +181,10 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   });
   control.start();
 
-  const revocations = new Revocations({ broker, historyStream: config.history.stream, users, connections: () => sockets, metrics, logger });
+  const revocations = new Revocations({ broker, historyStream: config.history.stream, users, connections: () => all, metrics, logger });
   revocations.start();
 
-  const upgradeHandler = createUpgradeHandler({
+  const admissionDeps = {
     config,
     verifier: new TokenVerifier(config.auth),
     ipLimiter,
@@ -195,9 +193,11 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     logger,
     tracing,
     gate,
-    openConnections: () => sockets.size,
+    openConnections: open,
     revocations,
-  });
+  };
+  const upgradeHandler = createUpgradeHandler(admissionDeps);
+  attachSseRoute(app, { ...admissionDeps, hub: sse, protocol, fanout, subjects, users, held });
 
   app.ws<WsUserData>("/ws", {
     // uWS drops frames over maxPayloadLength without a close frame (the
@@ -282,7 +282,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     get loaded() {
       return revocations.loaded;
     },
-    detail: () => ({ connections: sockets.size }),
+    detail: () => ({ connections: sockets.size, sse: sse.streams.size }),
   };
   if (config.metricsPort === undefined) attachOperationalRoutes(app, health, registry);
   const metricsApp = config.metricsPort === undefined ? undefined : uws.App();
@@ -291,7 +291,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     a.any("/*", (res) => sendJson(res, "404 Not Found", errorBody("not_found", "no such route")));
   }
 
-  const guard = new SocketGuard(sockets, {
+  const guard = new SocketGuard(all, {
     slowConsumerBytes: config.slowConsumerBytes,
     frameTimeoutSeconds: config.frameTimeoutSeconds,
     expiryGraceMs: config.auth.clockToleranceSeconds * 1000,
@@ -345,28 +345,29 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       // Keep the metrics port (if separate) answering 503 on /readyz while we drain.
       const main = listenSockets.shift();
       if (main) uws.us_listen_socket_close(main);
-      const total = sockets.size;
+      const total = open();
       logger.info({ connections: total, drainSeconds: config.drainSeconds }, "draining");
       // Spread the 1001 closes evenly over the whole window so clients do not
       // all reconnect (to the other pods) at the same moment.
       const windowMs = config.drainSeconds * 1000;
       const started = Date.now();
       let closed = 0;
-      while (sockets.size > 0) {
+      while (open() > 0) {
         const elapsed = Date.now() - started;
         const due = elapsed >= windowMs ? Number.POSITIVE_INFINITY : Math.ceil((total * elapsed) / windowMs);
-        for (const conn of sockets) {
+        for (const conn of [...all]) {
           if (closed >= due) break;
           closed++;
           conn.close(CloseCode.GoingAway, "server going away");
         }
-        if (sockets.size > 0) await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
+        if (open() > 0) await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
       }
       // It answered the server API for as long as it held connections.
       await control.stop();
       presence.stop();
       revocations.stop();
       guard.stop();
+      sse.stop();
       offStatus();
       offEpoch();
       fanout.stop();
@@ -381,10 +382,11 @@ export function buildGateway(opts: GatewayOptions): Gateway {
       presence.stop();
       revocations.stop();
       guard.stop();
+      sse.stop();
       offStatus();
       offEpoch();
       fanout.stop();
-      for (const conn of [...sockets]) conn.close(CloseCode.GoingAway, "server closing");
+      for (const conn of [...all]) conn.close(CloseCode.GoingAway, "server closing");
       closeListeners();
       // Idle keep-alive HTTP connections would otherwise keep the process
       // (an in-process test) alive until the clients drop them. In the next

@@ -37,6 +37,7 @@ export const GATEWAY_DEFAULTS = {
   /** Accept queue asked of Linux (capped by net.core.somaxconn); uSockets alone gives 512 (listen-backlog.ts). */
   listenBacklog: 4096,
   presenceTtlSeconds: 30,
+  sseKeepaliveMs: 15_000,
 } as const;
 
 /** Shortest IPV6_LIMIT_PREFIX: a /32 is a whole provider allocation; shorter would lump unrelated clients together. */
@@ -82,6 +83,8 @@ export interface GatewayConfig extends ServeSection<string | undefined>, NatsSec
   minOpenFiles: number | undefined;
   /** A gateway not heard from for this long is taken for dead: its presence members leave. */
   presenceTtlSeconds: number;
+  /** Time between `: keepalive` comments on every SSE stream (one timer for all), so proxies do not cut idle streams. */
+  sseKeepaliveMs: number;
 }
 
 export function readGatewayConfig(env: Env): GatewayConfig {
@@ -114,5 +117,6 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     writeDelayMs: read.int(env, "WRITE_DELAY_MS", d.writeDelayMs, 0, 1000),
     minOpenFiles,
     presenceTtlSeconds: read.int(env, "PRESENCE_TTL_SECONDS", d.presenceTtlSeconds, 1, 3600),
+    sseKeepaliveMs: read.int(env, "SSE_KEEPALIVE_MS", d.sseKeepaliveMs, 100, 600_000),
   };
 }

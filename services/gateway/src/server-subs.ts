@@ -19,7 +19,7 @@
 import { AuthError, CloseCode, welcomeFrame, type GatewayMetrics, type Identity, type Logger, type Namespaces, type WelcomeSub } from "@herald/core";
 import type { HeldTopics } from "./pre-welcome.js";
 import type { ProtocolHandler } from "./protocol-handler.js";
-import type { WsConnection } from "./ws-connection.js";
+import type { Connection } from "./connection.js";
 
 /** Why this gateway refuses a token's subs (401, `invalid_claim`): more channels than a connection may hold, or one in no namespace. */
 export function subsRefusal(identity: Identity, config: { maxChannelsPerConnection: number; namespaces: Namespaces }): AuthError | undefined {
@@ -36,6 +36,12 @@ export function subsRefusal(identity: Identity, config: { maxChannelsPerConnecti
   return undefined;
 }
 
+/** A connection that can keep what it is sent until its welcome (WsConnection, SseConnection). */
+export interface HoldingConnection extends Connection {
+  hold(topics: HeldTopics): void;
+  welcome(frame: string): void;
+}
+
 export interface ServerSubsDeps {
   protocol: ProtocolHandler;
   held: HeldTopics;
@@ -44,7 +50,7 @@ export interface ServerSubsDeps {
 }
 
 /** Subscribes a just-opened connection to its token's subs, then sends the welcome listing them (or closes it with 1011). */
-export function openWithSubs(conn: WsConnection, deps: ServerSubsDeps): void {
+export function openWithSubs(conn: HoldingConnection, deps: ServerSubsDeps): void {
   const { subs, sub } = conn.identity;
   conn.hold(deps.held);
   const listed: Array<WelcomeSub | undefined> = [];

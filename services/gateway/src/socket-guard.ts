@@ -7,7 +7,14 @@
  * bound.
  */
 import { CloseCode, type GatewayMetrics, type Logger } from "@herald/core";
-import type { WsConnection } from "./ws-connection.js";
+import type { Connection } from "./connection.js";
+
+/** What the guard needs of a connection: the frame deadline bookkeeping is WebSocket-only (SSE has no inbound frames and never falls due). */
+export interface GuardedConnection extends Connection {
+  readonly lastFrameAt: number;
+  pinged: boolean;
+  ping(): void;
+}
 
 /** How often expired tokens, slow consumers and stalled frames are looked for. */
 const SWEEP_INTERVAL_MS = 250;
@@ -21,6 +28,17 @@ const SHED_CHECK_FRACTION = 1 / 8;
 /** Hard per-socket send-buffer cap of uWS, well above SLOW_CONSUMER_BYTES. */
 export function backpressureCap(slowConsumerBytes: number): number {
   return Math.max(slowConsumerBytes * 8, 8 * 1024 * 1024);
+}
+
+/**
+ * Largest frame uWS will buffer: frames between the limit and this get a
+ * clean 1009; a frame declared larger is refused at its header (uWS closes
+ * the TCP connection: the client sees 1006). uWS reserves a frame's whole
+ * declared length as soon as part of it arrives, so this, not the limit, is
+ * what one socket can make the gateway hold for an unfinished frame.
+ */
+export function hardFrameCap(maxPayloadBytes: number): number {
+  return maxPayloadBytes + Math.max(4096, Math.floor(maxPayloadBytes / 4));
 }
 
 export interface SocketGuardOptions {
@@ -43,7 +61,7 @@ export class SocketGuard {
   private laterQueued = false;
 
   constructor(
-    private readonly sockets: ReadonlySet<WsConnection>,
+    private readonly sockets: Iterable<GuardedConnection>,
     private readonly opts: SocketGuardOptions,
   ) {
     this.frameTimeoutMs = opts.frameTimeoutSeconds * 1000;
@@ -90,7 +108,7 @@ export class SocketGuard {
   }
 
   /** Closes a socket whose send buffer passed the bound; true when it did. */
-  private shedIfSlow(conn: WsConnection): boolean {
+  private shedIfSlow(conn: GuardedConnection): boolean {
     const { slowConsumerBytes, metrics, logger } = this.opts;
     const buffered = conn.bufferedAmount();
     if (buffered <= slowConsumerBytes) return false;

@@ -2,6 +2,7 @@
  * The WebSocket upgrade: every check that happens before a socket exists
  * (drain, capacity, origin, token and its subs, per-IP and per-user limits), refused with
  * a plain HTTP answer (DESIGN.md "Connecting"), or completed into a WsConnection.
+ * The admission (createAdmission) is shared with GET /sse (sse-route.ts).
  */
 import {
   AuthError,
@@ -27,7 +28,7 @@ import { userTopicOf } from "./connection.js";
 import { newConnectionId } from "./connection-id.js";
 import { subsRefusal } from "./server-subs.js";
 import { findToken } from "./token.js";
-import type { WebSocketBehavior, HttpResponse } from "./uws.js";
+import type { WebSocketBehavior, HttpRequest, HttpResponse } from "./uws.js";
 import { WsConnection, type WsUserData } from "./ws-connection.js";
 
 const STATUS: Record<number, string> = {
@@ -52,7 +53,55 @@ export interface UpgradeDeps {
   revocations: { readonly ready: boolean; refusal(identity: Identity): AuthError | undefined };
 }
 
-export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBehavior<WsUserData>["upgrade"]> {
+/** A client that passed every check: what its connection (any transport) is built from. */
+export interface Admitted {
+  id: string;
+  identity: Identity;
+  ip: string;
+  userTopic: string;
+  limiter: RateLimiter;
+}
+
+/** What the admission reads from the request (copied before any await: req is invalid after it). */
+export interface AdmissionRequest {
+  origin: string;
+  authorization: string;
+  /** Sec-WebSocket-Protocol ("" for SSE). */
+  protocols: string;
+  accessToken: string;
+  ip: string;
+}
+
+/**
+ * `complete` gets the admitted client and the subprotocol to answer with,
+ * always with the response corked: inside uWS's request callback (static
+ * keys) or, after a JWKS fetch, inside res.cork(). Not called when the
+ * client went away meanwhile.
+ */
+export type Admission = (res: HttpResponse, request: AdmissionRequest, complete: (admitted: Admitted, protocol: string) => void) => void;
+
+/** Reads the request fields every transport's admission needs (inside the uWS callback). */
+export function admissionRequest(res: HttpResponse, req: HttpRequest, config: GatewayConfig, protocols: string): AdmissionRequest {
+  const peer = addressText(res.getRemoteAddress());
+  return {
+    origin: req.getHeader("origin"),
+    authorization: req.getHeader("authorization"),
+    protocols,
+    accessToken: req.getQuery("access_token") ?? "",
+    // Only a trusted proxy's X-Forwarded-For counts, and then every line of
+    // it: a proxy that appends its own line keeps the client's first one.
+    ip: config.trustedProxies.clientIp(peer, () => forwardedFor(req)),
+  };
+}
+
+/**
+ * The checks of DESIGN.md "Connecting", the same for every transport (the
+ * WebSocket upgrade, GET /sse): drain, capacity, origin, token and its subs,
+ * revocations, per-IP and per-user limits; refusals are plain HTTP answers.
+ * `onAborted` is registered here on the asynchronous path; a streaming
+ * transport that needs it anyway passes `watchAbort` and hears of it there.
+ */
+export function createAdmission(deps: UpgradeDeps, watchAbort?: (res: HttpResponse, onAbort: () => void) => void): Admission {
   const { config, verifier, ipLimiter, userLimiter, metrics, logger, tracing, gate, openConnections, revocations } = deps;
 
   /** A 401 carries the refusal's reason in the body and an RFC 6750 challenge (no refusal = no token). */
@@ -63,20 +112,13 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
     sendJson(res, STATUS[status] ?? `${status} Error`, body, headers);
   };
 
-  return (res, req, context) => {
-    // Everything needed from req is copied now: req is invalid after the
-    // first await, and res may be aborted by the client at any time.
-    const secKey = req.getHeader("sec-websocket-key");
-    const protocols = req.getHeader("sec-websocket-protocol");
-    const extensions = req.getHeader("sec-websocket-extensions");
-    const origin = req.getHeader("origin");
-    const authorization = req.getHeader("authorization");
-    const accessToken = req.getQuery("access_token") ?? "";
-    const peer = addressText(res.getRemoteAddress());
-    // Only a trusted proxy's X-Forwarded-For counts, and then every line of
-    // it: a proxy that appends its own line keeps the client's first one.
-    const ip = config.trustedProxies.clientIp(peer, () => forwardedFor(req));
+  return (res, request, complete) => {
+    const { origin, authorization, protocols, accessToken, ip } = request;
     let aborted = false;
+    const onAbort = () => {
+      aborted = true;
+    };
+    if (watchAbort) watchAbort(res, onAbort);
 
     if (gate.draining) return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
     if (!revocations.ready) return reject(res, 503, "not_ready", "server is starting: the list of revoked tokens is not read yet", { "Retry-After": "1" });
@@ -97,7 +139,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
       ? tracing.tracer.startSpan("herald.upgrade", { kind: SpanKind.SERVER, attributes: { "client.address": ip } })
       : undefined;
 
-    const accept = (identity: Identity, upgrade: (conn: WsConnection) => void) => {
+    const accept = (identity: Identity, corked: boolean) => {
       span?.setAttributes({ "herald.upgrade.result": aborted ? "aborted" : "accepted", "enduser.id": identity.sub });
       span?.end();
       if (aborted) return ipLimiter.release(ip);
@@ -110,15 +152,15 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
         logger.debug({ ip, sub: identity.sub }, "upgrade refused: per-user connection limit");
         return reject(res, 429, "user_limit", "too many connections for this user", { "Retry-After": "10" });
       }
-      upgrade(
-        new WsConnection(
-          newConnectionId(),
-          identity,
-          ip,
-          userTopicOf(userToken(identity.sub)),
-          new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
-        ),
-      );
+      const admitted: Admitted = {
+        id: newConnectionId(),
+        identity,
+        ip,
+        userTopic: userTopicOf(userToken(identity.sub)),
+        limiter: new RateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
+      };
+      if (corked) res.cork(() => complete(admitted, protocol));
+      else complete(admitted, protocol);
     };
     const refuse = (err: unknown) => {
       ipLimiter.release(ip);
@@ -147,20 +189,18 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
       }
       const refusal = subsRefusal(identity, config) ?? revocations.refusal(identity);
       if (refusal) return refuse(refusal);
-      return accept(identity, (conn) => res.upgrade<WsUserData>({ conn }, secKey, protocol, extensions, context));
+      return accept(identity, false);
     }
     // JWKS keys may have to be fetched. Nothing from req is used after
     // this point, and res may be aborted by the client meanwhile.
-    res.onAborted(() => {
-      aborted = true;
-    });
+    if (!watchAbort) res.onAborted(onAbort);
     gate.pending++;
     verifier.verify(token).then(
       (identity) => {
         gate.pending--;
         const refusal = subsRefusal(identity, config) ?? revocations.refusal(identity);
         if (refusal) return refuse(refusal);
-        accept(identity, (conn) => res.cork(() => res.upgrade<WsUserData>({ conn }, secKey, protocol, extensions, context)));
+        accept(identity, true);
       },
       (err: unknown) => {
         gate.pending--;
@@ -169,5 +209,19 @@ export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBe
     )
       // The shell exits on an unhandled rejection: a failed answer to one upgrade must not.
       .catch((err: unknown) => logger.error({ err }, "completing an upgrade failed"));
+  };
+}
+
+export function createUpgradeHandler(deps: UpgradeDeps): NonNullable<WebSocketBehavior<WsUserData>["upgrade"]> {
+  const admit = createAdmission(deps);
+  return (res, req, context) => {
+    // Everything needed from req is copied now: req is invalid after the
+    // first await, and res may be aborted by the client at any time.
+    const secKey = req.getHeader("sec-websocket-key");
+    const extensions = req.getHeader("sec-websocket-extensions");
+    const request = admissionRequest(res, req, deps.config, req.getHeader("sec-websocket-protocol"));
+    admit(res, request, (a, protocol) =>
+      res.upgrade<WsUserData>({ conn: new WsConnection(a.id, a.identity, a.ip, a.userTopic, a.limiter) }, secKey, protocol, extensions, context),
+    );
   };
 }

@@ -1,0 +1,51 @@
+/**
+ * The SSE side of the topic sink: which streams are on which topic, one
+ * encoding of each topic frame as `data:` lines shared by all of them (only
+ * the per-stream `id:` line is written per recipient), and one keepalive
+ * timer for every open stream.
+ */
+import type { SseConnection, SseTopics } from "./sse-connection.js";
+import { dataLines, messagePosition } from "./sse-connection.js";
+
+export class SseHub implements SseTopics {
+  /** Open streams (the socket guard, drain and revocations walk them with the WebSockets). */
+  readonly streams = new Set<SseConnection>();
+  private readonly byTopic = new Map<string, Set<SseConnection>>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(keepaliveMs: number) {
+    this.timer = setInterval(() => {
+      for (const conn of this.streams) conn.keepalive();
+    }, keepaliveMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  join(topic: string, conn: SseConnection): void {
+    let set = this.byTopic.get(topic);
+    if (!set) this.byTopic.set(topic, (set = new Set()));
+    set.add(conn);
+  }
+
+  leave(topic: string, conn: SseConnection): void {
+    const set = this.byTopic.get(topic);
+    if (!set?.delete(conn)) return;
+    if (set.size === 0) this.byTopic.delete(topic);
+  }
+
+  count(topic: string): number {
+    return this.byTopic.get(topic)?.size ?? 0;
+  }
+
+  /** A frame published to `topic`: encoded once, written to each stream on it. */
+  publish(topic: string, frame: Buffer): void {
+    const set = this.byTopic.get(topic);
+    if (!set) return;
+    const data = dataLines(frame);
+    const at = messagePosition(frame);
+    for (const conn of set) conn.deliver(at, data, frame);
+  }
+}
