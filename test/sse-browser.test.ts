@@ -83,14 +83,14 @@ describe("SSE in a browser's EventSource", { skip }, () => {
     // Same origin as the stream: the page is served through the proxy too.
     await page.goto(`http://127.0.0.1:${proxy.port}/healthz`);
     await page.evaluate((t) => {
-      const w = window as unknown as { got: Got[] };
+      const w = globalThis as unknown as { got: Got[] };
       w.got = [];
       const es = new EventSource(`/sse?channel=news&access_token=${t}`);
       es.onmessage = (e) => w.got.push({ id: e.lastEventId, frame: JSON.parse(e.data as string) as Got["frame"] });
     }, token);
-    const got = () => page.evaluate(() => (window as unknown as { got: Got[] }).got);
+    const got = () => page.evaluate(() => (globalThis as unknown as { got: Got[] }).got);
     const waitGot = (pred: string) =>
-      page.waitForFunction((p) => (window as unknown as { got: Got[] }).got.some((g) => new Function("g", `return ${p}`)(g) as boolean), pred, { timeout: 20_000 });
+      page.waitForFunction((p) => (globalThis as unknown as { got: Got[] }).got.some((g) => new Function("g", `return ${p}`)(g) as boolean), pred, { timeout: 20_000 });
 
     await waitGot(`g.frame.type === "subscribed"`);
     await publish("m1");
