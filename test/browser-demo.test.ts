@@ -34,28 +34,12 @@ import {
   uniqueName,
   type ServiceProcess,
 } from "./helpers/procs.js";
+import { browserMissing, chromiumPath, playwright, type Playwright } from "./helpers/chromium.js";
 import { TEST_SECRET, hsToken } from "./helpers/tokens.js";
 import { closeAll, connect, type Client } from "./helpers/ws.js";
 
-type Playwright = typeof import("playwright-core");
-
-const CHROMIUM_CANDIDATES = [process.env["CHROMIUM_PATH"], "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
-const chromiumPath = CHROMIUM_CANDIDATES.find((p): p is string => typeof p === "string" && p !== "" && existsSync(p));
 const SDK_BUILD = path.join(REPO_ROOT, "packages/client/dist/index.js");
-
-let playwright: Playwright | undefined;
-try {
-  playwright = await import("playwright-core");
-} catch {
-  playwright = undefined;
-}
-
-const skip =
-  missingBuild(GATEWAY_MAIN) ??
-  missingBuild(PUBLISHER_MAIN) ??
-  missingBuild(SDK_BUILD) ??
-  (chromiumPath ? undefined : "no Chromium found (apt-get install -y chromium, or set CHROMIUM_PATH)") ??
-  (playwright ? undefined : "playwright-core is not installed (npm ci)");
+const skip = missingBuild(GATEWAY_MAIN) ?? missingBuild(PUBLISHER_MAIN) ?? missingBuild(SDK_BUILD) ?? browserMissing;
 
 const ARTIFACTS = path.join(REPO_ROOT, "test-artifacts");
 /** Presence with join/leave in `room` (as `npm start` has it), presence alone in `big`, nothing in the rest. */

@@ -5,28 +5,18 @@
  * message published in between arrives once, with nothing lost or repeated.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { GATEWAY_MAIN, missingBuild, type ServiceProcess } from "./helpers/procs.js";
+import { browserMissing, chromiumPath, playwright, type Playwright } from "./helpers/chromium.js";
 import { hsToken } from "./helpers/tokens.js";
 import { TestStack } from "./helpers/stack.js";
 import { startTcpProxy, type TcpProxy } from "./helpers/tcp-proxy.js";
 
-type Playwright = typeof import("playwright-core");
 type Context = Awaited<ReturnType<Playwright["chromium"]["launchPersistentContext"]>>;
-
-const CHROMIUM_CANDIDATES = [process.env["CHROMIUM_PATH"], "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
-const chromiumPath = CHROMIUM_CANDIDATES.find((p): p is string => typeof p === "string" && p !== "" && existsSync(p));
-let playwright: Playwright | undefined;
-try {
-  playwright = await import("playwright-core");
-} catch {
-  playwright = undefined;
-}
-const skip =
-  missingBuild(GATEWAY_MAIN) ?? (chromiumPath ? undefined : "no Chromium found (set CHROMIUM_PATH)") ?? (playwright ? undefined : "playwright-core is not installed");
+const skip = missingBuild(GATEWAY_MAIN) ?? browserMissing;
 
 const API_KEY = "sse-browser-api-key-0123456789abcd";
 
