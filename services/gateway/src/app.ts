@@ -38,7 +38,7 @@ import { ControlResponder, newGatewayId } from "./control.js";
 import { Presence } from "./presence.js";
 import { Revocations } from "./revocations.js";
 import { applyListenBacklog } from "./listen-backlog.js";
-import { LISTEN_EXCLUSIVE_PORT, closeApp, uws, type TemplatedApp, type us_listen_socket } from "./uws.js";
+import { LISTEN_EXCLUSIVE_PORT, closeApp, uws, uwsCompression, type TemplatedApp, type us_listen_socket } from "./uws.js";
 import type { WsConnection, WsUserData } from "./ws-connection.js";
 import type { SseConnection } from "./sse-connection.js";
 
@@ -99,7 +99,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
   const open = () => sockets.size + sse.streams.size;
   const sink: TopicSink = {
     publish: (topic, frame) => {
-      app.publish(topic, frame, false, false);
+      app.publish(topic, frame, false, config.compression !== "off");
       held.publish(topic, frame);
       sse.publish(topic, frame);
     },
@@ -214,7 +214,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     // can pile up between two sweeps) keeps it from ever getting there first.
     maxBackpressure: backpressureCap(config.slowConsumerBytes),
     closeOnBackpressureLimit: 0,
-    compression: uws.DISABLED,
+    compression: uwsCompression(config.compression),
 
     upgrade: upgradeHandler,
 

@@ -17,6 +17,10 @@ import {
 import { OriginPolicy } from "./origin.js";
 import { TrustedProxies } from "./client-ip.js";
 
+/** WebSocket permessage-deflate: off, one compressor shared by every socket, or one per socket (more memory, better ratio). */
+export const COMPRESSION_MODES = ["off", "shared", "dedicated"] as const;
+export type CompressionMode = (typeof COMPRESSION_MODES)[number];
+
 export const GATEWAY_DEFAULTS = {
   port: 8080,
   natsName: "herald-gateway",
@@ -38,6 +42,7 @@ export const GATEWAY_DEFAULTS = {
   listenBacklog: 4096,
   presenceTtlSeconds: 30,
   sseKeepaliveMs: 15_000,
+  compression: "off" as CompressionMode,
 } as const;
 
 /** Shortest IPV6_LIMIT_PREFIX: a /32 is a whole provider allocation; shorter would lump unrelated clients together. */
@@ -85,6 +90,8 @@ export interface GatewayConfig extends ServeSection<string | undefined>, NatsSec
   presenceTtlSeconds: number;
   /** Time between `: keepalive` comments on every SSE stream (one timer for all), so proxies do not cut idle streams. */
   sseKeepaliveMs: number;
+  /** COMPRESSION: permessage-deflate for WebSocket (inflated frames stay bounded by MAX_PAYLOAD_BYTES). */
+  compression: CompressionMode;
 }
 
 export function readGatewayConfig(env: Env): GatewayConfig {
@@ -115,6 +122,7 @@ export function readGatewayConfig(env: Env): GatewayConfig {
     idleTimeoutSeconds,
     frameTimeoutSeconds: read.int(env, "FRAME_TIMEOUT_SECONDS", d.frameTimeoutSeconds, 0, 3600),
     writeDelayMs: read.int(env, "WRITE_DELAY_MS", d.writeDelayMs, 0, 1000),
+    compression: read.oneOf(env, "COMPRESSION", d.compression, COMPRESSION_MODES),
     minOpenFiles,
     presenceTtlSeconds: read.int(env, "PRESENCE_TTL_SECONDS", d.presenceTtlSeconds, 1, 3600),
     sseKeepaliveMs: read.int(env, "SSE_KEEPALIVE_MS", d.sseKeepaliveMs, 100, 600_000),

@@ -72,3 +72,8 @@ export const LISTEN_EXCLUSIVE_PORT: UwsTypes.ListenOptions = (() => {
 export function closeApp(app: UwsTypes.TemplatedApp): void {
   (app as unknown as { close?: () => void }).close?.();
 }
+
+/** The uWS compressor of a COMPRESSION mode (the 4 KB sliding windows: a socket's compressor costs memory). */
+export function uwsCompression(mode: "off" | "shared" | "dedicated"): number {
+  return mode === "off" ? uws.DISABLED : mode === "shared" ? uws.SHARED_COMPRESSOR : uws.DEDICATED_COMPRESSOR_4KB;
+}
