@@ -21,9 +21,11 @@ const presence = mountPresence(client, $("presence"));
 // ---- connection state ------------------------------------------------------
 
 let retryTimer;
-client.on("state", ({ state, error, retryInMs }) => {
+client.on("state", ({ state, error, retryInMs, transport }) => {
   const pill = $("state");
   pill.dataset.state = state;
+  // Which way the page got through: "websocket", or "sse" where a proxy refuses WebSocket.
+  if (transport) pill.dataset.transport = transport;
   clearInterval(retryTimer);
   if (state === "reconnecting" && retryInMs !== undefined) {
     const at = Date.now() + retryInMs;
@@ -31,7 +33,7 @@ client.on("state", ({ state, error, retryInMs }) => {
     tick();
     retryTimer = setInterval(tick, 100);
   } else {
-    pill.textContent = state;
+    pill.textContent = state === "connected" && transport ? `connected (${transport === "sse" ? "SSE" : "WebSocket"})` : state;
   }
   $("toggle").textContent = state === "closed" || state === "idle" ? "Connect" : "Disconnect";
   if (state === "connected") {

@@ -1,11 +1,13 @@
 /**
  * Chaos test (issue 5): several gateways on a 3-node NATS cluster with
- * JetStream history (R3, one stream per namespace: issue 11), 1,000 SDK clients behind a TCP load balancer, and
+ * JetStream history (R3, one stream per namespace: issue 11), 1,000 SDK
+ * clients behind a TCP load balancer (a quarter of them on SSE with
+ * commands posted through the balancer to any gateway: issue 13), and
  * numbered messages published throughout while we kill -9 a gateway, SIGTERM
  * another, restart a NATS node and cut client sockets at random. At the end
  * every client must hold every message of its channels exactly once and in
  * order. Prints one summary line:
- *   chaos: <N> messages, <R> recoveries, <L> lost, <D> duplicated, <O> out of order
+ *   chaos: <N> messages, <C> clients (<S> on SSE), <R> recoveries, <L> lost, <D> duplicated, <O> out of order
  * Sizes can be changed with CHAOS_CLIENTS, CHAOS_CHANNELS, CHAOS_MESSAGES.
  */
 import assert from "node:assert/strict";
@@ -22,6 +24,8 @@ const CLIENTS = Number(process.env["CHAOS_CLIENTS"] ?? 1000);
 const CHANNELS = Number(process.env["CHAOS_CHANNELS"] ?? 10);
 const MESSAGES = Number(process.env["CHAOS_MESSAGES"] ?? 400); // in total, spread over the channels
 const CHANNELS_PER_CLIENT = 2;
+/** Every SSE_EVERY-th client uses SSE + POST /sse/commands instead of a WebSocket. */
+const SSE_EVERY = 4;
 const PUBLISH_INTERVAL_MS = 25; // ~40 msg/s: the run spans every fault below
 /**
  * Two namespaces with their own windows, so two R3 streams (CHAOS_chaos,
@@ -84,6 +88,7 @@ describe("chaos: gateways and NATS fail while 1,000 clients listen", { skip: mis
     const tallies: Tally[] = [];
     let recoveries = 0;
     let windowLosses = 0;
+    let sseClients = 0;
     const token = await hsToken({ sub: "chaos", channels: ["chaos.*", "alt.*"] });
 
     // 1. Connect and subscribe everybody, in batches so the connect storm is bounded.
@@ -95,6 +100,7 @@ describe("chaos: gateways and NATS fail while 1,000 clients listen", { skip: mis
             url: proxy.url("/ws"),
             token,
             WebSocket: WebSocket as unknown as WebSocketConstructor,
+            transports: idx % SSE_EVERY === 0 ? ["sse"] : ["websocket"],
             backoff: { baseMs: 100, maxMs: 2000 },
             drainReconnectMaxMs: 1500,
             connectTimeoutMs: 5000,
@@ -108,6 +114,7 @@ describe("chaos: gateways and NATS fail while 1,000 clients listen", { skip: mis
           clients.push(client);
           tallies.push(tally);
           await client.connect();
+          if (client.transport === "sse") sseClients++;
           for (let j = 0; j < CHANNELS_PER_CLIENT; j++) {
             const channel = channels[(idx + j * 3) % CHANNELS]!;
             const list: number[] = [];
@@ -194,11 +201,12 @@ describe("chaos: gateways and NATS fail while 1,000 clients listen", { skip: mis
         for (let i = 1; i < list.length; i++) if (list[i]! < list[i - 1]!) outOfOrder++;
       }
     }
-    console.log(`chaos: ${MESSAGES} messages, ${recoveries} recoveries, ${lost} lost, ${duplicated} duplicated, ${outOfOrder} out of order`);
+    console.log(`chaos: ${MESSAGES} messages, ${CLIENTS} clients (${sseClients} on SSE), ${recoveries} recoveries, ${lost} lost, ${duplicated} duplicated, ${outOfOrder} out of order`);
     assert.equal(windowLosses, 0, "no resume fell outside the history window");
     assert.equal(lost, 0, "lost");
     assert.equal(duplicated, 0, "duplicated");
     assert.equal(outOfOrder, 0, "out of order");
     assert.ok(recoveries > 0, "the faults made clients resume from their positions");
+    assert.equal(sseClients, Math.ceil(CLIENTS / SSE_EVERY), "a quarter of the clients ran on SSE");
   });
 });
