@@ -263,7 +263,7 @@ test(
       await stack.close();
     });
     const nats = await stack.nats();
-    const [metricsPort, lbPort, lbHealthPort, cutPort, cutHealthPort] = await freePorts(5);
+    const [metricsPort, lbPort, lbHealthPort, cutPort, cutHealthPort] = (await freePorts(5)) as [number, number, number, number, number];
     // As Compose runs it: METRICS_PORT for /readyz (HAProxy's health checks), this proxy trusted.
     const gw = await stack.gateway(
       nats,
