@@ -348,7 +348,9 @@ test(
     );
     const short = await open(cutPort, cut);
     await short.end(5 * KEEPALIVE_MS);
-    assert.equal(short.events.filter((e) => e.comments.includes("keepalive")).length, 0, "cut before the first keepalive");
+    // The keepalive ticks for every stream at once: one may come right after
+    // the stream opened; the next one is a whole keepalive away.
+    assert.ok(short.events.filter((e) => e.comments.includes("keepalive")).length <= 1, "cut at the first quiet gap");
     const line = await waitFor(() => cut.logs.find((l) => l.includes('"GET /sse HTTP/1.1"') && / 200 /.test(l)), {
       timeoutMs: 5_000,
       message: `the cut stream's log line\n${tail(cut)}`,
