@@ -278,6 +278,13 @@ test("nats permissions (compose): heartbeats go from gateways to the publisher; 
   await waitFor(() => presence.got.length === 1, { timeoutMs: 3000, message: "a gateway hears another's presence changes" });
   backend.nc.publish(`${PREFIX}.pres.delta`, sc.encode("forged"));
   await denied(backend, "publish", `${PREFIX}.pres.delta`);
+  // SSE commands go from the gateway that took the POST to the one holding the stream: gateways only.
+  const commands = collect(peer, `${PREFIX}.sse.>`);
+  await peer.nc.flush();
+  gw.nc.publish(`${PREFIX}.sse.route123`, sc.encode("frames"));
+  await waitFor(() => commands.got.length === 1, { timeoutMs: 3000, message: "a gateway hears commands for its streams" });
+  backend.nc.publish(`${PREFIX}.sse.route123`, sc.encode("forged"));
+  await denied(backend, "publish", `${PREFIX}.sse.route123`);
   await peer.nc.close();
 
   backend.nc.publish(`${PREFIX}.ch.a`, sc.encode("from-backend"));

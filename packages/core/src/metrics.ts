@@ -32,6 +32,12 @@ export function createGatewayMetrics(registry: Registry) {
   return {
     connectionsOpen: new Gauge({ name: "herald_connections_open", help: "WebSocket connections currently open", registers }),
     sseConnections: new Gauge({ name: "herald_sse_connections", help: "SSE streams (GET /sse) currently open; not counted in herald_connections_open", registers }),
+    sseCommands: new Counter({
+      name: "herald_sse_commands_total",
+      help: "POST /sse/commands requests taken by this gateway, by result (accepted, unauthorized, forbidden, unknown_connection, bad_request, too_large, unavailable, forbidden_origin)",
+      labelNames: ["result"] as const,
+      registers,
+    }),
     upgrades: new Counter({
       name: "herald_upgrades_total",
       help: "WebSocket upgrade attempts by result and reason",

@@ -139,10 +139,10 @@ const PEEK_ID_MAX_BYTES = 4096;
  * limited), so the client can tell which request failed and retry it.
  * Large or malformed frames get none: refusing must stay cheap.
  */
-export function peekRequestId(frame: ArrayBuffer): RequestId | undefined {
+export function peekRequestId(frame: ArrayBuffer | Uint8Array): RequestId | undefined {
   if (frame.byteLength > PEEK_ID_MAX_BYTES) return undefined;
   try {
-    const id = (JSON.parse(Buffer.from(frame).toString("utf8")) as { id?: unknown } | null)?.id;
+    const id = (JSON.parse((frame instanceof Uint8Array ? Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength) : Buffer.from(frame)).toString("utf8")) as { id?: unknown } | null)?.id;
     return validId(id) ? id : undefined;
   } catch {
     return undefined;

@@ -72,6 +72,15 @@ export class Subjects {
     return `${this.prefix}.gw.hello`;
   }
 
+  /**
+   * Commands for one gateway's SSE streams (POST /sse/commands, posted to any
+   * gateway): `route` is the gateway's random route token, the first part of
+   * its streams' connection ids, base64url and so one subject token.
+   */
+  sseCommands(route: string): string {
+    return `${this.prefix}.sse.${route}`;
+  }
+
   /** Gateways' presence changes (batched joins and leaves of their own members). */
   presenceDeltas(): string {
     return `${this.prefix}.pres.delta`;

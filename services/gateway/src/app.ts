@@ -197,7 +197,7 @@ export function buildGateway(opts: GatewayOptions): Gateway {
     revocations,
   };
   const upgradeHandler = createUpgradeHandler(admissionDeps);
-  attachSseRoute(app, { ...admissionDeps, hub: sse, protocol, fanout, subjects, users, held });
+  attachSseRoute(app, { ...admissionDeps, broker, hub: sse, protocol, fanout, subjects, users, held });
 
   app.ws<WsUserData>("/ws", {
     // uWS drops frames over maxPayloadLength without a close frame (the

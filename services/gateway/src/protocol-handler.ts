@@ -76,24 +76,35 @@ export class ProtocolHandler {
    * text only, then handled. Nothing one client sends may take the process down.
    */
   receive(conn: Connection, message: ArrayBuffer, isBinary: boolean): void {
-    const verdict = conn.limiter.take();
-    if (verdict !== "ok") {
-      if (verdict === "abusive") {
-        this.ctx.metrics.errors.inc({ code: "rate_limited" });
-        conn.close(CloseCode.RateLimited, "rate limited");
-      } else {
-        // The id lets the client retry exactly the request that was refused.
-        const id = isBinary ? undefined : peekRequestId(message);
-        this.error(conn, "rate_limited", "too many messages, slow down", id);
-      }
-      return;
-    }
+    if (!this.admit(conn, () => (isBinary ? undefined : peekRequestId(message)))) return;
     if (isBinary) {
       this.error(conn, "bad_request", "binary frames are not supported; send JSON text", undefined);
       return;
     }
     // Buffer.from(ArrayBuffer) is a view; toString copies before the transport reuses the memory.
-    const text = Buffer.from(message).toString("utf8");
+    this.dispatch(conn, Buffer.from(message).toString("utf8"));
+  }
+
+  /** One frame that came as text (an SSE stream's commands, sse-commands.ts): the same limits and handling. */
+  receiveText(conn: Connection, text: string): void {
+    if (this.admit(conn, () => peekRequestId(Buffer.from(text, "utf8")))) this.dispatch(conn, text);
+  }
+
+  /** The rate limit: false when the frame is refused (answered `rate_limited`, or the connection closed 4008). */
+  private admit(conn: Connection, requestId: () => RequestId | undefined): boolean {
+    const verdict = conn.limiter.take();
+    if (verdict === "ok") return true;
+    if (verdict === "abusive") {
+      this.ctx.metrics.errors.inc({ code: "rate_limited" });
+      conn.close(CloseCode.RateLimited, "rate limited");
+    } else {
+      // The id lets the client retry exactly the request that was refused.
+      this.error(conn, "rate_limited", "too many messages, slow down", requestId());
+    }
+    return false;
+  }
+
+  private dispatch(conn: Connection, text: string): void {
     try {
       this.handle(conn, text);
     } catch (err) {

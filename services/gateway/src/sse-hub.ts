@@ -10,6 +10,9 @@ import { dataLines, messagePosition } from "./sse-connection.js";
 export class SseHub implements SseTopics {
   /** Open streams (the socket guard, drain and revocations walk them with the WebSockets). */
   readonly streams = new Set<SseConnection>();
+  /** The same streams by connection id: where their commands (sse-commands.ts) go. */
+  private readonly ids = new Map<string, SseConnection>();
+  private readonly stoppers: Array<() => void> = [];
   private readonly byTopic = new Map<string, Set<SseConnection>>();
   private readonly timer: NodeJS.Timeout;
 
@@ -20,8 +23,30 @@ export class SseHub implements SseTopics {
     this.timer.unref();
   }
 
+  /** After the last stream closed (drain) or at close: the keepalive timer and whatever registered with onStop. */
   stop(): void {
     clearInterval(this.timer);
+    for (const stop of this.stoppers.splice(0)) stop();
+  }
+
+  /** What stops with the hub: the commands' broker subscription (sse-route.ts). */
+  onStop(stop: () => void): void {
+    this.stoppers.push(stop);
+  }
+
+  add(conn: SseConnection): void {
+    this.streams.add(conn);
+    this.ids.set(conn.id, conn);
+  }
+
+  remove(conn: SseConnection): void {
+    this.streams.delete(conn);
+    if (this.ids.get(conn.id) === conn) this.ids.delete(conn.id);
+  }
+
+  /** The open stream with this connection id. */
+  byId(id: string): SseConnection | undefined {
+    return this.ids.get(id);
   }
 
   join(topic: string, conn: SseConnection): void {

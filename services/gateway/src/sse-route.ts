@@ -7,6 +7,7 @@
  * as a subscribe frame would be, from the positions of `Last-Event-ID`
  * (or `?lastEventId=`) when given.
  */
+import type { Broker } from "@herald/broker";
 import { CloseCode, closeCodeLabel, errorBody, userMessageHead, welcomeFrame, type GatewayMetrics, type Logger, type Subjects } from "@herald/core";
 import type { ConnectionsByUser } from "./connections-by-user.js";
 import type { Fanout } from "./fanout.js";
@@ -15,12 +16,14 @@ import type { HeldTopics } from "./pre-welcome.js";
 import type { ProtocolHandler } from "./protocol-handler.js";
 import { openWithSubs } from "./server-subs.js";
 import { SseConnection } from "./sse-connection.js";
+import { SseCommands } from "./sse-commands.js";
 import type { SseHub } from "./sse-hub.js";
 import { MAX_SSE_CHANNELS, decodeResumeId, type ChannelPosition } from "./sse-resume.js";
 import { admissionRequest, createAdmission, type UpgradeDeps } from "./upgrade.js";
 import type { TemplatedApp } from "./uws.js";
 
 export interface SseRouteDeps extends UpgradeDeps {
+  broker: Broker;
   hub: SseHub;
   protocol: ProtocolHandler;
   fanout: Fanout;
@@ -34,8 +37,14 @@ export interface SseRouteDeps extends UpgradeDeps {
 export function attachSseRoute(app: TemplatedApp, deps: SseRouteDeps): void {
   const { hub, protocol, fanout, subjects, users, held, metrics, logger, ipLimiter, userLimiter } = deps;
 
+  // Frames for these streams, posted to any gateway (POST /sse/commands).
+  const commands = new SseCommands(deps);
+  commands.start();
+  hub.onStop(() => commands.stop());
+  commands.attach(app);
+
   const ended = (conn: SseConnection, code: number) => {
-    hub.streams.delete(conn);
+    hub.remove(conn);
     users.delete(conn);
     // The fan-out does not unsubscribe a closed connection: take it off the hub's topics here.
     for (const topic of conn.topics) hub.leave(topic, conn);
@@ -72,13 +81,14 @@ export function attachSseRoute(app: TemplatedApp, deps: SseRouteDeps): void {
       res.writeHeader("Cache-Control", "no-cache");
       // nginx (and proxies that honour it) would otherwise buffer the stream.
       res.writeHeader("X-Accel-Buffering", "no");
-      conn = new SseConnection(a.id, a.identity, a.ip, a.userTopic, a.limiter, res, hub, channels, ended);
+      // The route token first: a command posted to another gateway finds this one by it.
+      conn = new SseConnection(commands.route + a.id, a.identity, a.ip, a.userTopic, a.limiter, res, hub, channels, ended);
       open(conn, lastEventId);
     });
   });
 
   const open = (conn: SseConnection, lastEventId: string) => {
-    hub.streams.add(conn);
+    hub.add(conn);
     users.add(conn);
     metrics.sseConnections.inc();
     metrics.upgrades.inc({ result: "accepted", reason: "ok" });
