@@ -4,9 +4,10 @@
  * the query string (no token in the log) and hands the gateway only its own
  * X-Forwarded-For, checked on a real HAProxy in front of a stand-in backend;
  * and SSE through it (issue 13), on a real HAProxy in front of a real gateway
- * on NATS: events arrive at once (not buffered, not compressed), keepalives
- * hold a stream open past the idle timeouts, and those timeouts (not
- * `timeout tunnel`) are what would cut a quiet one.
+ * on NATS: events arrive at once (not buffered, not compressed), a POST
+ * /sse/commands through it is answered on the stream, keepalives hold a
+ * stream open past the idle timeouts, and those timeouts (not `timeout
+ * tunnel`) are what would cut a quiet one.
  */
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
@@ -318,6 +319,20 @@ test(
     }
     const median = [...latencies].sort((a, b) => a - b)[latencies.length >> 1]!;
     assert.ok(median < 100, `NATS → gateway → HAProxy → client in ${latencies.join(", ")} ms (median ${median}): events are held back`);
+
+    // Client frames for the stream go through the same proxy (POST
+    // /sse/commands, on its own connection); the answer comes on the stream.
+    const welcome = r.events.find((e) => e.frame?.type === "welcome");
+    const connection = welcome?.frame?.["connection"];
+    assert.equal(typeof connection, "string", "the welcome names the stream's connection");
+    const before = r.events.length;
+    const cmd = await fetch(`http://127.0.0.1:${lbPort}/sse/commands`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ connection, frames: [{ type: "ping", id: 7 }] }),
+    });
+    assert.equal(cmd.status, 202, await cmd.text());
+    await r.next((e) => e.frame?.type === "pong" && e.frame["id"] === 7, 5_000, before);
 
     // Quiet channel: only keepalive comments for twice the idle timeout, and the stream is still open.
     const quietSince = Date.now();

@@ -12,6 +12,7 @@ import { readText, repoPath } from "./deploy/util.js";
 import { byKind, find, podTemplate, renderWithComponent, selects } from "./deploy/k8s.js";
 import { K8S, allTargets, gatewayOf, envValue } from "./deploy/k8s-targets.js";
 import { GATEWAY_DEFAULTS } from "../services/gateway/src/config.js";
+import { commandBodyLimit } from "../services/gateway/src/sse-commands.js";
 
 /** An nginx size ("16k", "1m", "1024") in bytes. */
 function nginxSize(v: string): number {
@@ -122,9 +123,10 @@ test("k8s: ingress example keeps WebSockets and SSE streams open, SSE unbuffered
   }
   // Gzip is controller-wide: the component tells the operator to keep text/event-stream out.
   assert.match(doc, /gzip-types[\s\S]*text\/event-stream/);
-  // POST /sse/commands carries one client frame, up to MAX_PAYLOAD_BYTES.
-  const maxPayload = Number(envValue(objs, gw, "MAX_PAYLOAD_BYTES") ?? GATEWAY_DEFAULTS.maxPayloadBytes);
-  assert.ok(nginxSize(ann["nginx.ingress.kubernetes.io/proxy-body-size"] ?? "1m") >= maxPayload, `proxy-body-size admits a ${maxPayload}-byte command`);
+  // POST /sse/commands bodies: nginx must admit whatever the gateway does,
+  // so that an oversized one gets the gateway's JSON 413, not nginx's page.
+  const limit = commandBodyLimit(Number(envValue(objs, gw, "MAX_PAYLOAD_BYTES") ?? GATEWAY_DEFAULTS.maxPayloadBytes));
+  assert.ok(nginxSize(ann["nginx.ingress.kubernetes.io/proxy-body-size"] ?? "1m") >= limit, `proxy-body-size admits the gateway's ${limit}-byte command bodies`);
   const rules = (ing["spec"] as { rules: { http: { paths: { path: string; pathType: string; backend: { service: { name: string; port: { name: string } } } }[] } }[] }).rules;
   const paths = rules.flatMap((r) => r.http.paths);
   assert.deepEqual(paths.map((p) => p.path), ["/ws", "/sse", "/sse/commands"]);
