@@ -1,7 +1,8 @@
 /**
  * deploy/k8s traffic and monitoring: network policies (ingress controller and
- * Prometheus only), TRUSTED_PROXIES, the ingress example, prometheus-operator
- * monitors and the Grafana dashboard ConfigMaps.
+ * Prometheus only), TRUSTED_PROXIES, the ingress example (WebSocket and SSE:
+ * timeouts, no buffering, no affinity), prometheus-operator monitors and the
+ * Grafana dashboard ConfigMaps.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,6 +11,15 @@ import { isIP } from "node:net";
 import { readText, repoPath } from "./deploy/util.js";
 import { byKind, find, podTemplate, renderWithComponent, selects } from "./deploy/k8s.js";
 import { K8S, allTargets, gatewayOf, envValue } from "./deploy/k8s-targets.js";
+import { GATEWAY_DEFAULTS } from "../services/gateway/src/config.js";
+import { commandBodyLimit } from "../services/gateway/src/sse-commands.js";
+
+/** An nginx size ("16k", "1m", "1024") in bytes. */
+function nginxSize(v: string): number {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(v.trim());
+  assert.ok(m, `an nginx size: ${v}`);
+  return Number(m[1]) * ({ "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()] ?? 1);
+}
 
 test("k8s: only the ingress controller reaches the gateway port, only Prometheus its METRICS_PORT", () => {
   for (const t of allTargets()) {
@@ -83,7 +93,7 @@ test("k8s: TRUSTED_PROXIES is narrow: the ingress controller's addresses, never 
   }
 });
 
-test("k8s: ingress example keeps WebSockets open and exposes only /ws", () => {
+test("k8s: ingress example keeps WebSockets and SSE streams open, SSE unbuffered, and exposes only /ws, /sse, /sse/commands", () => {
   const objs = renderWithComponent(`${K8S}/base`, `${K8S}/components/ingress-nginx`);
   const ing = byKind(objs, "Ingress")[0];
   assert.ok(ing);
@@ -97,10 +107,31 @@ test("k8s: ingress example keeps WebSockets open and exposes only /ws", () => {
   assert.match(readText(repoPath("deploy/README.md")), /log-format-upstream[\s\S]*\$uri/, "deploy/README.md documents the access-log setting");
   assert.ok(Number(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600);
   assert.ok(Number(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600);
-  const rules = (ing["spec"] as { rules: { http: { paths: { path: string; backend: { service: { name: string; port: { name: string } } } }[] } }[] }).rules;
+  // SSE (issue 13): the read timeout is the longest silence between two
+  // reads from the gateway, which sends a keepalive every SSE_KEEPALIVE_MS.
+  const { c: gw } = gatewayOf(objs);
+  const keepaliveMs = Number(envValue(objs, gw, "SSE_KEEPALIVE_MS") ?? GATEWAY_DEFAULTS.sseKeepaliveMs);
+  for (const k of ["proxy-read-timeout", "proxy-send-timeout"]) {
+    assert.ok(Number(ann[`nginx.ingress.kubernetes.io/${k}`]) * 1000 >= 2 * keepaliveMs, `${k} at least twice SSE_KEEPALIVE_MS (${keepaliveMs} ms)`);
+  }
+  assert.equal(ann["nginx.ingress.kubernetes.io/proxy-buffering"], "off", "SSE events are not buffered by nginx");
+  assert.equal(ann["nginx.ingress.kubernetes.io/proxy-http-version"] ?? "1.1", "1.1");
+  // Any gateway serves a stream (Last-Event-ID resumes anywhere) and takes its commands: no affinity.
+  for (const k of Object.keys(ann)) {
+    assert.doesNotMatch(k, /^nginx\.ingress\.kubernetes\.io\/(affinity|affinity-mode|session-cookie-.*|upstream-hash-by.*)$/, `${k}: stickiness is not needed`);
+    assert.doesNotMatch(ann[k]!, /\bgzip\s+on\b|\bproxy_buffering\s+on\b/, `${k}: would buffer or compress the stream`);
+  }
+  // Gzip is controller-wide: the component tells the operator to keep text/event-stream out.
+  assert.match(doc, /gzip-types[\s\S]*text\/event-stream/);
+  // POST /sse/commands bodies: nginx must admit whatever the gateway does,
+  // so that an oversized one gets the gateway's JSON 413, not nginx's page.
+  const limit = commandBodyLimit(Number(envValue(objs, gw, "MAX_PAYLOAD_BYTES") ?? GATEWAY_DEFAULTS.maxPayloadBytes));
+  assert.ok(nginxSize(ann["nginx.ingress.kubernetes.io/proxy-body-size"] ?? "1m") >= limit, `proxy-body-size admits the gateway's ${limit}-byte command bodies`);
+  const rules = (ing["spec"] as { rules: { http: { paths: { path: string; pathType: string; backend: { service: { name: string; port: { name: string } } } }[] } }[] }).rules;
   const paths = rules.flatMap((r) => r.http.paths);
-  assert.deepEqual(paths.map((p) => p.path), ["/ws"]);
+  assert.deepEqual(paths.map((p) => p.path), ["/ws", "/sse", "/sse/commands"]);
   for (const p of paths) {
+    assert.equal(p.pathType, "Exact", `${p.path}: Exact, so nothing under it is exposed`);
     const svc = find(objs, "Service", p.backend.service.name);
     assert.ok(svc, `backend ${p.backend.service.name}`);
     const port = (svc["spec"] as { ports: { name: string; targetPort?: string | number }[] }).ports.find((x) => x.name === p.backend.service.port.name);

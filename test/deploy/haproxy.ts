@@ -89,13 +89,13 @@ export interface RawResponse {
   text: string;
 }
 
-/** Sends one raw HTTP/1.1 request (lines joined with CRLF) and reads the response until the peer closes. */
-export function rawRequest(port: number, lines: string[], timeoutMs = 3_000): Promise<RawResponse> {
+/** Sends one raw HTTP/1.1 request (lines joined with CRLF, then `body`) and reads the response until the peer closes. */
+export function rawRequest(port: number, lines: string[], timeoutMs = 3_000, body = ""): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const sock = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => sock.destroy(new Error("no response")), timeoutMs);
-    sock.on("connect", () => sock.write(lines.join("\r\n") + "\r\n\r\n"));
+    sock.on("connect", () => sock.write(lines.join("\r\n") + "\r\n\r\n" + body));
     sock.on("data", (c) => chunks.push(c));
     sock.on("error", (err) => {
       clearTimeout(timer);
@@ -121,4 +121,78 @@ export function rawRequest(port: number, lines: string[], timeoutMs = 3_000): Pr
       resolve({ status, headers, text });
     });
   });
+}
+
+/** An HAProxy time ("60s", "1h", "500ms"; a bare number is milliseconds) in milliseconds. */
+export function haproxyTimeMs(value: string): number {
+  const m = /^(\d+)(us|ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m) throw new Error(`not an HAProxy time: ${value}`);
+  const scale = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? "ms"]!;
+  return Number(m[1]) * scale;
+}
+
+/**
+ * The arguments of the directive `name` (e.g. "timeout server", "balance")
+ * in effect for `proxy`: its own last one, else the last one of the
+ * defaults section before it; undefined when neither sets it.
+ */
+export function effective(all: Section[], proxy: Section, name: string): string | undefined {
+  const defaults = all.slice(0, all.indexOf(proxy)).filter((s) => s.keyword === "defaults").at(-1);
+  const re = new RegExp(`^${name.replace(/ /g, "\\s+")}(?:\\s+(.*))?$`);
+  let found: string | undefined;
+  for (const s of [defaults, proxy]) {
+    for (const line of s?.lines ?? []) {
+      const m = re.exec(line);
+      if (m) found = (m[1] ?? "").trim();
+    }
+  }
+  return found;
+}
+
+/** Whether `option <name>` is in effect for `proxy` (set there or in its defaults, and no `no option <name>` after it). */
+export function optionOn(all: Section[], proxy: Section, name: string): boolean {
+  const defaults = all.slice(0, all.indexOf(proxy)).filter((s) => s.keyword === "defaults").at(-1);
+  let on = false;
+  for (const s of [defaults, proxy]) {
+    for (const line of s?.lines ?? []) {
+      if (new RegExp(`^option\\s+${name}$`).test(line)) on = true;
+      if (new RegExp(`^no\\s+option\\s+${name}$`).test(line)) on = false;
+    }
+  }
+  return on;
+}
+
+export interface LoopbackPorts {
+  /** The client frontend (`bind :8080` in the repository). */
+  front: number;
+  /** The monitor frontend (`bind :8404`). */
+  health: number;
+  /** The one gateway's client port (for the `server-template`). */
+  backend: number;
+  /** The one gateway's METRICS_PORT, which the health checks go to. */
+  backendMetrics: number;
+}
+
+/**
+ * The repository's haproxy.cfg with only the addresses changed: loopback
+ * ports, and one local server in place of the Docker-DNS server-template.
+ * maxconn is lowered because HAProxy sizes its fd limit from it and refuses
+ * to start where it cannot raise the limit that far (unprivileged CI,
+ * sandboxes). `extra` swaps more (each pattern must match).
+ */
+export function loopbackConfig(cfg: string, ports: LoopbackPorts, metricsPort: number, extra: [RegExp, string][] = []): string {
+  const swaps: [RegExp, string][] = [
+    [/^(\s*)bind :8080$/m, `$1bind 127.0.0.1:${ports.front}`],
+    [/^(\s*)bind :8404$/m, `$1bind 127.0.0.1:${ports.health}`],
+    [/^(\s*)server-template \S+ \d+ gateway:8080$/m, `$1server gw1 127.0.0.1:${ports.backend}`],
+    [new RegExp(`\\bcheck port ${metricsPort}\\b`), `check port ${ports.backendMetrics}`],
+    [/\bmaxconn \d+/g, "maxconn 1000"],
+    ...extra,
+  ];
+  for (const [from, to] of swaps) {
+    if (!from.test(cfg)) throw new Error(`haproxy.cfg no longer has ${String(from)}`);
+    from.lastIndex = 0;
+    cfg = cfg.replace(from, to);
+  }
+  return cfg;
 }
