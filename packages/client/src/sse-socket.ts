@@ -86,6 +86,8 @@ export class SseSocket implements WebSocketLike {
   private posting = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private done = false;
+  /** Set by close(): the code and reason to report. */
+  private closing: { code: number; reason: string } | undefined;
 
   constructor(private readonly opts: SseSocketOptions) {
     // Started after the caller has bound its handlers, as a WebSocket's events come.
@@ -102,6 +104,8 @@ export class SseSocket implements WebSocketLike {
   close(code: number = CloseCodes.Normal, reason = ""): void {
     if (this.done || this.readyState >= CLOSING) return;
     this.readyState = CLOSING;
+    // What the aborted reads report on their way out is this close, not a failure.
+    this.closing = { code, reason };
     this.abort.abort();
     // A WebSocket reports its own close asynchronously too.
     queueMicrotask(() => this.finish(code, reason));
@@ -203,6 +207,10 @@ export class SseSocket implements WebSocketLike {
   /** The one way out: every event after this is dropped, the stream and any POST are aborted. */
   private finish(code: number, reason: string, errorText?: string, refused?: { status: number; refusal: string | undefined }): void {
     if (this.done) return;
+    if (this.closing) {
+      ({ code, reason } = this.closing);
+      errorText = undefined;
+    }
     this.done = true;
     this.readyState = CLOSED;
     this.queue.length = 0;
