@@ -15,7 +15,8 @@
  * - POST /sse/commands answered 401 (token refused): 4001, so a provider is
  *   asked for a new token; 404 (connection unknown or closed) or 403 (not
  *   this user's connection): 1006, after waiting briefly for the stream's own
- *   close event, which says more (a 1001 drain, a 4001); 413: 1009 (frame
+ *   close event, which says more (a 1001 drain, a 4001); 403 with
+ *   `forbidden_origin`: 4003 (policy, as the GET would be); 413: 1009 (frame
  *   too large, as the WebSocket would close); 400: 1002 (the gateway does not
  *   take what this client sends: reconnecting cannot fix it); 503 (broker
  *   unavailable, nothing was taken): the same batch is posted again, up to
@@ -173,6 +174,7 @@ export class SseSocket implements WebSocketLike {
   private async post(batch: string[], retry: number): Promise<void> {
     const body = `{"connection":${JSON.stringify(this.connection)},"frames":[${batch.join(",")}]}`;
     let status: number;
+    let answer: string;
     try {
       const res = await this.opts.fetch(this.opts.commandsUrl, {
         method: "POST",
@@ -181,8 +183,8 @@ export class SseSocket implements WebSocketLike {
         signal: this.abort.signal,
       });
       status = res.status;
-      // Read to the end so the HTTP connection is free for the next POST.
-      await res.text().catch(() => "");
+      // Read to the end (also so the HTTP connection is free for the next POST).
+      answer = await res.text().catch(() => "");
     } catch (err) {
       return this.finish(CloseCodes.Abnormal, "", `POST ${this.opts.commandsUrl} failed: ${errorMessage(err)}`);
     }
@@ -196,6 +198,7 @@ export class SseSocket implements WebSocketLike {
       this.timer = setTimeout(() => void this.post(batch, retry + 1), 250 * 2 ** retry);
       return;
     }
+    if (status === 403 && errorCodeOf(answer) === "forbidden_origin") return this.finish(CloseCodes.Forbidden, "origin not allowed (HTTP 403)", why);
     if (status === 404 || status === 403) {
       this.timer = setTimeout(() => this.finish(CloseCodes.Abnormal, "", why), CLOSE_EVENT_GRACE_MS);
       return;
@@ -257,11 +260,15 @@ export function utf8Length(s: string): number {
 /** The `error.code` of a Herald refusal body (`{"error":{"code":...}}`); undefined for anything else (a proxy's page). */
 async function heraldErrorCode(res: FetchResponse): Promise<string | undefined> {
   try {
-    const code = (parseObject(await res.text())?.["error"] as { code?: unknown } | undefined)?.code;
-    return typeof code === "string" ? code : undefined;
+    return errorCodeOf(await res.text());
   } catch {
     return undefined;
   }
+}
+
+function errorCodeOf(body: string): string | undefined {
+  const code = (parseObject(body)?.["error"] as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {
