@@ -313,6 +313,22 @@ describe("SseSocket against a scripted server", () => {
     });
   }
 
+  test("POST answered 403: forbidden_origin is 4003 (policy), forbidden (another user's connection) 1006", async () => {
+    for (const [code, close] of [
+      ["forbidden_origin", 4003],
+      ["forbidden", 1006],
+    ] as const) {
+      const srv = await server();
+      srv.onPost = (res) => res.writeHead(403, { "content-type": "application/json" }).end(JSON.stringify({ error: { code, message: "no" } }));
+      const { s, got } = socket(srv);
+      await waitFor(() => srv.streams.length === 1, { message: "stream" });
+      srv.event(srv.streams[0]!, { type: "welcome", sub: "u", connection: "c" });
+      s.send('{"type":"ping","id":1}');
+      await waitFor(() => got.close, { message: "close" });
+      assert.equal(got.close?.code, close, code);
+    }
+  });
+
   test("POST answered 404 while the stream's own close event follows: that close wins", async () => {
     const srv = await server();
     srv.onPost = (res) => {
