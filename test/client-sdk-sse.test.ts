@@ -19,6 +19,7 @@ import { scrape } from "./helpers/metrics.js";
 import { natsControlSkipReason, startNats } from "./helpers/nats.js";
 import { freePort } from "./helpers/ports.js";
 import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild, startPublisher, uniqueName, waitFor, type Env } from "./helpers/procs.js";
+import { ScriptedSocket } from "./helpers/scripted-socket.js";
 import { hsToken, nowSeconds } from "./helpers/tokens.js";
 
 const skip = missingBuild(GATEWAY_MAIN) ?? missingBuild(PUBLISHER_MAIN);
@@ -285,6 +286,18 @@ describe("@herald/client over SSE against a real gateway", { skip }, () => {
     assert.equal(counting.attempts(), 1, "the remembered transport is tried first");
     await a.publish(channel, "after the drop");
     await box.waitFor(2);
+  });
+
+  test("fallback: a WebSocket that never opens is given up after connectTimeoutMs and SSE is tried at once", async () => {
+    const gw = await gateway();
+    // A socket that never answers: what a network that swallows upgrades looks like.
+    const a = client(gw.wsUrl, await allChannels(), { WebSocket: ScriptedSocket, connectTimeoutMs: 300 });
+    const states: StateChange[] = [];
+    a.on("state", (s) => states.push(s));
+    await a.connect();
+    assert.equal(a.transport, "sse");
+    assert.deepEqual(states.map((s) => s.state), ["connecting", "connected"]);
+    await a.subscribe(uniqueName("after-timeout"));
   });
 
   test("with the WebSocket let through (default transports) the client uses the WebSocket", async () => {
