@@ -116,7 +116,7 @@ describe("transport options", () => {
 
 describe("TransportChoice", () => {
   const failed = { welcomed: false, httpStatus: undefined, refusal: undefined };
-  const choice = () => new TransportChoice({ transports: ["websocket", "sse"], WebSocket: undefined, sse: undefined });
+  const choice = () => new TransportChoice({ wsUrl: "ws://h/ws", transports: ["websocket", "sse"], WebSocket: undefined, sse: undefined });
 
   test("a transport failure moves on at once within a round; the round's end goes to the close policy and starts over", () => {
     const c = choice();

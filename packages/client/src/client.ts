@@ -321,7 +321,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const afterRevocation = this.revoked;
     if (conn.welcomed) this.revoked = code === CloseCodes.Revoked;
     else this.failedOpens++;
-    const plan = planAfterClose(conn, code, reason, { staticToken: this.tokens.isStatic, failedOpens: this.failedOpens, afterRevocation, url: this.opts.url });
+    const plan = planAfterClose(conn, code, reason, { staticToken: this.tokens.isStatic, failedOpens: this.failedOpens, afterRevocation, url: this.choice.urlOf(conn.transport) });
     if (plan.kind === "terminal") return this.fail(plan.error);
     if (plan.newToken) this.forceTokenRefresh = true;
     if (plan.report) this.emit("error", plan.error);

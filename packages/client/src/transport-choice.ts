@@ -42,6 +42,11 @@ export class TransportChoice {
     return this.remembered;
   }
 
+  /** Where `transport` connects to (for errors). */
+  urlOf(transport: TransportName): string {
+    return transport === "sse" && this.resolved.sse ? this.resolved.sse.url : this.resolved.wsUrl;
+  }
+
   /** `transport` was welcomed: it leads every round from now on. */
   welcomed(transport: TransportName): void {
     this.remembered = transport;

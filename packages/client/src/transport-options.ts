@@ -21,6 +21,8 @@ export interface SseEndpoints {
 }
 
 export interface ResolvedTransports {
+  /** The WebSocket endpoint (`url`). */
+  wsUrl: string;
   /** At least one, no repeats, in preference order. */
   transports: TransportName[];
   /** Set when "websocket" is in `transports`. */
@@ -55,7 +57,7 @@ export function resolveTransports(options: HeraldClientOptions): ResolvedTranspo
     const url = options.sseUrl ?? deriveSseUrl(options.url);
     sse = { url: checkHttpUrl(url), commandsUrl: commandsUrlOf(url), fetch: fetchImpl };
   }
-  return { transports, WebSocket: WS, sse };
+  return { wsUrl: options.url, transports, WebSocket: WS, sse };
 }
 
 /** The default list for `url`: without an SSE endpoint to derive (a url that does not parse), the WebSocket alone fails it as before, at connect(). */
