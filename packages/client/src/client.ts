@@ -2,12 +2,12 @@
  * HeraldClient: one logical connection to a Herald gateway that survives
  * network drops, server drains and token expiry. This file holds the state
  * machine (idle → connecting → connected ⇄ reconnecting → closed) and the
- * public API; it drives transport.ts (the WebSocket), frames.ts (validating
- * server frames), requests.ts (answers and the one settle-on-loss rule),
- * pacer.ts (the paced outbox), publishes.ts (offline queue, retries),
- * subscriptions.ts and subscription.ts (channels and their positions),
- * tokens.ts and token-refresh.ts (provider, make-before-break refresh) and
- * close-policy.ts (what a close code means).
+ * public API; it drives transport.ts (the WebSocket or SSE socket, picked by
+ * transport-choice.ts), frames.ts (validating server frames), requests.ts
+ * (answers and the one settle-on-loss rule), pacer.ts (the paced outbox),
+ * publishes.ts (offline queue, retries), subscriptions.ts and subscription.ts
+ * (channels and their positions), tokens.ts and token-refresh.ts (provider,
+ * make-before-break refresh) and close-policy.ts (what a close code means).
  */
 import { backoffDelay, drainDelay } from "./backoff.js";
 import { inFlightLossError, planAfterClose } from "./close-policy.js";
@@ -24,7 +24,8 @@ import { settleAll, type Deferred, type Subscription } from "./subscription.js";
 import { Subscriptions } from "./subscriptions.js";
 import { TokenRefresh, type RefreshHost } from "./token-refresh.js";
 import { TokenSource, tokenExpired } from "./tokens.js";
-import { openSocket } from "./transport.js";
+import { openTransport } from "./transport.js";
+import { TransportChoice } from "./transport-choice.js";
 import type {
   ConnectionState,
   HeraldClientOptions,
@@ -34,7 +35,7 @@ import type {
   PresenceStats,
   StateChange,
   SubscribeOptions,
-  WebSocketConstructor,
+  TransportName,
   Welcome,
 } from "./types.js";
 
@@ -46,7 +47,7 @@ const STABLE_AFTER_MS = 5_000;
 
 export class HeraldClient extends Emitter<HeraldEvents> {
   private readonly opts: ClientOptions;
-  private readonly WS: WebSocketConstructor;
+  private readonly choice: TransportChoice;
   private readonly tokens: TokenSource;
   private readonly requests: Requests;
   private readonly subs: Subscriptions;
@@ -73,7 +74,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   constructor(options: HeraldClientOptions) {
     super();
     const resolved = resolveOptions(options);
-    this.WS = resolved.WebSocket;
+    this.choice = new TransportChoice(resolved.transports);
     this.opts = resolved.opts;
     this.tokens = new TokenSource(resolved.token, this.opts.tokenTimeoutMs, (expiresAt) => this.emit("token", { expiresAt }));
     this.requests = new Requests(this.opts.requestTimeoutMs, (conn) => this.refresh.onRequestSettled(conn));
@@ -114,6 +115,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     return this._state === "connected" ? this._session : undefined;
   }
 
+  /** The transport of the current connection ("websocket" or "sse"), while connected. */
+  get transport(): TransportName | undefined {
+    return this.session?.transport;
+  }
+
   /** Channels this client wants to be subscribed to (kept across reconnects and close()/connect()). */
   get channels(): string[] {
     return this.subs.channels;
@@ -132,6 +138,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       this._lastError = undefined;
       this.attempt = 0;
       this.failedOpens = 0;
+      this.choice.restart();
       this.setState("connecting");
       void this.openAttempt(this.generation);
     }
@@ -240,14 +247,15 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const conn = new Conn(token, this.opts.flushPacing, (c, item) =>
       item.kind === "publish" ? this.publishes.sendOn(c, item.q) : this.subs.sendQueued(c, item.sub, item.resub),
     );
+    conn.transport = this.choice.current;
     try {
-      conn.ws = openSocket(this.WS, this.opts.url, token, {
+      conn.ws = openTransport(conn.transport, this.choice.resolved, this.opts.url, token, {
         onText: (text) => this.onText(conn, text),
         onClose: (code, reason) => this.onClose(conn, code, reason),
-        onError: (text, status) => conn.noteError(text, status),
+        onError: (text, status, refusal) => conn.noteError(text, status, refusal),
       });
     } catch (cause) {
-      const message = `cannot open a WebSocket to ${this.opts.url}: ${(cause as Error)?.message ?? cause}`;
+      const message = `cannot open a ${conn.transport} connection to ${this.opts.url}: ${(cause as Error)?.message ?? cause}`;
       if (gen === this.generation) this.fail(new HeraldError("connect_failed", message, { cause, terminal: true }));
       return undefined;
     }
@@ -269,15 +277,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   private onWelcome(conn: Conn, welcome: Welcome): void {
     conn.welcomed = true;
     conn.welcomedAt = Date.now();
-    conn.welcome = welcome;
+    conn.welcome = { ...welcome, transport: conn.transport };
     conn.clearTimers();
     this.failedOpens = 0;
+    this.choice.welcomed(conn.transport);
     if (conn === this.refresh.next) return this.refresh.onWelcome(conn);
     if (conn !== this.conn) return;
-    this._session = welcome;
+    this._session = conn.welcome;
     this._lastError = undefined;
-    this.setState("connected");
-    this.emit("welcome", welcome);
+    this.setState("connected", { transport: conn.transport });
+    this.emit("welcome", conn.welcome);
     // Every re-subscribe, then the offline queue in order: paced, so that many
     // subscriptions plus a full queue do not trip the gateway's rate limit.
     const publishes = this.publishes.drain().map((q): Outgoing => ({ kind: "publish", q }));
@@ -306,11 +315,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (successor) return this.refresh.handover(successor);
     this.refresh.stop();
     if (this._state === "closed") return;
+    // A transport that did not get through: the next one at once (transport-choice.ts).
+    if (this.choice.moveOn(conn, code)) return void (this.conn = this.openConn(conn.token, this.generation));
     if (conn.welcomedAt && Date.now() - conn.welcomedAt >= STABLE_AFTER_MS) this.attempt = 0;
     const afterRevocation = this.revoked;
     if (conn.welcomed) this.revoked = code === CloseCodes.Revoked;
     else this.failedOpens++;
-    const plan = planAfterClose(conn, code, reason, { staticToken: this.tokens.isStatic, failedOpens: this.failedOpens, afterRevocation, url: this.opts.url });
+    const plan = planAfterClose(conn, code, reason, { staticToken: this.tokens.isStatic, failedOpens: this.failedOpens, afterRevocation, url: this.choice.urlOf(conn.transport) });
     if (plan.kind === "terminal") return this.fail(plan.error);
     if (plan.newToken) this.forceTokenRefresh = true;
     if (plan.report) this.emit("error", plan.error);

@@ -1,9 +1,9 @@
-/** One WebSocket attempt or connection of the client, and what rides on it. */
+/** One attempt or connection of the client (WebSocket or SSE), and what rides on it. */
 import type { HeraldError } from "./errors.js";
 import { Pacer } from "./pacer.js";
 import type { SubState } from "./subscription.js";
 import { closeSocket, unbindSocket } from "./transport.js";
-import type { FlushPacing, HeraldEvents, WebSocketLike, Welcome } from "./types.js";
+import type { FlushPacing, HeraldEvents, TransportName, WebSocketLike, Welcome } from "./types.js";
 
 /** A publish waiting for a connection or for its ack. */
 export interface Queued {
@@ -24,11 +24,15 @@ let connSerial = 0;
 export class Conn {
   readonly n = ++connSerial;
   ws: WebSocketLike | undefined;
+  /** What `ws` is (set when it is opened). */
+  transport: TransportName = "websocket";
   welcomed = false;
   welcomedAt = 0;
   ended = false;
-  /** HTTP status of a refused upgrade (Node `ws` only). */
+  /** HTTP status of a refused upgrade (Node `ws` only) or SSE stream. */
   httpStatus: number | undefined;
+  /** The Herald error code of a refused SSE stream (a clear answer, not a proxy's). */
+  refusal: string | undefined;
   errorText: string | undefined;
   /** Channels the server confirmed on this connection. */
   readonly confirmed = new Set<string>();
@@ -50,10 +54,11 @@ export class Conn {
     this.outbox = new Pacer(pacing, (item) => deliver(this, item));
   }
 
-  /** The socket reported an error; Node `ws` names the HTTP status of a refused upgrade. */
-  noteError(text: string, httpStatus: number | undefined): void {
+  /** The socket reported an error; Node `ws` and SSE name the HTTP status of a refusal. */
+  noteError(text: string, httpStatus: number | undefined, refusal: string | undefined): void {
     this.errorText = text;
     if (httpStatus !== undefined) this.httpStatus = httpStatus;
+    if (refusal !== undefined) this.refusal = refusal;
   }
 
   /** Welcomed and not closed: requests can go out on it. */

@@ -29,6 +29,8 @@ export {
   type SubscribeOptions,
   type SubscribedInfo,
   type TokenProvider,
+  type TransportName,
+  type FetchLike,
   type Welcome,
   type WelcomeSub,
   type WebSocketConstructor,
@@ -38,3 +40,4 @@ export { HeraldError, isHeraldError, type ClientErrorCode, type HeraldErrorCode,
 export { backoffDelay, backoffCeiling, drainDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 export { decodeJwtPayload, tokenTimes, base64ToBytes as decodeBase64, type TokenTimes } from "./jwt.js";
 export { CloseCodes, SUBPROTOCOL } from "./protocol.js";
+export { DEFAULT_TRANSPORTS, deriveSseUrl } from "./transport-options.js";

@@ -1,17 +1,18 @@
 /** HeraldClient options, parsed once: checked, with every default named here. */
 import type { BackoffOptions } from "./backoff.js";
 import { HeraldError } from "./errors.js";
-import { DEFAULT_FLUSH_PACING, type FlushPacing, type HeraldClientOptions, type TokenProvider, type WebSocketConstructor } from "./types.js";
+import { resolveTransports, type ResolvedTransports } from "./transport-options.js";
+import { DEFAULT_FLUSH_PACING, type FlushPacing, type HeraldClientOptions, type TokenProvider } from "./types.js";
 
-/** Every option with its default filled in (the token and WebSocket are returned beside it). */
-export type ClientOptions = Required<Omit<HeraldClientOptions, "WebSocket" | "backoff" | "token" | "flushPacing">> & {
+/** Every option with its default filled in (the token and the transports are returned beside it). */
+export type ClientOptions = Required<Omit<HeraldClientOptions, "WebSocket" | "backoff" | "token" | "flushPacing" | "transports" | "sseUrl" | "fetch">> & {
   backoff: Partial<BackoffOptions>;
   flushPacing: FlushPacing;
 };
 
 export interface ResolvedOptions {
   opts: ClientOptions;
-  WebSocket: WebSocketConstructor;
+  transports: ResolvedTransports;
   token: string | TokenProvider;
 }
 
@@ -22,13 +23,7 @@ export function resolveOptions(options: HeraldClientOptions): ResolvedOptions {
   if (typeof options.token !== "string" && typeof options.token !== "function") {
     throw new HeraldError("invalid_argument", "HeraldClient needs a token: a JWT string or a function returning one");
   }
-  const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-  if (typeof WS !== "function") {
-    throw new HeraldError(
-      "invalid_argument",
-      "no WebSocket implementation: pass the WebSocket option (in Node 20: `WebSocket: (await import('ws')).default`)",
-    );
-  }
+  const transports = resolveTransports(options);
   const opts: ClientOptions = {
     url: options.url,
     backoff: options.backoff ?? {},
@@ -48,5 +43,5 @@ export function resolveOptions(options: HeraldClientOptions): ResolvedOptions {
     },
     random: options.random ?? Math.random,
   };
-  return { opts, WebSocket: WS, token: options.token };
+  return { opts, transports, token: options.token };
 }

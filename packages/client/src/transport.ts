@@ -1,36 +1,54 @@
 /**
- * The WebSocket itself: opening it the way browsers allow (the token as a
- * subprotocol, since a browser cannot set headers), binding its events, and
+ * The socket itself: opening it (a WebSocket the way browsers allow, with
+ * the token as a subprotocol since a browser cannot set headers; or the SSE
+ * stream of sse-socket.ts, which looks like one), binding its events, and
  * letting go of it. Works with the browser's WebSocket, Node 22+'s global and
  * the `ws` package alike; knows nothing of herald.v1 state.
  */
 import { reportListenerError } from "./emitter.js";
 import { CloseCodes, SUBPROTOCOL } from "./protocol.js";
-import type { WebSocketConstructor, WebSocketLike } from "./types.js";
+import { SseSocket } from "./sse-socket.js";
+import type { ResolvedTransports } from "./transport-options.js";
+import type { TransportName, WebSocketConstructor, WebSocketLike } from "./types.js";
 
 export interface SocketEvents {
   /** A text frame (binary frames are decoded as UTF-8). */
   onText(text: string): void;
   onClose(code: number, reason: string): void;
-  /** `httpStatus`: of a refused upgrade, when the runtime tells (Node `ws`; browsers never do). */
-  onError(text: string, httpStatus: number | undefined): void;
+  /**
+   * `httpStatus`: of a refused upgrade or stream, when the runtime tells (Node `ws`, SSE; browsers' WebSocket
+   * never does). `refusal`: the Herald error code of a refused SSE stream.
+   */
+  onError(text: string, httpStatus: number | undefined, refusal: string | undefined): void;
+}
+
+/** Opens `transport` carrying `token`; throws what a WebSocket constructor throws (bad URL). */
+export function openTransport(transport: TransportName, t: ResolvedTransports, url: string, token: string, events: SocketEvents): WebSocketLike {
+  if (transport === "sse" && t.sse) return bindSocket(new SseSocket({ ...t.sse, token }), events);
+  if (!t.WebSocket) throw new Error("no WebSocket implementation");
+  return openSocket(t.WebSocket, url, token, events);
 }
 
 const utf8 = new TextDecoder();
 
 /** Opens a herald.v1 WebSocket carrying `token`; throws what the constructor throws (bad URL). */
 export function openSocket(WS: WebSocketConstructor, url: string, token: string, events: SocketEvents): WebSocketLike {
-  const ws = new WS(url, [SUBPROTOCOL, `bearer.${token}`]);
+  return bindSocket(new WS(url, [SUBPROTOCOL, `bearer.${token}`]), events);
+}
+
+/** Routes the events of `ws` to `events`. */
+export function bindSocket(ws: WebSocketLike, events: SocketEvents): WebSocketLike {
   try {
     ws.binaryType = "arraybuffer";
   } catch {
     /* read-only in some implementations */
   }
-  ws.onerror = (ev: { message?: string; error?: { message?: string } }) => {
+  ws.onerror = (ev: { message?: string; error?: { message?: string }; status?: unknown; refusal?: unknown }) => {
     const text = ev?.message ?? ev?.error?.message;
     if (typeof text !== "string") return;
-    const status = /Unexpected server response: (\d{3})/.exec(text);
-    events.onError(text, status ? Number(status[1]) : undefined);
+    // SSE sockets name the status; Node `ws` only says it in the message.
+    const status = typeof ev.status === "number" ? ev.status : Number(/Unexpected server response: (\d{3})/.exec(text)?.[1] ?? NaN);
+    events.onError(text, Number.isNaN(status) ? undefined : status, typeof ev.refusal === "string" ? ev.refusal : undefined);
   };
   ws.onclose = (ev: { code?: number; reason?: string }) => events.onClose(ev?.code ?? CloseCodes.Abnormal, ev?.reason ?? "");
   ws.onmessage = (ev: { data: unknown }) => {

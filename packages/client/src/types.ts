@@ -1,6 +1,12 @@
 /** The public types of @herald/client: options, events, messages, states. */
 import type { BackoffOptions } from "./backoff.js";
 import type { HeraldError } from "./errors.js";
+import type { FetchLike } from "./sse-socket.js";
+
+export type { FetchLike, FetchInit, FetchResponse } from "./sse-socket.js";
+
+/** How a connection reaches the gateway: a WebSocket (`url`), or SSE with HTTP commands (`sseUrl`). */
+export type TransportName = "websocket" | "sse";
 
 /**
  * `idle` before the first connect(); `connecting` during the first attempt;
@@ -38,8 +44,24 @@ export interface HeraldClientOptions {
   url: string;
   /** A JWT, or a function returning one (sync or async). Only a provider lets the client survive token expiry. */
   token: string | TokenProvider;
-  /** WebSocket implementation; default `globalThis.WebSocket`. In Node 20 pass `(await import("ws")).default`. */
+  /** WebSocket implementation; default `globalThis.WebSocket`. In Node 20 pass `(await import("ws")).default`. Not needed when `transports` leaves "websocket" out. */
   WebSocket?: WebSocketConstructor;
+  /**
+   * Transports to try, in order of preference. An attempt that fails before
+   * the welcome (network error, refused handshake, connect timeout) moves on
+   * to the next one at once; the first one welcomed is used first for every
+   * reconnect of this client; once all failed, the usual backoff. Default
+   * ["websocket", "sse"] ("sse" left out when the runtime has no fetch).
+   */
+  transports?: TransportName[];
+  /**
+   * The gateway's SSE endpoint (`GET` stream; commands are POSTed to its path
+   * + `/commands`). Default from `url`: ws → http, wss → https, a path ending
+   * in `/ws` ends in `/sse` instead, any other path gets `/sse` appended.
+   */
+  sseUrl?: string;
+  /** fetch implementation for SSE; default `globalThis.fetch` (browsers, Node 18+). */
+  fetch?: FetchLike;
   /** Reconnect backoff: `random(0, min(maxMs, baseMs * 2 ** attempt))`. Default { baseMs: 500, maxMs: 30000 }. */
   backoff?: Partial<BackoffOptions>;
   /** After a 1001 (server draining) reconnect after `random(0, drainReconnectMaxMs)`. Default 5000. */
@@ -92,6 +114,8 @@ export interface Welcome {
   sub: string;
   /** Server-side connection id (differs on every reconnect). */
   connection: string;
+  /** The transport this connection uses (set by the client, not sent by the server). */
+  transport?: TransportName;
   /** The channels the server subscribed this connection to from the token's `subs` claim (absent: none); the client treats them as subscriptions. */
   subs?: WelcomeSub[];
 }
@@ -126,6 +150,8 @@ export interface StateChange {
   retryInMs?: number;
   /** For `reconnecting`: consecutive failed attempts so far. */
   attempt?: number;
+  /** For `connected`: the transport in use. */
+  transport?: TransportName;
 }
 
 export interface SubscribedInfo {
