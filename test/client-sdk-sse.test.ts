@@ -4,21 +4,26 @@
  * history after the gateway was killed, token refresh and a 1001 drain; and
  * the fallback: behind a loopback proxy that refuses WebSocket upgrades the
  * client ends up on SSE and keeps to it on reconnect, while with the
- * WebSocket let through it stays on the WebSocket. Parser, batching and
- * choice apart from the gateway: client-sdk-sse-unit.test.ts.
+ * WebSocket let through it stays on the WebSocket; the same in headless
+ * Chromium (fetch streaming, CORS preflights from a page on another origin).
+ * Parser, batching and choice apart from the gateway: client-sdk-sse-unit.test.ts.
  *
  * Every wait is on an event or a bounded poll; every process is stopped in `after`.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, request, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { after, describe, test } from "node:test";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
 import type { HeraldError, StateChange } from "@herald/client";
 import { clientGatewayHarness, countingWebSocket, inbox, nextEvent } from "./helpers/client-gateway.js";
 import { scrape } from "./helpers/metrics.js";
 import { natsControlSkipReason, startNats } from "./helpers/nats.js";
 import { freePort } from "./helpers/ports.js";
-import { GATEWAY_MAIN, PUBLISHER_MAIN, missingBuild, startPublisher, uniqueName, waitFor, type Env } from "./helpers/procs.js";
+import { GATEWAY_MAIN, PUBLISHER_MAIN, REPO_ROOT, missingBuild, startPublisher, uniqueName, waitFor, type Env, type ServiceProcess } from "./helpers/procs.js";
+import { browserMissing, chromiumPath, playwright, type Playwright } from "./helpers/chromium.js";
 import { ScriptedSocket } from "./helpers/scripted-socket.js";
 import { hsToken, nowSeconds } from "./helpers/tokens.js";
 
@@ -308,5 +313,110 @@ describe("@herald/client over SSE against a real gateway", { skip }, () => {
     assert.equal((await welcome).transport, "websocket");
     assert.equal(a.transport, "websocket");
     assert.equal((await scrape(gw.url)).get("herald_sse_connections") ?? 0, 0);
+  });
+});
+
+const SDK_DIST = path.join(REPO_ROOT, "packages/client/dist");
+
+/** Serves a blank page and the built SDK (`/sdk/*.js`) on its own origin. */
+async function sdkPageServer() {
+  const server = createServer((req, res) => {
+    const name = /^\/sdk\/([\w.-]+\.js)$/.exec(req.url ?? "")?.[1];
+    if (name) {
+      try {
+        return void res.writeHead(200, { "content-type": "text/javascript" }).end(readFileSync(path.join(SDK_DIST, name)));
+      } catch {
+        return void res.writeHead(404).end();
+      }
+    }
+    res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>sdk</title>");
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+type Context = Awaited<ReturnType<Playwright["chromium"]["launchPersistentContext"]>>;
+
+describe("@herald/client in headless Chromium: WebSocket when it gets through, SSE otherwise", { skip: skip ?? missingBuild(path.join(SDK_DIST, "index.js")) ?? browserMissing }, () => {
+  const { gateway, allChannels } = clientGatewayHarness();
+  let gw: ServiceProcess;
+  let page: Awaited<ReturnType<typeof sdkPageServer>>;
+  let proxy: Awaited<ReturnType<typeof upgradeRefusingProxy>>;
+  let browser: Context | undefined;
+  let profileDir: string | undefined;
+
+  before(async () => {
+    page = await sdkPageServer();
+    // The page is on another origin than the gateway: SSE needs the CORS preflights (Authorization header).
+    gw = await gateway({ ALLOWED_ORIGINS: page.origin });
+    proxy = await upgradeRefusingProxy(gw.port);
+    profileDir = mkdtempSync(path.join(tmpdir(), "herald-sdk-sse-chromium-"));
+    browser = await playwright!.chromium.launchPersistentContext(profileDir, {
+      executablePath: chromiumPath,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+      timeout: 60_000,
+    });
+  });
+  after(async () => {
+    await browser?.close().catch(() => undefined);
+    if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+    await proxy?.close();
+    await page?.close();
+  });
+
+  /** In a fresh page: connect, subscribe, publish and receive it back; the transport used and any page errors. */
+  async function roundTrip(url: string, transports?: string[]): Promise<{ transport: string; data: unknown; states: string[] }> {
+    const tab = await browser!.newPage();
+    const errors: string[] = [];
+    tab.on("pageerror", (e) => errors.push(e.message));
+    try {
+      await tab.goto(page.origin);
+      const args = { url, token: await allChannels(), transports, channel: uniqueName("browser") };
+      // A string, not a function: the test's TypeScript knows neither the page's module paths nor the DOM.
+      const result = (await tab.evaluate(`(async (a) => {
+        const { HeraldClient } = await import("/sdk/index.js");
+        const c = new HeraldClient({ url: a.url, token: a.token, ...(a.transports ? { transports: a.transports } : {}), backoff: { baseMs: 50, maxMs: 400 }, connectTimeoutMs: 5000 });
+        const states = [];
+        c.on("state", (s) => states.push(s.state));
+        await c.connect();
+        let arrived;
+        const got = new Promise((resolve) => (arrived = resolve));
+        await c.subscribe(a.channel, { onMessage: (m) => arrived(m.data) });
+        await c.publish(a.channel, { from: "page" });
+        const data = await Promise.race([got, new Promise((r) => setTimeout(() => r("timeout"), 10000))]);
+        const transport = c.transport;
+        c.close();
+        return { transport, data, states };
+      })(${JSON.stringify(args)})`)) as { transport: string; data: unknown; states: string[] };
+      assert.deepEqual(errors, []);
+      return result;
+    } finally {
+      await tab.close();
+    }
+  }
+
+  test("a direct gateway: the WebSocket", async () => {
+    const r = await roundTrip(gw.wsUrl);
+    assert.deepEqual(r, { transport: "websocket", data: { from: "page" }, states: ["connecting", "connected", "closed"] });
+  });
+
+  test("behind a proxy refusing upgrades: SSE, at once (no reconnecting state)", async () => {
+    const refusedBefore = proxy.upgradesRefused;
+    const r = await roundTrip(proxy.wsUrl);
+    assert.deepEqual(r, { transport: "sse", data: { from: "page" }, states: ["connecting", "connected", "closed"] });
+    assert.equal(proxy.upgradesRefused, refusedBefore + 1, "the WebSocket was tried first");
+  });
+
+  test('transports: ["sse"] in the page', async () => {
+    const r = await roundTrip(gw.wsUrl, ["sse"]);
+    assert.equal(r.transport, "sse");
+    assert.deepEqual(r.data, { from: "page" });
   });
 });
