@@ -39,7 +39,7 @@ function runCi(opts: { uid: number; sudo: boolean }): CiRun {
     script("node", `echo v20.0.0`);
     script("npm", `echo "npm $*" >> "$CI_LOG"; echo 10.0.0`);
     const r = run(BASH, [repoPath(".ci/run")], {
-      // Only the stand-ins: nats-server, prometheus, chromium and haproxy are
+      // Only the stand-ins: nats-server, prometheus, chromium, haproxy and curl are
       // "missing", so the script installs them.
       env: { PATH: bin, CI: "true", CI_LOG: log, HOME: dir },
       timeoutMs: 20_000,
@@ -51,7 +51,7 @@ function runCi(opts: { uid: number; sudo: boolean }): CiRun {
   }
 }
 
-const PACKAGES = "nats-server prometheus chromium haproxy";
+const PACKAGES = "nats-server prometheus chromium haproxy curl";
 
 test("ci: as root .ci/run calls apt-get directly, then npm ci and exactly `npm test`", () => {
   const r = runCi({ uid: 0, sudo: false });
