@@ -71,7 +71,7 @@ test("compose: HAProxy balances WebSockets over every gateway replica (haproxy -
   assert.match(cfg, /server-template \S+ \d+ gateway:8080\b/, "replicas discovered from the compose service name");
   assert.match(cfg, /resolvers docker[\s\S]*nameserver \S+ 127\.0\.0\.11:53/, "Docker's DNS");
   assert.match(cfg, /timeout tunnel\s+\d+[hm]/, "long WebSocket tunnel timeout");
-  assert.match(cfg, /option httpchk GET \/readyz/, "health-checked on /readyz");
+  assert.match(cfg, /option httpchk\n\s*http-check send meth GET uri \/readyz ver HTTP\/1\.1 hdr Host \S+/, "health-checked on /readyz over HTTP/1.1 (uWS does not answer HTTP/1.0)");
   assert.match(cfg, new RegExp(`default-server check port ${METRICS_PORT}\\b`), "health checks go to METRICS_PORT, where /readyz is served");
   assert.match(cfg, /option forwardfor/);
   // Clients reach /ws and the SSE routes only: never /metrics (nor /healthz, /readyz).
@@ -264,7 +264,7 @@ test(
       await stack.close();
     });
     const nats = await stack.nats();
-    const [metricsPort, lbPort, lbHealthPort, cutPort, cutHealthPort] = (await freePorts(5)) as [number, number, number, number, number];
+    const [metricsPort, lbPort, lbHealthPort, cutPort, cutHealthPort, statsPort] = (await freePorts(6)) as [number, number, number, number, number, number];
     // As Compose runs it: METRICS_PORT for /readyz (HAProxy's health checks), this proxy trusted.
     const gw = await stack.gateway(
       nats,
@@ -281,7 +281,9 @@ test(
     const lb = startHaproxy(
       t,
       haproxy,
-      loopbackConfig(scaleIdle(repoCfg, (v) => Math.round(haproxyTimeMs(v) * factor)), { ...ports, front: lbPort, health: lbHealthPort }, Number(METRICS_PORT)),
+      loopbackConfig(scaleIdle(repoCfg, (v) => Math.round(haproxyTimeMs(v) * factor)), { ...ports, front: lbPort, health: lbHealthPort }, Number(METRICS_PORT)) +
+        // The stats page shows what the health checks of this config get from a real gateway.
+        `\nfrontend stats\n    bind 127.0.0.1:${statsPort}\n    stats enable\n    stats uri /stats\n`,
     );
 
     const token = await hsToken({ sub: "sse-through-lb", channels: ["x"] });
@@ -303,6 +305,19 @@ test(
     assert.equal(r.headers.get("x-accel-buffering"), "no");
     assert.equal(r.headers.get("content-encoding"), null, "the stream is not compressed");
     await r.next((e) => e.frame?.type === "subscribed" && e.frame.channel === "x");
+
+    // The replica passes the config's health check (a check the gateway does
+    // not answer would mark every replica DOWN a few seconds after start).
+    await waitFor(
+      async () => {
+        const csv = await (await fetch(`http://127.0.0.1:${statsPort}/stats;csv`)).text();
+        const [head, ...rows] = csv.replace(/^# /, "").trim().split("\n").map((l) => l.split(","));
+        const col = (name: string) => head!.indexOf(name);
+        const row = rows.find((cells) => cells[col("pxname")] === "gateways" && cells[col("svname")] === "gw1");
+        return row?.[col("check_status")] === "L7OK" && row[col("status")] === "UP";
+      },
+      { timeoutMs: 15_000, intervalMs: 200, proc: lb, message: `gateway passes HAProxy's /readyz check\n${tail(lb)}` },
+    );
 
     // Each event arrives at once. HAProxy without `option http-no-delay`
     // holds a small chunk up to 200 ms (MSG_MORE) unless the next keepalive
