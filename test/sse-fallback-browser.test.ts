@@ -55,7 +55,9 @@ function haproxyConfig(denyPort: number, allowPort: number, gateways: number[]):
     "backend gateways",
     "    balance roundrobin",
     // Out as soon as a gateway drains (/readyz 503) or is gone; back once it answers again.
-    "    option httpchk GET /readyz",
+    // HTTP/1.1: the gateway (uWebSockets) does not answer HTTP/1.0, what `option httpchk GET /readyz` sends.
+    "    option httpchk",
+    "    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host gateway",
     "    http-check expect status 200",
     "    default-server check inter 200ms fall 1 rise 1",
     ...gateways.map((port, i) => `    server gw${i} 127.0.0.1:${port}`),
@@ -137,9 +139,14 @@ describe("demo page through a proxy that refuses WebSocket", { skip }, () => {
   async function openPage(origin: string) {
     const page = await browser!.newPage();
     const errors: string[] = [];
+    const consoleLines: string[] = [];
     page.on("pageerror", (err) => errors.push(err.message));
+    page.on("console", (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
     await page.goto(`${origin}/`, { waitUntil: "domcontentloaded" });
-    await page.waitForSelector('#state[data-state="connected"]', { timeout: 20_000 });
+    await page.waitForSelector('#state[data-state="connected"]', { timeout: 20_000 }).catch(async (err: Error) => {
+      const log = await page.textContent("#log").catch(() => "");
+      throw new Error(`${err.message}\npage log: ${log}\nconsole: ${consoleLines.join("\n")}\nerrors: ${errors.join("\n")}\nhaproxy: ${tail(haproxy)}`);
+    });
     await page.evaluate(() => {
       const w = globalThis as unknown as { got: unknown[]; heraldClient: { on(e: string, f: (m: { channel?: string; data: unknown }) => void): void } };
       w.got = [];
