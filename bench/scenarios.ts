@@ -10,6 +10,7 @@ import { sampleAll } from "./lib/procstat.js";
 import { n, phaseRow, quiet, saturated, settle, withTarget, type RunConfig, type TargetName, type Row, type Scenario, type ScenarioResult } from "./lib/scenario-kit.js";
 import { PRESENCE_SCENARIO } from "./lib/presence-scenario.js";
 import { SSE_SCENARIO } from "./lib/sse-scenario.js";
+import { COMPRESSION_SCENARIO } from "./lib/compression-scenario.js";
 
 export type { RunConfig, Row, ScenarioResult } from "./lib/scenario-kit.js";
 
@@ -255,11 +256,12 @@ export const SCENARIOS: Record<string, Scenario> = {
   },
   presence: PRESENCE_SCENARIO,
   sse: SSE_SCENARIO,
+  compression: COMPRESSION_SCENARIO,
 };
 
 export const FULL = ["ceiling", "idle-10k", "idle-10k-shared", "idle-50k", "connect-storm", "broadcast", "channels", "slow-consumer"];
 /** Named scenarios not in FULL (each takes minutes on this machine): run them by name. */
-export const EXTRA = ["avalanche", "conns-100k", "connect-storm-warm", "presence", "sse"];
+export const EXTRA = ["avalanche", "conns-100k", "connect-storm-warm", "presence", "sse", "compression"];
 
 export async function runScenario(name: string, cfg: RunConfig): Promise<ScenarioResult> {
   const sc = SCENARIOS[name];

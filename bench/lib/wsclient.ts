@@ -15,7 +15,7 @@
  * - client frames are masked with the all-zero key (valid per RFC 6455 and
  *   free: the payload bytes stay as they are).
  */
-import { inflateRawSync } from "node:zlib";
+import { constants as zlib, inflateRawSync } from "node:zlib";
 import { RawTcp } from "./raw-tcp.js";
 import type { ConnEvents, ConnOptions, Counters, ProbeSink } from "./wsclient-types.js";
 
@@ -247,7 +247,14 @@ export class Conn {
     if (this.o.proto === "nats" || !this.collecting) return;
     let body = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
     // The upgrade offered server_no_context_takeover: every message inflates on its own.
-    if (this.deflated) body = inflateRawSync(Buffer.concat([body, DEFLATE_TAIL]));
+    if (this.deflated) {
+      try {
+        body = inflateRawSync(Buffer.concat([body, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH });
+      } catch {
+        this.c.errors["inflate"] = (this.c.errors["inflate"] ?? 0) + 1;
+        return;
+      }
+    }
     const text = body.toString();
     this.parts = [];
     this.herald(text);
