@@ -53,7 +53,16 @@ const STORM_COLS: Col[] = [
   { key: "generatorCpuMsPerConnection", label: "generator ms/conn", fmt: (v) => num(v, 3) },
 ];
 
-const COLUMNS: Record<string, { keys: Col[]; cols: Col[] }> = {
+/** A scenario's table; `parts` splits its rows by their `measure` into one table each (no Herald/peer ratios there). */
+interface Layout {
+  keys: Col[];
+  cols: Col[];
+  parts?: Record<string, { title: string; keys: Col[]; cols: Col[] }>;
+}
+
+const usPerMsg = { key: "serverCpuUsPerDelivery", label: "server CPU µs/delivery", better: "lower", fmt: (v: unknown) => num(v, 2) } satisfies Col;
+
+const COLUMNS: Record<string, Layout> = {
   idle: {
     keys: [],
     cols: [
@@ -139,6 +148,75 @@ const COLUMNS: Record<string, { keys: Col[]; cols: Col[] }> = {
       { key: "leaveToEventP99Ms", label: "leave→event p99 ms", better: "lower", fmt: ms },
     ],
   },
+  sse: {
+    keys: [],
+    cols: [],
+    parts: {
+      idle: {
+        title: "Idle connections on one channel",
+        keys: [],
+        cols: [
+          { key: "connections", label: "connections", fmt: (v) => num(v) },
+          { key: "failed", label: "failed", better: "lower", fmt: (v) => num(v) },
+          { key: "connectionsPerSecond", label: "connect/s", fmt: (v) => num(v) },
+          { key: "serverCpuMsPerConnection", label: "server CPU ms/conn", fmt: (v) => num(v, 3) },
+          { key: "rssBeforeMiB", label: "RSS before MiB", fmt: (v) => num(v, 1) },
+          { key: "rssAfterMiB", label: "RSS after MiB", fmt: (v) => num(v, 1) },
+          { key: "bytesPerConnection", label: "RSS B/connection", better: "lower", fmt: (v) => num(v) },
+          { key: "heapBytesPerConnection", label: "heap B/connection", better: "lower", fmt: (v) => num(v) },
+        ],
+      },
+      broadcast: {
+        title: "Broadcast on the same connections",
+        keys: [{ key: "subscribers", label: "subscribers" }, { key: "size", label: "size B" }, { key: "rate", label: "msg/s" }],
+        cols: [...PHASE_COLS.slice(0, 6), usPerMsg, { key: "wireBytesPerDelivery", label: "B read/delivery", fmt: (v) => num(v) }, ...PHASE_COLS.slice(6)],
+      },
+    },
+  },
+  compression: {
+    keys: [],
+    cols: [],
+    parts: {
+      broadcast: {
+        title: "Broadcast of 1 KB JSON",
+        keys: [{ key: "subscribers", label: "subscribers" }, { key: "rate", label: "msg/s" }],
+        cols: [
+          { key: "deflateNegotiated", label: "deflate negotiated", fmt: (v) => num(v) },
+          { key: "wireBytesPerDelivery", label: "B on the wire/delivery", better: "lower", fmt: (v) => num(v) },
+          { key: "compressedShare", label: "deflated frames", fmt: pct },
+          { key: "checkerBytesPerMessage", label: "ws checkers B/msg", fmt: (v) => num(v) },
+          { key: "checkerInflatedBytesPerMessage", label: "ws checkers inflated B/msg", fmt: (v) => num(v) },
+          { key: "checkerGaps", label: "ws checker gaps", fmt: (v) => num(v) },
+          { key: "checkerBad", label: "ws checker unparsable", fmt: (v) => num(v) },
+          ...PHASE_COLS.slice(0, 6),
+          usPerMsg,
+          ...PHASE_COLS.slice(6),
+        ],
+      },
+      bomb: {
+        title: "Compression bombs during a broadcast (COMPRESSION=shared)",
+        keys: [],
+        cols: [
+          { key: "bombs", label: "bombs", fmt: (v) => num(v) },
+          { key: "compressedBytes", label: "frame B", fmt: (v) => num(v) },
+          { key: "inflatedMiB", label: "inflates to MiB", fmt: (v) => num(v, 1) },
+          { key: "negotiated", label: "deflate negotiated", fmt: (v) => num(v) },
+          { key: "closeCodes", label: "bomber closes", fmt: obj },
+          { key: "cutMsMax", label: "cut after ms (max)", fmt: (v) => num(v) },
+          { key: "rssBeforeMiB", label: "RSS before MiB", fmt: (v) => num(v, 1) },
+          { key: "peakRssGrowthMiB", label: "peak RSS growth MiB", better: "lower", fmt: (v) => num(v, 1) },
+          { key: "settledRssGrowthMiB", label: "settled RSS growth MiB", fmt: (v) => num(v, 1) },
+          { key: "under10MiB", label: "< 10 MiB", fmt: String },
+          { key: "gatewayAlive", label: "gateway alive", fmt: String },
+          { key: "rate", label: "others: msg/s", fmt: (v) => num(v) },
+          { key: "lossRatio", label: "others: loss", fmt: pct },
+          { key: "p99Ms", label: "others: p99 ms", fmt: ms },
+          { key: "checkerMessages", label: "ws checkers got", fmt: (v) => num(v) },
+          { key: "checkerExpected", label: "of", fmt: (v) => num(v) },
+        ],
+      },
+    },
+  },
   channels: { keys: [{ key: "rate", label: "msg/s" }], cols: PHASE_COLS },
   ceiling: { keys: [{ key: "rate", label: "msg/s" }], cols: PHASE_COLS },
   "slow-consumer": {
@@ -147,7 +225,8 @@ const COLUMNS: Record<string, { keys: Col[]; cols: Col[] }> = {
   },
 };
 
-const layoutOf = (s: ScenarioResult) => COLUMNS[s.name.startsWith("idle") ? "idle" : s.name] ?? { keys: [], cols: [] };
+const layoutOf = (s: ScenarioResult): Layout => COLUMNS[s.name.startsWith("idle") ? "idle" : s.name] ?? { keys: [], cols: [] };
+const cells = (r: Row, keys: Col[], cols: Col[]) => [r.target, ...keys.map((k) => String(r[k.key] ?? "")), ...cols.map((c) => (c.fmt ?? String)(r[c.key]))];
 const isHerald = (t: string) => t.startsWith("herald");
 
 function table(head: string[], rows: string[][]): string {
@@ -163,8 +242,16 @@ function ratio(h: unknown, p: unknown, better?: Dir): string {
 }
 
 function scenarioMarkdown(s: ScenarioResult): string {
-  const { keys, cols } = layoutOf(s);
+  const { keys, cols, parts } = layoutOf(s);
   const out: string[] = [`### ${s.title} (\`${s.name}\`)`, "", s.description, ""];
+  if (parts && s.rows.length) {
+    for (const [measure, part] of Object.entries(parts)) {
+      const rows = s.rows.filter((r) => r["measure"] === measure);
+      if (rows.length) out.push(`${part.title}:`, "", table(["target", ...part.keys.map((k) => k.label), ...part.cols.map((c) => c.label)], rows.map((r) => cells(r, part.keys, part.cols))), "");
+    }
+    if (s.notes.length) out.push(...s.notes.map((n) => `- ${n}`));
+    return out.join("\n");
+  }
   if (s.rows.length === 0) out.push("_no rows_");
   else out.push(table(["target", ...keys.map((k) => k.label), ...cols.map((c) => c.label)], s.rows.map((r) => [r.target, ...keys.map((k) => String(r[k.key] ?? "")), ...cols.map((c) => (c.fmt ?? String)(r[c.key]))])));
   // ratios Herald / peer for every metric with a direction

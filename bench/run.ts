@@ -12,7 +12,9 @@
  * Options: --targets herald,nats-ws,...  --multi 4  --phase-seconds 5  --scale 1  --out DIR  --publish  --quiet  --help
  * Scenarios: ceiling idle-10k idle-10k-shared idle-50k connect-storm broadcast channels slow-consumer; full = all of them.
  * Also by name only (minutes each): avalanche (kill -9 and drain under 40k resuming clients), conns-100k (100k sockets, 6 gateways),
- *   connect-storm-warm (three storms in a row on one server process), presence (100k members over 6 gateways, with and without presence).
+ *   connect-storm-warm (three storms in a row on one server process), presence (100k members over 6 gateways, with and without presence),
+ *   sse (SSE vs WebSocket: idle memory, broadcast CPU and latency), compression (COMPRESSION=off vs shared: bytes on the wire, CPU, a compression bomb).
+ *   Several by name with --publish write bench/results/<name>.* each.
  * Targets: herald herald-history herald-history-multi herald-batched herald-multi nats-ws ws-baseline ws-baseline-multi uws-ceiling
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -96,9 +98,9 @@ async function main(): Promise<void> {
     log: (s) => process.stderr.write(s + "\n"),
     ...(serverNodeArgs.length ? { targetOptions: () => ({ nodeArgs: serverNodeArgs }) } : {}),
   };
-  // bench/results/latest.* is the full run only; a long scenario run by name publishes under its own name.
-  const publishAs = !values.publish ? undefined : names.join(",") === FULL.join(",") && !smoke ? "latest" : names.length === 1 && EXTRA.includes(names[0]!) ? names[0]! : null;
-  if (publishAs === null) throw new Error(`--publish needs \`full\` (bench/results/latest.*) or one of ${EXTRA.join(", ")} alone (bench/results/<name>.*), not ${positionals.join(" ")}`);
+  // bench/results/latest.* is the full run only; scenarios run by name (EXTRA) publish each under its own name.
+  const publishAs = !values.publish ? undefined : names.join(",") === FULL.join(",") && !smoke ? "latest" : names.every((x) => EXTRA.includes(x)) ? "each" : null;
+  if (publishAs === null) throw new Error(`--publish needs \`full\` (bench/results/latest.*) or some of ${EXTRA.join(", ")} (bench/results/<name>.*), not ${positionals.join(" ")}`);
   const result = await runBench(names, cfg);
   const stamp = result.startedAt.replace(/[:.]/g, "-").slice(0, 19);
   const dir = values.out ?? join(ROOT, "bench/runs", stamp);
@@ -109,9 +111,12 @@ async function main(): Promise<void> {
   if (publishAs) {
     const pub = join(ROOT, "bench/results");
     mkdirSync(pub, { recursive: true });
-    writeFileSync(join(pub, `${publishAs}.json`), JSON.stringify(result, null, 2) + "\n");
-    const published = writeReport(result, pub, publishAs);
-    process.stderr.write(`published ${published.join(", ")}\n`);
+    // one result per scenario when run by name (bench/results/sse.*, compression.*), the whole run as latest.*
+    const parts = publishAs === "latest" ? [{ name: "latest", r: result }] : result.scenarios.map((sc) => ({ name: sc.name, r: { ...result, scenarios: [sc] } }));
+    for (const { name, r } of parts) {
+      writeFileSync(join(pub, `${name}.json`), JSON.stringify(r, null, 2) + "\n");
+      process.stderr.write(`published ${writeReport(r, pub, name).join(", ")}\n`);
+    }
   }
 }
 

@@ -4,11 +4,13 @@
  * settings, stops it, and returns rows for the report.
  */
 import { runAvalanche } from "./lib/avalanche.js";
-import type { LoadGen, PhaseResult } from "./lib/loadgen.js";
+import type { LoadGen } from "./lib/loadgen.js";
 import type { Shape } from "./lib/protocol.js";
 import { sampleAll } from "./lib/procstat.js";
-import { n, quiet, settle, withTarget, type RunConfig, type TargetName, type Row, type Scenario, type ScenarioResult } from "./lib/scenario-kit.js";
+import { n, phaseRow, quiet, saturated, settle, withTarget, type RunConfig, type TargetName, type Row, type Scenario, type ScenarioResult } from "./lib/scenario-kit.js";
 import { PRESENCE_SCENARIO } from "./lib/presence-scenario.js";
+import { SSE_SCENARIO } from "./lib/sse-scenario.js";
+import { COMPRESSION_SCENARIO } from "./lib/compression-scenario.js";
 
 export type { RunConfig, Row, ScenarioResult } from "./lib/scenario-kit.js";
 
@@ -33,37 +35,6 @@ function stormRow(target: string, c: Awaited<ReturnType<LoadGen["connect"]>>, ex
     generatorCpuMsPerConnection: perConnection(c.generatorCpuSeconds),
   };
 }
-
-function phaseRow(target: string, p: PhaseResult, extra: Record<string, unknown> = {}): Row {
-  return {
-    target,
-    ...extra,
-    rate: p.rate,
-    size: p.size,
-    published: p.published,
-    expected: p.expected,
-    received: p.received,
-    deliveriesPerSecond: p.deliveriesPerSecond,
-    lossRatio: +p.lossRatio.toFixed(5),
-    lost: p.lost,
-    probeGaps: p.probeGaps,
-    p50Ms: p.latencyMs.p50,
-    p90Ms: p.latencyMs.p90,
-    p99Ms: p.latencyMs.p99,
-    p999Ms: p.latencyMs.p999,
-    maxMs: p.latencyMs.max,
-    latencySamples: p.latencyMs.count,
-    serverCpuPercent: p.serverCpuPercent,
-    brokerCpuPercent: p.brokerCpuPercent,
-    generatorCpuPercent: p.generatorCpuPercent,
-    framesPerRead: p.framesPerRead,
-    serverRssMiB: +(p.serverRssBytes / 2 ** 20).toFixed(1),
-    closes: p.closes,
-    openSockets: p.openSockets,
-  };
-}
-
-const saturated = (p: PhaseResult) => p.lossRatio > 0.01 || (p.latencyMs.p99 ?? 0) > 2000 || Object.keys(p.closes).length > 0;
 
 function idle(base: number, defaultTargets: TargetName[], shape: Shape = { kind: "per-user" }): Scenario {
   const shared = shape.kind === "shared";
@@ -284,11 +255,13 @@ export const SCENARIOS: Record<string, Scenario> = {
     },
   },
   presence: PRESENCE_SCENARIO,
+  sse: SSE_SCENARIO,
+  compression: COMPRESSION_SCENARIO,
 };
 
 export const FULL = ["ceiling", "idle-10k", "idle-10k-shared", "idle-50k", "connect-storm", "broadcast", "channels", "slow-consumer"];
 /** Named scenarios not in FULL (each takes minutes on this machine): run them by name. */
-export const EXTRA = ["avalanche", "conns-100k", "connect-storm-warm", "presence"];
+export const EXTRA = ["avalanche", "conns-100k", "connect-storm-warm", "presence", "sse", "compression"];
 
 export async function runScenario(name: string, cfg: RunConfig): Promise<ScenarioResult> {
   const sc = SCENARIOS[name];

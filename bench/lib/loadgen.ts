@@ -72,6 +72,9 @@ export interface PhaseResult {
   /** Frames per socket read in the generator (batching by the server/kernel). */
   framesPerRead: number;
   openSockets: number;
+  /** Bytes the generator's sockets read over the phase (as on the wire: TLS-less TCP payload, frame headers and all), and deflated frames among what they got. */
+  bytesReceived: number;
+  compressedFrames: number;
 }
 
 const log = (s: string) => process.stderr.write(s);
@@ -154,7 +157,7 @@ export class LoadGen {
   }
 
   /** Opens `count` connections (indices offset..offset+count) in the given shape. */
-  async connect(opts: { count: number; rate: number; shape: Shape; probeEvery?: number; inflight?: number; offset?: number; timeoutMs?: number; resilient?: boolean }): Promise<ConnectResult> {
+  async connect(opts: { count: number; rate: number; shape: Shape; probeEvery?: number; inflight?: number; offset?: number; timeoutMs?: number; resilient?: boolean; deflate?: boolean }): Promise<ConnectResult> {
     const t = this.target;
     const offset = opts.offset ?? this.totalConns;
     await this.all((id) => ({ type: "reset", id, connect: true }));
@@ -174,6 +177,7 @@ export class LoadGen {
         subjectPrefix: t.subjectPrefix,
         timeoutMs: opts.timeoutMs ?? 120_000,
         ...(opts.resilient ? { resilient: true } : {}),
+        ...(opts.deflate ? { deflate: true } : {}),
         ...(t.secret ? { secret: t.secret } : {}),
         ...(t.token ? { token: t.token } : {}),
         ...(t.natsToken ? { natsToken: t.natsToken } : {}),
@@ -253,7 +257,7 @@ export class LoadGen {
   }
 
   /** One measured publish phase: reset counters, publish, wait for delivery to settle, merge. */
-  async phase(opts: { rate: number; size: number; seconds: number; channels?: string[]; settleMs?: number }): Promise<PhaseResult> {
+  async phase(opts: { rate: number; size: number; seconds: number; channels?: string[]; settleMs?: number; payload?: (seq: number, size: number) => string }): Promise<PhaseResult> {
     const t = this.target;
     const channels = opts.channels ?? this.channels();
     await this.all((id) => ({ type: "reset", id }));
@@ -266,7 +270,7 @@ export class LoadGen {
       const msgs = this.progress.reduce((a, p) => a + p.msgs, 0);
       return `published ${pub.sent}, received ${msgs} (counts every 1 s)`;
     });
-    const res = await pub.run({ rate: opts.rate, size: opts.size, seconds: opts.seconds, channels });
+    const res = await pub.run({ rate: opts.rate, size: opts.size, seconds: opts.seconds, channels, ...(opts.payload ? { payload: opts.payload } : {}) });
     const pubEnd = performance.now();
     let expected = 0;
     const live = (ch: string) => this.subscribers.get(ch) ?? 0;
@@ -328,6 +332,8 @@ export class LoadGen {
       generatorCpuPercent: Math.round(((gAfter.cpuSeconds - gBefore.cpuSeconds) / wall) * 100),
       framesPerRead: +(received / Math.max(1, snaps.reduce((a, s) => a + s.reads, 0))).toFixed(2),
       openSockets: open,
+      bytesReceived: snaps.reduce((a, s) => a + s.bytes, 0),
+      compressedFrames: snaps.reduce((a, s) => a + s.compressedFrames, 0),
     };
   }
 

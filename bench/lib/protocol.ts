@@ -46,6 +46,8 @@ export interface ConnectPlan {
   timeoutMs: number;
   /** Clients reconnect elsewhere and resume with `since` when their connection drops (bench/lib/resilient.ts). */
   resilient?: boolean;
+  /** Herald over /ws: offer permessage-deflate in the upgrade (the compression scenario). */
+  deflate?: boolean;
 }
 
 /** What a worker's resilient clients measured (per event, except lost/dups/prevMismatch/tracked: whole run). */
@@ -89,6 +91,9 @@ export interface WorkerSnapshot {
   pausedMsgs: number;
   /** join / leave frames received (counted, not parsed). */
   presenceEvents: number;
+  /** Sockets whose upgrade accepted permessage-deflate; data frames received deflated (RSV1). */
+  deflateNegotiated: number;
+  compressedFrames: number;
   bytes: number;
   reads: number;
   closes: Record<string, number>;

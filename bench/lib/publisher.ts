@@ -54,7 +54,8 @@ export class Publisher {
   }
 
   /** Publishes `rate` msg/s for `seconds` (or until `until()` says so), round-robin over `channels`. */
-  async run(opts: { rate: number; size: number; seconds: number; channels: string[]; onTick?: () => void; until?: () => boolean }): Promise<PublishResult> {
+  /** `payload` makes the body (default payloadFor: `"pad":"xxx…"`); it must carry `seq` and `t` for the probes. */
+  async run(opts: { rate: number; size: number; seconds: number; channels: string[]; onTick?: () => void; until?: () => boolean; payload?: (seq: number, size: number) => string }): Promise<PublishResult> {
     const { rate, size, seconds, channels } = opts;
     const perChannel = new Map<string, number>();
     let published = 0;
@@ -64,11 +65,12 @@ export class Publisher {
     const total = Math.round(rate * seconds);
     let ch = 0;
     const enc = new TextEncoder();
+    const make = opts.payload ?? payloadFor;
     while (published + failed + pending < total && !opts.until?.()) {
       const due = Math.min(total, Math.floor(((now() - t0) / 1000) * rate) + 1);
       while (published + failed + pending < due) {
         const channel = channels[ch++ % channels.length]!;
-        const body = payloadFor(this.nextSeq(channel), size);
+        const body = make(this.nextSeq(channel), size);
         perChannel.set(channel, (perChannel.get(channel) ?? 0) + 1);
         this.sent++;
         if (this.via.kind === "nats") {

@@ -7,19 +7,20 @@ import { Histogram } from "./hdr.js";
 import { signHs256 } from "./jwt.js";
 import { Resilient } from "./resilient.js";
 import { channelsOf } from "./shapes.js";
-import { Conn, now, type Counters, type ConnEvents, type ConnOptions } from "./wsclient.js";
+import { SseConn } from "./sse-client.js";
+import { Conn, now, type Counters, type ConnEvents, type ConnOptions, type LoadConn } from "./wsclient.js";
 import type { ConnectPlan, FromWorker, ToWorker, WorkerSnapshot } from "./protocol.js";
 
 const send = (m: FromWorker) => process.send!(m);
 
-const counters: Counters = { msgs: 0, pausedMsgs: 0, presenceEvents: 0, bytes: 0, reads: 0, closes: {}, errors: {} };
+const counters: Counters = { msgs: 0, pausedMsgs: 0, presenceEvents: 0, deflateNegotiated: 0, compressedFrames: 0, bytes: 0, reads: 0, closes: {}, errors: {} };
 const hist = new Histogram();
 const connectHist = new Histogram();
 let gaps = 0;
 let dups = 0;
 let probeMsgs = 0;
-const conns: Conn[] = [];
-const index = new Map<Conn, number>();
+const conns: LoadConn[] = [];
+const index = new Map<LoadConn, number>();
 let attempted = 0;
 let connectedN = 0;
 let readyN = 0;
@@ -30,7 +31,7 @@ let lastReady = 0;
 let inflight = 0;
 
 const sink = {
-  sample(conn: Conn, seq: number, sentMs: number, ch: number) {
+  sample(conn: LoadConn, seq: number, sentMs: number, ch: number) {
     probeMsgs++;
     hist.recordUs(Math.round((now() - sentMs) * 1000));
     const last = conn.lastSeqs[ch]!;
@@ -42,11 +43,11 @@ const sink = {
   },
 };
 
-const events: ConnEvents = {
+const events: ConnEvents<LoadConn> = {
   onConnected() {
     connectedN++;
   },
-  onReady(c: Conn) {
+  onReady(c: LoadConn) {
     readyN++;
     inflight--;
     const t = now();
@@ -54,11 +55,11 @@ const events: ConnEvents = {
     lastReady = t;
     connectHist.recordUs(Math.round((t - c.tConnect) * 1000));
   },
-  onFail(_c: Conn, why: string) {
+  onFail(_c: LoadConn, why: string) {
     inflight--;
     failures[why] = (failures[why] ?? 0) + 1;
   },
-  onClose(c: Conn) {
+  onClose(c: LoadConn) {
     if (c.ready) closedAfterReady++;
   },
 };
@@ -70,22 +71,27 @@ function optionsFor(plan: ConnectPlan, i: number): ConnOptions {
   const ep = plan.endpoints[i % plan.endpoints.length]!;
   let channels = channelsOf(plan.shape, i);
   let headers = "";
-  if (plan.proto === "herald") {
+  let path = ep.path;
+  if (plan.proto === "herald" || plan.proto === "sse") {
     const token = plan.token ?? signHs256(plan.secret!, { sub: `u${i}`, channels });
     headers = `Authorization: Bearer ${token}\r\n`;
+    // GET /sse?channel=a&channel=b: the stream subscribes to its URL's channels
+    if (plan.proto === "sse") path = `${ep.path}?${channels.map((ch) => `channel=${encodeURIComponent(ch)}`).join("&")}`;
+    if (plan.deflate) headers += "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n";
   } else {
     channels = channels.map((ch) => `${plan.subjectPrefix}.ch.${ch}`);
   }
   const o: ConnOptions = {
     host: ep.host,
     port: ep.port,
-    path: ep.path,
+    path,
     localAddress: plan.spreadLocal ? `127.0.0.${2 + (Math.floor(i / plan.workers) % 249)}` : undefined,
     headers,
     proto: plan.proto,
     probe: i % plan.probeEvery === 0,
     channels,
   };
+  if (plan.deflate) o.deflate = true;
   if (plan.natsToken) o.natsToken = plan.natsToken;
   return o;
 }
@@ -117,7 +123,9 @@ function connect(): void {
       inflight++;
       const c = plan.resilient
         ? (resilient ??= new Resilient(plan.endpoints, counters, sink, events)).open(i, o, i % plan.endpoints.length)
-        : new Conn(o, counters, sink, events);
+        : plan.proto === "sse"
+          ? new SseConn(o, counters, sink, events)
+          : new Conn(o, counters, sink, events);
       index.set(c, i);
       conns.push(c);
     }
@@ -143,6 +151,8 @@ function snapshot(): WorkerSnapshot {
     msgs: counters.msgs,
     pausedMsgs: counters.pausedMsgs,
     presenceEvents: counters.presenceEvents,
+    deflateNegotiated: counters.deflateNegotiated,
+    compressedFrames: counters.compressedFrames,
     bytes: counters.bytes,
     reads: counters.reads,
     closes: { ...counters.closes },
@@ -168,7 +178,8 @@ process.on("message", (m: ToWorker) => {
       connect();
       break;
     case "reset":
-      counters.msgs = counters.pausedMsgs = counters.presenceEvents = counters.bytes = counters.reads = 0;
+      counters.msgs = counters.pausedMsgs = counters.presenceEvents = counters.compressedFrames = counters.bytes = counters.reads = 0;
+      if (m.connect) counters.deflateNegotiated = 0;
       counters.closes = {};
       counters.errors = {};
       gaps = dups = probeMsgs = 0;

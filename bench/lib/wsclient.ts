@@ -15,14 +15,17 @@
  * - client frames are masked with the all-zero key (valid per RFC 6455 and
  *   free: the payload bytes stay as they are).
  */
+import { constants as zlib, inflateRawSync } from "node:zlib";
 import { RawTcp } from "./raw-tcp.js";
 import type { ConnEvents, ConnOptions, Counters, ProbeSink } from "./wsclient-types.js";
 
-export type { ConnEvents, ConnOptions, Counters, ProbeSink, Proto } from "./wsclient-types.js";
+export type { ConnEvents, ConnOptions, Counters, LoadConn, ProbeSink, Proto } from "./wsclient-types.js";
 
 const SHARED = Buffer.allocUnsafe(256 * 1024);
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const CRLF2 = Buffer.from("\r\n\r\n");
+/** The tail permessage-deflate strips from every message (RFC 7692 7.2.2). */
+const DEFLATE_TAIL = Buffer.from([0, 0, 0xff, 0xff]);
 
 export const now = (): number => performance.timeOrigin + performance.now();
 
@@ -54,6 +57,8 @@ export class Conn {
   private carry: Buffer | null = null;
   private remaining = 0;
   private opcode = 0;
+  /** The current message is deflated (RSV1 on its first frame). */
+  private deflated = false;
   private collecting = false;
   private parts: Buffer[] = [];
   // NATS stream parser
@@ -142,6 +147,7 @@ export class Conn {
         this.fail(`http_${status}`);
         return;
       }
+      if (this.o.deflate && /\r\nsec-websocket-extensions:[^\r]*permessage-deflate/i.test(this.hs.slice(0, end))) c.deflateNegotiated++;
       const consumed = end + 4 - (this.hs.length - n);
       this.hs = "";
       this.state = OPEN;
@@ -194,6 +200,10 @@ export class Conn {
       i += hl;
       const op = b0 & 0x0f;
       if (op !== 0) this.opcode = op;
+      if (op !== 0 && op < 8) {
+        this.deflated = (b0 & 0x40) !== 0;
+        if (this.deflated) c.compressedFrames++;
+      }
       this.remaining = len;
       if (op >= 8) {
         this.collecting = true;
@@ -235,7 +245,17 @@ export class Conn {
       return;
     }
     if (this.o.proto === "nats" || !this.collecting) return;
-    const text = this.parts.length === 1 ? this.parts[0]!.toString() : Buffer.concat(this.parts).toString();
+    let body = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
+    // The upgrade offered server_no_context_takeover: every message inflates on its own.
+    if (this.deflated) {
+      try {
+        body = inflateRawSync(Buffer.concat([body, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH });
+      } catch {
+        this.c.errors["inflate"] = (this.c.errors["inflate"] ?? 0) + 1;
+        return;
+      }
+    }
+    const text = body.toString();
     this.parts = [];
     this.herald(text);
   }
