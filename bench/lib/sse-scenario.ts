@@ -58,7 +58,7 @@ export const SSE_SCENARIO: Scenario = {
     "Broadcast: then, on the same connections, NATS publishes of 64 B at 10, 100, 1000 msg/s (5 s each; the ladder stops once a step saturates: loss > 1%, p99 > 2 s or closes); " +
     "gateway CPU as % of one core (10 ms per s = 1%) and µs per delivered message, latency from the payload's publish timestamp to the frame parsed on a probe connection (1 in 100), merged HDR histograms. " +
     "The SSE clients (bench/lib/sse-client.ts) run on the same bare TCP handles as the WebSocket ones and decode the chunked stream; plain streams count message events without parsing them. " +
-    "A WebSocket broadcast is one uWS publish (C++ walks the topic); an SSE broadcast is a JavaScript loop over the topic's streams (one cork and write per stream, the data: lines encoded once).",
+    "A WebSocket broadcast is one uWS publish (C++ walks the topic); an SSE broadcast is a JavaScript loop over the topic's streams queueing the data: lines (encoded once), and each stream writes what it queued once per event-loop turn (one send() for a burst).",
   defaultTargets: ["herald"],
   async run(cfg, name, notes) {
     const count = n(cfg, 10_000);

@@ -17,6 +17,8 @@ import type { HttpResponse } from "./uws.js";
 export interface SseTopics {
   join(topic: string, conn: SseConnection): void;
   leave(topic: string, conn: SseConnection): void;
+  /** `conn` has queued events: call its flush() once this turn of the event loop is done. */
+  schedule(conn: SseConnection): void;
 }
 
 const KEEPALIVE = ": keepalive\n\n";
@@ -48,6 +50,14 @@ export class SseConnection implements Connection {
   pinged = false;
   /** Bytes handed to uWS since it last reported the socket drained (write() returned false). */
   private backlog = 0;
+  /**
+   * Events written since the last flush. Writes are queued and flushed once
+   * per event-loop turn (SseHub.schedule): the messages NATS hands over in
+   * one read go out in one send() per stream, as uWS pub/sub does for
+   * WebSockets, instead of a syscall per message per stream.
+   */
+  private pending: Array<Buffer | string> = [];
+  private pendingBytes = 0;
   private readonly positions = new Map<string, ChannelPosition>();
   private held: HeldFrames | undefined;
 
@@ -84,6 +94,8 @@ export class SseConnection implements Connection {
     this.closed = true;
     this.held?.end();
     this.held = undefined;
+    this.pending = [];
+    this.pendingBytes = 0;
     // What a WebSocket client would see: the connection went without a close frame.
     this.onEnd(this, 1006);
   }
@@ -125,13 +137,13 @@ export class SseConnection implements Connection {
     this.write(KEEPALIVE);
   }
 
+  /** Writes are queued until the turn ends anyway (flush), so a batch is one send() already. */
   batch(fn: () => void): void {
-    if (this.closed) return fn();
-    this.res.cork(fn);
+    fn();
   }
 
   bufferedAmount(): number {
-    return this.backlog + (this.held?.bytes ?? 0);
+    return this.backlog + this.pendingBytes + (this.held?.bytes ?? 0);
   }
 
   subscribe(topic: string): void {
@@ -150,6 +162,7 @@ export class SseConnection implements Connection {
     this.held?.end();
     this.held = undefined;
     this.write(dataLines(JSON.stringify({ type: "close", code, reason })));
+    this.flush();
     this.closed = true;
     this.res.cork(() => this.res.end());
     this.onEnd(this, code);
@@ -179,13 +192,27 @@ export class SseConnection implements Connection {
 
   private write(...chunks: Array<Buffer | string>): void {
     if (this.closed) return;
+    if (this.pending.length === 0) this.hub.schedule(this);
+    for (const chunk of chunks) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+    }
+  }
+
+  /** Hands the queued events to uWS in one corked write (one send() unless it buffers). */
+  flush(): void {
+    if (this.closed || this.pending.length === 0) return;
+    const chunks = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    // One write of the joined events: a call into uWS (and an HTTP chunk)
+    // costs more than copying the turn's few events of this stream.
+    const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks.map((c) => (typeof c === "string" ? Buffer.from(c) : c)));
     this.res.cork(() => {
-      for (const chunk of chunks) {
-        const ok = this.res.write(chunk);
-        // Once uWS buffers, count everything until it drains (an upper bound:
-        // part of the first chunk may have gone out).
-        if (!ok || this.backlog > 0) this.backlog += chunk.length;
-      }
+      const ok = this.res.write(out);
+      // Once uWS buffers, count everything until it drains (an upper bound:
+      // part of it may have gone out).
+      if (!ok || this.backlog > 0) this.backlog += out.length;
     });
   }
 }

@@ -2,7 +2,8 @@
  * The SSE side of the topic sink: which streams are on which topic, one
  * encoding of each topic frame as `data:` lines shared by all of them (only
  * the per-stream `id:` line is written per recipient), and one keepalive
- * timer for every open stream.
+ * timer for every open stream. Streams write once per event-loop turn
+ * (schedule): what arrived in that turn goes out in one send() each.
  */
 import type { SseConnection, SseTopics } from "./sse-connection.js";
 import { dataLines, messagePosition } from "./sse-connection.js";
@@ -15,6 +16,15 @@ export class SseHub implements SseTopics {
   private readonly stoppers: Array<() => void> = [];
   private readonly byTopic = new Map<string, Set<SseConnection>>();
   private readonly timer: NodeJS.Timeout;
+  /** Streams with queued events, flushed together at the end of this event-loop turn. */
+  private dirty: SseConnection[] = [];
+  private flushScheduled = false;
+  private readonly flushAll = (): void => {
+    this.flushScheduled = false;
+    const streams = this.dirty;
+    this.dirty = [];
+    for (const conn of streams) conn.flush();
+  };
 
   constructor(keepaliveMs: number) {
     this.timer = setInterval(() => {
@@ -59,6 +69,15 @@ export class SseHub implements SseTopics {
     const set = this.byTopic.get(topic);
     if (!set?.delete(conn)) return;
     if (set.size === 0) this.byTopic.delete(topic);
+  }
+
+  schedule(conn: SseConnection): void {
+    this.dirty.push(conn);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // setImmediate, not a microtask: it runs after every socket read of this
+    // turn (a burst of NATS messages) was handled, so they share one send().
+    setImmediate(this.flushAll);
   }
 
   count(topic: string): number {
