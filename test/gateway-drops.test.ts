@@ -37,7 +37,8 @@ describe("drops are counted where they happen", { skip: missingBuild(GATEWAY_MAI
       timeoutMs: 30_000,
       message: "herald_message_drops_total{reason=broker_disconnect} counted",
     });
-    assert.ok(gw.logs.some((l) => l.includes("broker disconnected") && l.includes("lost")), "the loss is logged");
+    // The log line comes through the child's stdout pipe, maybe after the metric.
+    await waitFor(() => gw.logs.some((l) => l.includes("broker disconnected") && l.includes("lost")), { timeoutMs: 10_000, message: "the loss is logged" });
     await nats.restart();
     await waitFor(async () => (await scrape(gw.url)).get("herald_broker_connected") === 1, { timeoutMs: 30_000, message: "broker back" });
     assert.ok(c.isOpen, "the client stayed connected through the outage");

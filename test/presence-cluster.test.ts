@@ -122,7 +122,8 @@ describe("presence across three gateways on a 3-node NATS cluster", { skip: miss
 
   test("server API: stats and pages of a channel's members over the gateways; bad input", async () => {
     const conns = await Promise.all(Array.from({ length: 30 }, (_, i) => join(gateways[i % 3]!, `api${i % 20}`, "room.api")));
-    await converge([conns[0]!], "room.api", [30, 20]);
+    // The server API asks any one gateway: wait until each of the three has every member.
+    await converge([conns[0]!, conns[1]!, conns[2]!], "room.api", [30, 20]);
     const stats = await api(pub.url, "GET", "/v1/channels/room.api/presence/stats");
     assert.deepEqual(stats, { status: 200, body: { channel: "room.api", clients: 30, users: 20 } });
     const first = await api(pub.url, "GET", "/v1/channels/room.api/presence");
