@@ -3,7 +3,8 @@
  * declines the extension; shared compresses broadcasts on the wire and the
  * client reads them back intact; a compression bomb (a small deflated frame
  * that inflates far past MAX_PAYLOAD_BYTES) is cut without the gateway's
- * RSS growing by more than 10 MB, and other clients go on receiving.
+ * RSS growing by more than 10 MB, and other clients go on receiving; one
+ * that inflates above MAX_PAYLOAD_BYTES but under the hard cap gets 1009.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -113,5 +114,12 @@ describe("WebSocket compression", { skip: missingBuild(GATEWAY_MAIN) }, () => {
     await waitMessages(bystander, (m) => m.includes('"after":"bomb"'), 1);
     console.log(`# bomb: closed ${code}, gateway RSS +${(grown / 1024 / 1024).toFixed(1)} MiB`);
     bystander.ws.close();
+  });
+
+  test("a deflated frame that inflates above MAX_PAYLOAD_BYTES but under the hard cap is closed 1009", async () => {
+    const c = await open(shared.wsUrl, "just-over");
+    // 70,000 B inflated (MAX_PAYLOAD_BYTES 65,536; the hard cap 81,920), a few hundred on the wire.
+    c.ws.send(JSON.stringify({ type: "publish", channel: "news.b", data: "x".repeat(70_000) }));
+    assert.equal(await c.closed, 1009);
   });
 });
