@@ -6,7 +6,7 @@
  * RSS). One gateway, N idle authenticated connections, snapshots taken
  * before connecting and after (V8 runs a full GC before each snapshot).
  *
- *   node --import tsx bench/heap.ts [--connections 10000] [--shape per-user|shared] [--out bench/results]
+ *   node --import tsx bench/heap.ts [--connections 10000] [--shape per-user|shared] [--transport ws|sse] [--out bench/results]
  *
  * per-user: each connection subscribes to its own channel (plus, as always,
  * its user subject); shared: every connection subscribes to one channel.
@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LoadGen } from "./lib/loadgen.js";
+import { sseSpec } from "./lib/sse-scenario.js";
 import { sampleProc } from "./lib/procstat.js";
 import { ROOT, startHerald } from "./lib/targets.js";
 import { waitFor } from "../test/helpers/wait.js";
@@ -88,17 +89,21 @@ async function main(): Promise<void> {
       shape: { type: "string", default: "per-user" },
       out: { type: "string", default: join(ROOT, "bench/results") },
       "node-args": { type: "string", default: "" },
+      transport: { type: "string", default: "ws" },
     },
   });
   const count = Number(values.connections);
   const shape = values.shape === "shared" ? ({ kind: "shared", channel: "bench" } as const) : ({ kind: "per-user" } as const);
   if (values.shape !== "shared" && values.shape !== "per-user") throw new Error(`--shape must be per-user or shared, not ${values.shape}`);
+  if (values.transport !== "ws" && values.transport !== "sse") throw new Error(`--transport must be ws or sse, not ${values.transport}`);
+  const sse = values.transport === "sse";
   const dir = mkdtempSync(join(tmpdir(), "herald-heap-"));
   const extra = values["node-args"].split(" ").filter(Boolean);
   const t = await startHerald(1, { nodeArgs: [...extra, "--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${dir}`] });
   const metricsUrl = `http://127.0.0.1:${t.spec.endpoints[0]!.port}/metrics`;
   const pid = t.spec.serverPids[0]!;
-  const lg = new LoadGen(t.spec, 2);
+  // SSE: the same connections as GET /sse streams (bench/lib/sse-scenario.ts).
+  const lg = new LoadGen(sse ? sseSpec(t.spec) : t.spec, 2);
   let rows: Array<{ kind: string; count: number; bytes: number }> = [];
   let rssGrowth = 0;
   let heapGrowth = 0;
@@ -137,10 +142,10 @@ async function main(): Promise<void> {
   const top = rows.slice(0, 30);
   const shown = top.reduce((s, r) => s + r.bytes, 0);
   const md = [
-    `# Where a connection's memory goes — ${values.shape === "shared" ? "one shared channel" : "a personal channel"}`,
+    `# Where a${sse ? "n SSE" : ""} connection's memory goes — ${values.shape === "shared" ? "one shared channel" : "a personal channel"}`,
     "",
     `${ready.toLocaleString("en-US")} idle authenticated connections on one gateway, each subscribed to ${values.shape === "shared" ? "one channel shared by all" : "its own channel"} (and its user subject).`,
-    `Command: \`node --import tsx bench/heap.ts --connections ${count} --shape ${values.shape}\``,
+    `Command: \`node --import tsx bench/heap.ts --connections ${count} --shape ${values.shape}${sse ? " --transport sse" : ""}\``,
     "",
     "| per connection | bytes |",
     "|---|---:|",
@@ -163,7 +168,7 @@ async function main(): Promise<void> {
     "",
   ].join("\n");
   mkdirSync(values.out, { recursive: true });
-  const outFile = join(values.out, `heap-per-connection-${values.shape}.md`);
+  const outFile = join(values.out, `heap-per-connection-${values.shape}${sse ? "-sse" : ""}.md`);
   writeFileSync(outFile, md);
   process.stdout.write(`${md}\nwrote ${outFile}\n`);
 }

@@ -58,7 +58,8 @@ export class SseConnection implements Connection {
    */
   private pending: Array<Buffer | string> = [];
   private pendingBytes = 0;
-  private readonly positions = new Map<string, ChannelPosition>();
+  /** Made with the first position (history on): a stream without one has no Map. */
+  private positions: Map<string, ChannelPosition> | undefined;
   private held: HeldFrames | undefined;
 
   constructor(
@@ -170,10 +171,10 @@ export class SseConnection implements Connection {
 
   private event(at: { channel: string; seq: number } | undefined, data: Buffer): void {
     if (at && this.channels.includes(at.channel)) {
-      const known = this.positions.get(at.channel);
+      const known = this.positions?.get(at.channel);
       if (known) {
         known.seq = at.seq;
-        this.write(`id: ${encodeResumeId(this.channels, this.positions)}\n`, data);
+        this.write(`id: ${encodeResumeId(this.channels, this.positions!)}\n`, data);
         return;
       }
     }
@@ -186,7 +187,7 @@ export class SseConnection implements Connection {
     if (text === undefined || !text.startsWith('{"type":"subscribed"')) return;
     const reply = JSON.parse(text) as { channel?: string; seq?: number; epoch?: string };
     if (reply.channel !== undefined && reply.seq !== undefined && reply.epoch !== undefined && this.channels.includes(reply.channel)) {
-      this.positions.set(reply.channel, { seq: reply.seq, epoch: reply.epoch });
+      (this.positions ??= new Map()).set(reply.channel, { seq: reply.seq, epoch: reply.epoch });
     }
   }
 

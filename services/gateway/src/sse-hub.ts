@@ -9,9 +9,7 @@ import type { SseConnection, SseTopics } from "./sse-connection.js";
 import { dataLines, messagePosition } from "./sse-connection.js";
 
 export class SseHub implements SseTopics {
-  /** Open streams (the socket guard, drain and revocations walk them with the WebSockets). */
-  readonly streams = new Set<SseConnection>();
-  /** The same streams by connection id: where their commands (sse-commands.ts) go. */
+  /** Open streams by connection id: where their commands (sse-commands.ts) go. */
   private readonly ids = new Map<string, SseConnection>();
   private readonly stoppers: Array<() => void> = [];
   private readonly byTopic = new Map<string, Set<SseConnection>>();
@@ -28,7 +26,7 @@ export class SseHub implements SseTopics {
 
   constructor(keepaliveMs: number) {
     this.timer = setInterval(() => {
-      for (const conn of this.streams) conn.keepalive();
+      for (const conn of this.ids.values()) conn.keepalive();
     }, keepaliveMs);
     this.timer.unref();
   }
@@ -44,13 +42,21 @@ export class SseHub implements SseTopics {
     this.stoppers.push(stop);
   }
 
+  /**
+   * Open streams (the socket guard, drain and revocations walk them with the
+   * WebSockets): a view of the id map, not a second table (a Set entry per
+   * stream costs as much as the Map's).
+   */
+  get streams(): { readonly size: number; [Symbol.iterator](): Iterator<SseConnection> } {
+    const ids = this.ids;
+    return { size: ids.size, [Symbol.iterator]: () => ids.values() };
+  }
+
   add(conn: SseConnection): void {
-    this.streams.add(conn);
     this.ids.set(conn.id, conn);
   }
 
   remove(conn: SseConnection): void {
-    this.streams.delete(conn);
     if (this.ids.get(conn.id) === conn) this.ids.delete(conn.id);
   }
 

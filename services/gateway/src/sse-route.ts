@@ -20,7 +20,7 @@ import { SseCommands } from "./sse-commands.js";
 import type { SseHub } from "./sse-hub.js";
 import { MAX_SSE_CHANNELS, decodeResumeId, type ChannelPosition } from "./sse-resume.js";
 import { admissionRequest, createAdmission, type UpgradeDeps } from "./upgrade.js";
-import type { TemplatedApp } from "./uws.js";
+import type { HttpResponse, TemplatedApp } from "./uws.js";
 
 export interface SseRouteDeps extends UpgradeDeps {
   broker: Broker;
@@ -32,6 +32,21 @@ export interface SseRouteDeps extends UpgradeDeps {
   held: HeldTopics;
   metrics: GatewayMetrics;
   logger: Logger;
+}
+
+/**
+ * The one onAborted of a stream's response: it serves the admission (a JWKS
+ * fetch in flight) and, once open, the stream. Registered here, apart from
+ * the request handler, so that it keeps only this small object alive for the
+ * stream's life (not the request's headers and token).
+ */
+function watchAbort(res: HttpResponse): { aborted: boolean; conn?: SseConnection } {
+  const stream: { aborted: boolean; conn?: SseConnection } = { aborted: false };
+  res.onAborted(() => {
+    stream.aborted = true;
+    stream.conn?.aborted();
+  });
+  return stream;
 }
 
 export function attachSseRoute(app: TemplatedApp, deps: SseRouteDeps): void {
@@ -56,6 +71,10 @@ export function attachSseRoute(app: TemplatedApp, deps: SseRouteDeps): void {
     if (logger.isLevelEnabled("debug")) logger.debug({ connection: conn.id, sub: conn.identity.sub, code }, "sse stream ended");
   };
 
+  // One admission for every stream: made per request, its closures would
+  // live as long as the stream (through the response's onAborted).
+  const admit = createAdmission(deps);
+
   app.get("/sse", (res, req) => {
     const params = new URLSearchParams(req.getQuery() ?? "");
     const channels = [...new Set(params.getAll("channel"))];
@@ -63,28 +82,26 @@ export function attachSseRoute(app: TemplatedApp, deps: SseRouteDeps): void {
     if (channels.length > MAX_SSE_CHANNELS) {
       return sendJson(res, "400 Bad Request", errorBody("bad_request", `at most ${MAX_SSE_CHANNELS} channel parameters per stream`));
     }
-    // One onAborted per response: it serves the admission (a JWKS fetch in
-    // flight) and, once open, the stream.
-    let conn: SseConnection | undefined;
-    const admit = createAdmission(deps, (r, onAbort) =>
-      r.onAborted(() => {
-        onAbort();
-        conn?.aborted();
-      }),
-    );
+    const stream = watchAbort(res);
     const request = admissionRequest(res, req, deps.config, "");
-    admit(res, request, (a) => {
-      res.writeStatus("200 OK");
-      // A page on another origin reads the stream only with CORS; the origin was checked (ALLOWED_ORIGINS) already.
-      if (request.origin !== "") res.writeHeader("Access-Control-Allow-Origin", request.origin).writeHeader("Vary", "Origin");
-      res.writeHeader("Content-Type", "text/event-stream");
-      res.writeHeader("Cache-Control", "no-cache");
-      // nginx (and proxies that honour it) would otherwise buffer the stream.
-      res.writeHeader("X-Accel-Buffering", "no");
-      // The route token first: a command posted to another gateway finds this one by it.
-      conn = new SseConnection(commands.route + a.id, a.identity, a.ip, a.userTopic, a.limiter, res, hub, channels, ended);
-      open(conn, lastEventId);
-    });
+    admit(
+      res,
+      request,
+      (a) => {
+        res.writeStatus("200 OK");
+        // A page on another origin reads the stream only with CORS; the origin was checked (ALLOWED_ORIGINS) already.
+        if (request.origin !== "") res.writeHeader("Access-Control-Allow-Origin", request.origin).writeHeader("Vary", "Origin");
+        res.writeHeader("Content-Type", "text/event-stream");
+        res.writeHeader("Cache-Control", "no-cache");
+        // nginx (and proxies that honour it) would otherwise buffer the stream.
+        res.writeHeader("X-Accel-Buffering", "no");
+        // The route token first: a command posted to another gateway finds this one by it.
+        const conn = new SseConnection(commands.route + a.id, a.identity, a.ip, a.userTopic, a.limiter, res, hub, channels, ended);
+        stream.conn = conn;
+        open(conn, lastEventId);
+      },
+      stream,
+    );
   });
 
   const open = (conn: SseConnection, lastEventId: string) => {

@@ -72,13 +72,21 @@ export interface AdmissionRequest {
   ip: string;
 }
 
+/** Whether the client went away: set by whoever registered the response's (one) onAborted. */
+export interface AbortFlag {
+  aborted: boolean;
+}
+
 /**
  * `complete` gets the admitted client and the subprotocol to answer with,
  * always with the response corked: inside uWS's request callback (static
  * keys) or, after a JWKS fetch, inside res.cork(). Not called when the
- * client went away meanwhile.
+ * client went away meanwhile. A transport that registers onAborted itself
+ * (a stream needs it for its whole life) passes `abort`; the admission then
+ * reads that flag and registers nothing, and keeps nothing alive after it
+ * answered.
  */
-export type Admission = (res: HttpResponse, request: AdmissionRequest, complete: (admitted: Admitted, protocol: string) => void) => void;
+export type Admission = (res: HttpResponse, request: AdmissionRequest, complete: (admitted: Admitted, protocol: string) => void, abort?: AbortFlag) => void;
 
 /** Reads the request fields every transport's admission needs (inside the uWS callback). */
 export function admissionRequest(res: HttpResponse, req: HttpRequest, config: GatewayConfig, protocols: string): AdmissionRequest {
@@ -98,10 +106,10 @@ export function admissionRequest(res: HttpResponse, req: HttpRequest, config: Ga
  * The checks of DESIGN.md "Connecting", the same for every transport (the
  * WebSocket upgrade, GET /sse): drain, capacity, origin, token and its subs,
  * revocations, per-IP and per-user limits; refusals are plain HTTP answers.
- * `onAborted` is registered here on the asynchronous path; a streaming
- * transport that needs it anyway passes `watchAbort` and hears of it there.
+ * `onAborted` is registered here on the asynchronous path unless the caller
+ * passes its own abort flag.
  */
-export function createAdmission(deps: UpgradeDeps, watchAbort?: (res: HttpResponse, onAbort: () => void) => void): Admission {
+export function createAdmission(deps: UpgradeDeps): Admission {
   const { config, verifier, ipLimiter, userLimiter, metrics, logger, tracing, gate, openConnections, revocations } = deps;
 
   /** A 401 carries the refusal's reason in the body and an RFC 6750 challenge (no refusal = no token). */
@@ -112,13 +120,9 @@ export function createAdmission(deps: UpgradeDeps, watchAbort?: (res: HttpRespon
     sendJson(res, STATUS[status] ?? `${status} Error`, body, headers);
   };
 
-  return (res, request, complete) => {
+  return (res, request, complete, callerAbort) => {
     const { origin, authorization, protocols, accessToken, ip } = request;
-    let aborted = false;
-    const onAbort = () => {
-      aborted = true;
-    };
-    if (watchAbort) watchAbort(res, onAbort);
+    const abort = callerAbort ?? { aborted: false };
 
     if (gate.draining) return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
     if (!revocations.ready) return reject(res, 503, "not_ready", "server is starting: the list of revoked tokens is not read yet", { "Retry-After": "1" });
@@ -140,9 +144,9 @@ export function createAdmission(deps: UpgradeDeps, watchAbort?: (res: HttpRespon
       : undefined;
 
     const accept = (identity: Identity, corked: boolean) => {
-      span?.setAttributes({ "herald.upgrade.result": aborted ? "aborted" : "accepted", "enduser.id": identity.sub });
+      span?.setAttributes({ "herald.upgrade.result": abort.aborted ? "aborted" : "accepted", "enduser.id": identity.sub });
       span?.end();
-      if (aborted) return ipLimiter.release(ip);
+      if (abort.aborted) return ipLimiter.release(ip);
       if (gate.draining) {
         ipLimiter.release(ip);
         return reject(res, 503, "draining", "server is draining, reconnect elsewhere", { "Retry-After": "1" });
@@ -169,7 +173,7 @@ export function createAdmission(deps: UpgradeDeps, watchAbort?: (res: HttpRespon
       span?.setAttributes({ "herald.upgrade.result": "rejected", "herald.upgrade.reason": reason });
       span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
       span?.end();
-      if (aborted) return;
+      if (abort.aborted) return;
       if (!(err instanceof AuthError)) logger.error({ err }, "token verification failed unexpectedly");
       logger.debug({ ip, reason, refusal: refusal.reason, detail: redactQuery(refusal.message) }, "upgrade refused");
       reject(res, 401, reason, refusal.message, {}, refusal);
@@ -193,7 +197,11 @@ export function createAdmission(deps: UpgradeDeps, watchAbort?: (res: HttpRespon
     }
     // JWKS keys may have to be fetched. Nothing from req is used after
     // this point, and res may be aborted by the client meanwhile.
-    if (!watchAbort) res.onAborted(onAbort);
+    if (!callerAbort) {
+      res.onAborted(() => {
+        abort.aborted = true;
+      });
+    }
     gate.pending++;
     verifier.verify(token).then(
       (identity) => {
