@@ -81,6 +81,7 @@ async function bombRun(t: RunningTarget, lg: LoadGen, checkers: WsCheckers, plan
   })();
   const [p, results] = await Promise.all([phase, bombing]).finally(() => clearInterval(sampler));
   const rss1 = await settledRss(pid);
+  await checkers.caughtUp(p.published * CHECKERS);
   const cs = checkers.stats();
   const codes: Record<string, number> = {};
   for (const r of results) codes[String(r.closeCode)] = (codes[String(r.closeCode)] ?? 0) + 1;
@@ -111,6 +112,9 @@ async function bombRun(t: RunningTarget, lg: LoadGen, checkers: WsCheckers, plan
   };
 }
 
+/** `ws`-package clients that inflate and parse every message (the cross-check). */
+const CHECKERS = 4;
+
 export const COMPRESSION_SCENARIO: Scenario = {
   title: "WebSocket compression: COMPRESSION=off vs shared vs dedicated, and a compression bomb",
   description:
@@ -138,12 +142,13 @@ export const COMPRESSION_SCENARIO: Scenario = {
           const c = await lg.connect({ count, rate: 5000, shape: { kind: "shared", channel: ZIP_CHANNEL }, probeEvery: 100, deflate: true });
           const negotiated = (await lg.snapshots()).reduce((a, s) => a + s.deflateNegotiated, 0);
           if (c.failed) notes.push(`${label}: ${c.failed} of ${count} connections failed (${JSON.stringify(c.failures)})`);
-          const checkers = await WsCheckers.open(t.spec.endpoints[0]!, t.spec.secret!, ZIP_CHANNEL, 4);
+          const checkers = await WsCheckers.open(t.spec.endpoints[0]!, t.spec.secret!, ZIP_CHANNEL, CHECKERS);
           try {
             await settle(cfg.settleMs / 2);
             for (const rate of rates) {
               checkers.reset();
               const p = await lg.phase({ rate, size: SIZE, seconds: cfg.phaseSeconds, settleMs: 4000, payload: jsonPayload });
+              await checkers.caughtUp(p.published * CHECKERS);
               rows.push(broadcastRow(label, mode, p, c.ready, negotiated, checkers.stats()));
               if (saturated(p)) {
                 notes.push(`${label}: saturated at ${rate} msg/s (${p.deliveriesPerSecond} deliveries/s); higher rates skipped.`);

@@ -85,6 +85,17 @@ export class WsCheckers {
     }
   }
 
+  /**
+   * Waits (up to `timeoutMs`) until the checkers hold `expected` messages in
+   * all: they inflate and parse in the coordinator's process and may trail
+   * the generator's workers by a message when a phase ends.
+   */
+  async caughtUp(expected: number, timeoutMs = 3_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const have = () => this.list.reduce((a, c) => a + c.msgs, 0);
+    while (have() < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
   stats(): CheckerStats {
     const sum = (f: (c: Checker) => number) => this.list.reduce((a, c) => a + f(c), 0);
     return {

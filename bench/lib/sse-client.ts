@@ -16,35 +16,20 @@
  *   (no string or JSON per event; a match split between two reads is found
  *   from the few bytes kept of the first).
  */
-import { RawTcp } from "./raw-tcp.js";
-import type { ConnEvents, ConnOptions, Counters, LoadConn, ProbeSink } from "./wsclient-types.js";
-import { now } from "./wsclient.js";
+import { DONE, RawConn, now } from "./raw-conn.js";
+import type { ConnEvents, ConnOptions, Counters, ProbeSink } from "./wsclient-types.js";
 
-const SHARED = Buffer.allocUnsafe(256 * 1024);
 const MESSAGE = Buffer.from('data: {"type":"message"');
 
 const HEAD = 0; // waiting for the response head
 const BODY = 1;
-const DONE = 2;
 
 // chunked transfer decoding
 const CH_SIZE = 0;
 const CH_DATA = 1;
 const CH_CRLF = 2;
 
-export class SseConn implements LoadConn {
-  private readonly sock: RawTcp;
-  state = HEAD;
-  connected = false;
-  ready = false;
-  paused = false;
-  lastSeqs: number[];
-  tConnect = 0;
-  tReady = 0;
-  httpStatus = 0;
-  /** Set by a `{"type":"close"}` event (SSE has no close frame). */
-  closeCode = 0;
-
+export class SseConn extends RawConn<SseConn> {
   private head = "";
   private chunked = false;
   private ch = CH_SIZE;
@@ -59,48 +44,15 @@ export class SseConn implements LoadConn {
   private subscribedN = 0;
 
   constructor(
-    readonly o: ConnOptions,
-    private readonly c: Counters,
+    o: ConnOptions,
+    c: Counters,
     private readonly sink: ProbeSink<SseConn>,
-    private readonly events: ConnEvents<SseConn>,
+    events: ConnEvents<SseConn>,
   ) {
-    this.tConnect = now();
-    this.lastSeqs = o.channels.map(() => -1);
-    this.sock = new RawTcp(
-      { host: o.host, port: o.port, localAddress: o.localAddress, buffer: SHARED },
-      {
-        onConnect: () => this.sock.write(`GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nAccept: text/event-stream\r\n${o.headers}\r\n`, true),
-        onRead: (n, buf) => this.onRead(n, buf),
-        onClose: (error) => {
-          if (error) this.c.errors[error] = (this.c.errors[error] ?? 0) + 1;
-          if (this.state !== DONE) {
-            if (!this.ready) this.fail(error ?? (this.httpStatus ? `http_${this.httpStatus}` : "closed"));
-            this.state = DONE;
-          }
-          this.events.onClose(this);
-        },
-      },
-    );
+    super(o, c, events, `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nAccept: text/event-stream\r\n${o.headers}\r\n`);
   }
 
-  private fail(why: string): void {
-    if (this.state === DONE) return;
-    this.state = DONE;
-    this.events.onFail(this, why);
-    this.sock.close(undefined);
-  }
-
-  pause(): void {
-    this.paused = true;
-    this.sock.pause();
-  }
-
-  destroy(): void {
-    this.state = DONE;
-    this.sock.close(undefined);
-  }
-
-  private onRead(n: number, buf: Buffer): void {
+  protected onRead(n: number, buf: Buffer): void {
     this.c.reads++;
     this.c.bytes += n;
     let i = 0;

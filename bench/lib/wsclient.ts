@@ -16,42 +16,27 @@
  *   free: the payload bytes stay as they are).
  */
 import { constants as zlib, inflateRawSync } from "node:zlib";
-import { RawTcp } from "./raw-tcp.js";
+import { DONE, RawConn, now } from "./raw-conn.js";
 import type { ConnEvents, ConnOptions, Counters, ProbeSink } from "./wsclient-types.js";
 
 export type { ConnEvents, ConnOptions, Counters, LoadConn, ProbeSink, Proto } from "./wsclient-types.js";
 
-const SHARED = Buffer.allocUnsafe(256 * 1024);
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const CRLF2 = Buffer.from("\r\n\r\n");
 /** The tail permessage-deflate strips from every message (RFC 7692 7.2.2). */
 const DEFLATE_TAIL = Buffer.from([0, 0, 0xff, 0xff]);
 
-export const now = (): number => performance.timeOrigin + performance.now();
+export { now };
 
 const HS = 0; // waiting for the 101
 const OPEN = 1;
-const DONE = 2;
 
-export class Conn {
-  private readonly sock: RawTcp;
-  state = HS;
-  /** Herald: welcome seen. NATS: first PONG after CONNECT (auth accepted). */
-  connected = false;
-  /** Subscription confirmed. */
-  ready = false;
-  paused = false;
-  /** Probes: last publisher seq per channel (gap/duplicate counting). */
-  lastSeqs: number[];
+export class Conn extends RawConn<Conn> {
   /** Herald: `seq` of each channel's subscribed reply (-1 until it came, or when it had none). */
   subSeqs: number[];
   /** Herald: false once any subscribed reply said recovered:false. */
   recovered = true;
   private subscribedN = 0;
-  tConnect = 0;
-  tReady = 0;
-  closeCode = 0;
-  httpStatus = 0;
 
   private hs = "";
   private carry: Buffer | null = null;
@@ -69,54 +54,19 @@ export class Conn {
   private probeCh = 0;
 
   constructor(
-    readonly o: ConnOptions,
-    private readonly c: Counters,
+    o: ConnOptions,
+    c: Counters,
     private readonly sink: ProbeSink,
-    private readonly events: ConnEvents,
+    events: ConnEvents,
   ) {
-    this.tConnect = now();
-    this.lastSeqs = o.channels.map(() => -1);
-    this.subSeqs = o.channels.map(() => -1);
-    this.sock = new RawTcp(
-      { host: o.host, port: o.port, localAddress: o.localAddress, buffer: SHARED },
-      {
-        onConnect: () =>
-          this.sock.write(
-            `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-              `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${o.headers}\r\n`,
-            true,
-          ),
-        onRead: (n, buf) => this.onRead(n, buf),
-        onClose: (error) => {
-          if (error) {
-            this.c.errors[error] = (this.c.errors[error] ?? 0) + 1;
-            if (!this.ready) this.fail(error);
-          }
-          if (this.state !== DONE) {
-            if (!this.ready) this.fail(this.httpStatus ? `http_${this.httpStatus}` : "closed");
-            this.state = DONE;
-          }
-          this.events.onClose(this);
-        },
-      },
+    super(
+      o,
+      c,
+      events,
+      `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${o.headers}\r\n`,
     );
-  }
-
-  private fail(why: string): void {
-    if (this.state === DONE) return;
-    this.state = DONE;
-    this.events.onFail(this, why);
-    this.sock.close(undefined);
-  }
-
-  pause(): void {
-    this.paused = true;
-    this.sock.pause();
-  }
-
-  destroy(): void {
-    this.state = DONE;
-    this.sock.close(undefined);
+    this.subSeqs = o.channels.map(() => -1);
   }
 
   sendText(s: string, opcode = 0x81): void {
@@ -129,7 +79,7 @@ export class Conn {
     this.sock.write(Buffer.concat([h, p]));
   }
 
-  private onRead(n: number, buf: Buffer): void {
+  protected onRead(n: number, buf: Buffer): void {
     const c = this.c;
     c.reads++;
     c.bytes += n;
