@@ -6,7 +6,7 @@
  * Subclasses parse what arrives (onRead) and set `ready`.
  */
 import { RawTcp } from "./raw-tcp.js";
-import type { ConnEvents, ConnOptions, Counters, LoadConn } from "./wsclient-types.js";
+import type { ConnEvents, ConnOptions, Counters, LoadConn, ProbeSink } from "./wsclient-types.js";
 
 /** The receive buffer every socket of the process reads into: a read allocates nothing. */
 const SHARED = Buffer.allocUnsafe(256 * 1024);
@@ -35,6 +35,7 @@ export abstract class RawConn<Self extends LoadConn> implements LoadConn {
   constructor(
     readonly o: ConnOptions,
     protected readonly c: Counters,
+    protected readonly sink: ProbeSink<Self>,
     protected readonly events: ConnEvents<Self>,
     request: string,
   ) {
@@ -58,6 +59,27 @@ export abstract class RawConn<Self extends LoadConn> implements LoadConn {
   }
 
   protected abstract onRead(n: number, buf: Buffer): void;
+
+  /**
+   * A Herald message frame (the text starts with `{"type":"message"`):
+   * counted; on probes parsed for the latency sample and sequence check.
+   */
+  protected message(text: string): void {
+    if (this.paused) this.c.pausedMsgs++;
+    else this.c.msgs++;
+    if (this.o.track) this.events.onTracked?.(this.self(), text);
+    if (!this.o.probe) return;
+    let m: { channel?: string; data?: { seq?: unknown; t?: unknown } };
+    try {
+      m = JSON.parse(text) as typeof m;
+    } catch {
+      return;
+    }
+    const seq = m.data?.seq;
+    const t = m.data?.t;
+    const ch = this.o.channels.length === 1 ? 0 : this.o.channels.indexOf(m.channel ?? "");
+    if (typeof seq === "number" && typeof t === "number" && ch >= 0) this.sink.sample(this.self(), seq, t, ch);
+  }
 
   private self(): Self {
     return this as unknown as Self;

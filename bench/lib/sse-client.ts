@@ -46,10 +46,10 @@ export class SseConn extends RawConn<SseConn> {
   constructor(
     o: ConnOptions,
     c: Counters,
-    private readonly sink: ProbeSink<SseConn>,
+    sink: ProbeSink<SseConn>,
     events: ConnEvents<SseConn>,
   ) {
-    super(o, c, events, `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nAccept: text/event-stream\r\n${o.headers}\r\n`);
+    super(o, c, sink, events, `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nAccept: text/event-stream\r\n${o.headers}\r\n`);
   }
 
   protected onRead(n: number, buf: Buffer): void {
@@ -150,22 +150,7 @@ export class SseConn extends RawConn<SseConn> {
   }
 
   private frame(text: string): void {
-    if (text.startsWith('{"type":"message"')) {
-      if (this.paused) this.c.pausedMsgs++;
-      else this.c.msgs++;
-      if (!this.o.probe) return;
-      let m: { channel?: string; data?: { seq?: unknown; t?: unknown } };
-      try {
-        m = JSON.parse(text) as typeof m;
-      } catch {
-        return;
-      }
-      const seq = m.data?.seq;
-      const t = m.data?.t;
-      const ch = this.o.channels.length === 1 ? 0 : this.o.channels.indexOf(m.channel ?? "");
-      if (typeof seq === "number" && typeof t === "number" && ch >= 0) this.sink.sample(this, seq, t, ch);
-      return;
-    }
+    if (text.startsWith('{"type":"message"')) return this.message(text);
     let m: { type?: string; code?: unknown };
     try {
       m = JSON.parse(text) as typeof m;

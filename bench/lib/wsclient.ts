@@ -56,12 +56,13 @@ export class Conn extends RawConn<Conn> {
   constructor(
     o: ConnOptions,
     c: Counters,
-    private readonly sink: ProbeSink,
+    sink: ProbeSink,
     events: ConnEvents,
   ) {
     super(
       o,
       c,
+      sink,
       events,
       `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${o.headers}\r\n`,
@@ -212,23 +213,7 @@ export class Conn extends RawConn<Conn> {
 
   private herald(text: string): void {
     // Message frames: {"type":"message","channel":...,"data":{"seq":..,"t":..}}
-    if (text.startsWith('{"type":"message"')) {
-      if (this.paused) this.c.pausedMsgs++;
-      else this.c.msgs++;
-      if (this.o.track) this.events.onTracked?.(this, text);
-      if (!this.o.probe) return;
-      let m: { channel?: string; data?: { seq?: unknown; t?: unknown } };
-      try {
-        m = JSON.parse(text) as typeof m;
-      } catch {
-        return;
-      }
-      const seq = m.data?.seq;
-      const t = m.data?.t;
-      const ch = this.o.channels.length === 1 ? 0 : this.o.channels.indexOf(m.channel ?? "");
-      if (typeof seq === "number" && typeof t === "number" && ch >= 0) this.sink.sample(this, seq, t, ch);
-      return;
-    }
+    if (text.startsWith('{"type":"message"')) return this.message(text);
     // join / leave frames (presence benchmark): counted, not parsed, like the messages of non-probes
     if (text.startsWith('{"type":"join"') || text.startsWith('{"type":"leave"')) {
       this.c.presenceEvents++;
