@@ -51,6 +51,9 @@ const STORM_COLS: Col[] = [
   { key: "serverCpuMsPerConnection", label: "server CPU ms/conn", better: "lower", fmt: (v) => num(v, 3) },
   { key: "brokerCpuMsPerConnection", label: "NATS behind it ms/conn", fmt: (v) => num(v, 3) },
   { key: "generatorCpuMsPerConnection", label: "generator ms/conn", fmt: (v) => num(v, 3) },
+  { key: "serverBusiestThreadMsPerConnection", label: "server's busiest thread ms/conn", fmt: (v) => num(v, 3) },
+  { key: "serverBusiestThreadPercent", label: "busiest thread busy %", fmt: (v) => num(v) },
+  { key: "machineBusyPercent", label: "machine busy %", fmt: (v) => num(v) },
 ];
 
 /** A scenario's table; `parts` splits its rows by their `measure` into one table each (no Herald/peer ratios there). */

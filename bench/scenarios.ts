@@ -33,6 +33,9 @@ function stormRow(target: string, c: Awaited<ReturnType<LoadGen["connect"]>>, ex
     serverCpuMsPerConnection: perConnection(c.serverCpuSeconds),
     brokerCpuMsPerConnection: perConnection(c.brokerCpuSeconds),
     generatorCpuMsPerConnection: perConnection(c.generatorCpuSeconds),
+    serverBusiestThreadMsPerConnection: perConnection(c.serverBusiestThreadCpuSeconds),
+    serverBusiestThreadPercent: c.seconds > 0 ? Math.round((100 * c.serverBusiestThreadCpuSeconds) / c.seconds) : null,
+    machineBusyPercent: Number.isFinite(c.machineBusyPercent) ? Math.round(c.machineBusyPercent) : null,
   };
 }
 

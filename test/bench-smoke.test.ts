@@ -53,6 +53,12 @@ describe("bench smoke: Herald vs nats-ws vs ws baseline", { skip, timeout: 90_00
       assert.equal(storm["ready"], 200, `${target}: all 200 connections ready`);
       assert.equal(storm["failed"], 0);
       assert.ok((storm["connectionsPerSecond"] as number) > 0);
+      // where the storm's time went: the server's busiest thread and the whole machine
+      const busiest = storm["serverBusiestThreadMsPerConnection"] as number;
+      assert.ok(busiest >= 0 && busiest <= (storm["serverCpuMsPerConnection"] as number), `${target}: busiest thread ${busiest} within the process's ${storm["serverCpuMsPerConnection"]}`);
+      // null when the storm was over within one clock tick (a tiny smoke storm may be)
+      const machine = storm["machineBusyPercent"] as number | null;
+      assert.ok(machine === null || (machine >= 0 && machine <= 100), `${target}: machine busy ${machine}%`);
       const [idle] = rows("idle-10k", target);
       assert.ok(idle && idle["connections"] === 200 && typeof idle["bytesPerConnection"] === "number", `${target}: idle memory measured`);
     }

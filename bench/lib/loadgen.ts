@@ -10,7 +10,7 @@ import { Histogram, type LatencySummary } from "./hdr.js";
 import type { ConnectPlan, Endpoint, FromWorker, ResilientStats, Shape, ToWorker, WorkerSnapshot } from "./protocol.js";
 import { channelsOf } from "./shapes.js";
 import { Publisher, type PublishVia } from "./publisher.js";
-import { sampleAll } from "./procstat.js";
+import { busiestThreadSeconds, machineBusyPercent, sampleAll, sampleMachine, sampleThreads } from "./procstat.js";
 import type { Proto } from "./wsclient.js";
 
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
@@ -44,6 +44,10 @@ export interface ConnectResult {
   /** CPU of the broker (NATS behind Herald; none for targets that are the broker) and of the generator workers over the same window. */
   brokerCpuSeconds: number;
   generatorCpuSeconds: number;
+  /** CPU of the server's busiest thread (a Node server's event loop) over the same window. */
+  serverBusiestThreadCpuSeconds: number;
+  /** Share of the machine's cores that were busy over the window (server, NATS, generator and all). */
+  machineBusyPercent: number;
   serverRssBytes: number;
 }
 
@@ -188,6 +192,8 @@ export class LoadGen {
     const before = sampleAll(t.serverPids);
     const bBefore = sampleAll(t.brokerPids);
     const gBefore = sampleAll(this.workerPids);
+    const threadsBefore = sampleThreads(t.serverPids);
+    const machineBefore = sampleMachine();
     const t0 = performance.timeOrigin + performance.now();
     const done = this.workers.map((_, w) => new Promise<WorkerSnapshot>((r) => (this.connectWaiters[w] = r)));
     for (const child of this.workers) child.send({ type: "connect" } satisfies ToWorker);
@@ -201,6 +207,8 @@ export class LoadGen {
     const after = sampleAll(t.serverPids);
     const bAfter = sampleAll(t.brokerPids);
     const gAfter = sampleAll(this.workerPids);
+    const threadsAfter = sampleThreads(t.serverPids);
+    const machineAfter = sampleMachine();
     const failures: Record<string, number> = {};
     for (const s of snaps) for (const [k, v] of Object.entries(s.failures)) failures[k] = (failures[k] ?? 0) + v;
     const h = new Histogram();
@@ -229,6 +237,8 @@ export class LoadGen {
       serverCpuSeconds: after.cpuSeconds - before.cpuSeconds,
       brokerCpuSeconds: bAfter.cpuSeconds - bBefore.cpuSeconds,
       generatorCpuSeconds: gAfter.cpuSeconds - gBefore.cpuSeconds,
+      serverBusiestThreadCpuSeconds: busiestThreadSeconds(threadsBefore, threadsAfter),
+      machineBusyPercent: machineBusyPercent(machineBefore, machineAfter),
       serverRssBytes: after.rssBytes,
     };
   }
