@@ -6,7 +6,7 @@
  * backoff plus jitter, and lets nats.js replay SUBs after every reconnect, so
  * a gateway resumes delivery without restarting.
  */
-import { connect, createInbox, headers as natsHeaders, type JetStreamClient, type NatsConnection } from "nats";
+import { connect, createInbox, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection } from "nats";
 import { BrokerUnavailableError, Header, HistoryWindows, natsCredentials, redactServers } from "@herald/core";
 import {
   handOver,
@@ -25,6 +25,7 @@ import { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
 import { NatsMessage } from "./nats-message.js";
 import { NatsKeyValue } from "./nats-kv.js";
 import { Entry, type SubscriptionOwner } from "./subscription-entry.js";
+import { liteSubscriber, type LiteCallback, type LiteSubscription } from "./lite-subscription.js";
 
 export { NATS_DEFAULTS, type NatsBrokerOptions } from "./nats-options.js";
 
@@ -50,6 +51,8 @@ export class NatsBroker implements Broker {
   private downSince: number | undefined;
   /** The confirmation shared by subscriptions of the current event-loop turn (confirmSoon). */
   private pendingConfirm: Promise<void> | undefined;
+  /** Subscribes with a LiteSubscription (lite-subscription.ts); undefined when nats.js is not the shape it knows. */
+  private lite: ((subject: string, callback: LiteCallback<Msg>) => LiteSubscription<Msg>) | undefined;
   /** Subscriptions made in this event-loop turn, sent to NATS together (attachSoon). */
   private unattached: Entry[] = [];
   private readonly owner: SubscriptionOwner = {
@@ -138,7 +141,8 @@ export class NatsBroker implements Broker {
       return;
     }
     this.attempt = 0;
-    logger.info({ server: nc.getServer() }, "NATS connected");
+    this.lite = liteSubscriber<Msg>(nc);
+    logger.info({ server: nc.getServer(), liteSubscriptions: this.lite !== undefined }, "NATS connected");
     // Installed first: if nats.js gives up while the stream is being set up,
     // the broker still starts over.
     this.watchClose(nc);
@@ -232,25 +236,24 @@ export class NatsBroker implements Broker {
   private attach(entry: Entry): void {
     if (!this.nc || this.nc.isClosed() || this.nc.isDraining() || !entry.active || entry.sub) return;
     const { logger } = this.opts;
-    entry.sub = this.nc.subscribe(entry.subject, {
-      callback: (err, msg) => {
-        if (err) {
-          logger.warn({ err: err.message, subject: entry.subject }, "NATS subscription error");
-          return;
-        }
-        // nats.js calls this from inside its protocol parser: an exception
-        // escaping here ends the connection's reader for good ("reader
-        // closed"), while the socket stays up and the broker keeps reporting
-        // connected. Every subscription of the process would then go silent
-        // and every flush hang until the ping timeout. One message that a
-        // handler cannot take must cost that message only.
-        try {
-          handOver(entry.handler, new NatsMessage(msg));
-        } catch (handlerErr) {
-          logger.error({ err: handlerErr, subject: entry.subject }, "NATS message handler failed; message dropped");
-        }
-      },
-    });
+    const callback: LiteCallback<Msg> = (err, msg) => {
+      if (err) {
+        logger.warn({ err: err.message, subject: entry.subject }, "NATS subscription error");
+        return;
+      }
+      // nats.js calls this from inside its protocol parser: an exception
+      // escaping here ends the connection's reader for good ("reader
+      // closed"), while the socket stays up and the broker keeps reporting
+      // connected. Every subscription of the process would then go silent
+      // and every flush hang until the ping timeout. One message that a
+      // handler cannot take must cost that message only.
+      try {
+        handOver(entry.handler, new NatsMessage(msg));
+      } catch (handlerErr) {
+        logger.error({ err: handlerErr, subject: entry.subject }, "NATS message handler failed; message dropped");
+      }
+    };
+    entry.sub = this.lite ? this.lite(entry.subject, callback) : this.nc.subscribe(entry.subject, { callback });
   }
 
   subscribe(subject: string, handler: MessageHandler): BrokerSubscription {
