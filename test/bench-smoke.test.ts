@@ -54,8 +54,12 @@ describe("bench smoke: Herald vs nats-ws vs ws baseline", { skip, timeout: 90_00
       assert.equal(storm["failed"], 0);
       assert.ok((storm["connectionsPerSecond"] as number) > 0);
       // where the storm's time went: the server's busiest thread and the whole machine
+      // (/proc counts in 10 ms ticks, each thread's and the process's rounded
+      // down on their own, so a thread may show one tick more than its process)
       const busiest = storm["serverBusiestThreadMsPerConnection"] as number;
-      assert.ok(busiest >= 0 && busiest <= (storm["serverCpuMsPerConnection"] as number), `${target}: busiest thread ${busiest} within the process's ${storm["serverCpuMsPerConnection"]}`);
+      const processMs = storm["serverCpuMsPerConnection"] as number;
+      const oneTick = 10 / (storm["ready"] as number);
+      assert.ok(busiest >= 0 && busiest <= processMs + oneTick + 1e-9, `${target}: busiest thread ${busiest} within the process's ${processMs} (+${oneTick} for one tick)`);
       // null when the storm was over within one clock tick (a tiny smoke storm may be)
       const machine = storm["machineBusyPercent"] as number | null;
       assert.ok(machine === null || (machine >= 0 && machine <= 100), `${target}: machine busy ${machine}%`);

@@ -204,10 +204,12 @@ export class LoadGen {
     });
     const snaps = await Promise.all(done);
     stop();
+    // Threads are read inside the processes' window (after them at the start,
+    // before them at the end), so no thread's share can outgrow its process's.
+    const threadsAfter = sampleThreads(t.serverPids);
     const after = sampleAll(t.serverPids);
     const bAfter = sampleAll(t.brokerPids);
     const gAfter = sampleAll(this.workerPids);
-    const threadsAfter = sampleThreads(t.serverPids);
     const machineAfter = sampleMachine();
     const failures: Record<string, number> = {};
     for (const s of snaps) for (const [k, v] of Object.entries(s.failures)) failures[k] = (failures[k] ?? 0) + v;
